@@ -1,0 +1,92 @@
+"""The model registry: one dict of builders, looked up by exact name.
+
+Every network of every family (video, skeleton, gesture) registers here, so training, export,
+the summary tool and the tests treat them alike::
+
+    from network import build_model, list_models
+    model = build_model("srtg_r3d_50", num_classes=51)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = ["ModelEntry", "build_model", "get_entry", "list_models", "register_model"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered builder and what callers need to know to feed it.
+
+    family: "video", "skeleton" or "gesture".
+    input_layout: "NCTHW" (3D video), "NCHW" (images, or 2D video with frames stacked
+        channel-major as (N, C·T, H, W)), "NCTVM" (skeletons) or "joint" (an (rgb, flow) pair).
+    """
+
+    name: str
+    builder: Callable[..., nn.Module]
+    family: str
+    input_layout: str
+    tags: tuple[str, ...] = field(default=())
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, *, family: str, input_layout: str, tags: tuple[str, ...] = ()
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator storing ``builder`` under ``name``; a second registration of a name raises."""
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, builder, family, input_layout, tuple(tags))
+        return builder
+
+    return decorator
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``; unknown names raise with the closest known ones."""
+    if name not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, _REGISTRY, n=5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown model {name!r}.{hint} See network.list_models().")
+    return _REGISTRY[name]
+
+
+def list_models(family: str | None = None, tag: str | None = None) -> list[str]:
+    """Sorted registered names, optionally only one family's or those carrying ``tag``."""
+    return sorted(
+        entry.name
+        for entry in _REGISTRY.values()
+        if (family is None or entry.family == family) and (tag is None or tag in entry.tags)
+    )
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build ``name`` with keyword arguments; ``None`` values fall back to the builder's defaults.
+
+    The returned module carries ``network_name`` and ``network_kwargs`` (the kwargs actually
+    passed), which checkpoints store so a model can be rebuilt from its file alone.
+    """
+    entry = get_entry(name)
+    given = {key: value for key, value in kwargs.items() if value is not None}
+    signature = inspect.signature(entry.builder)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = [key for key in given if key not in signature.parameters]
+    if unknown and not accepts_any:
+        raise TypeError(f"model {name!r} does not take argument(s) {', '.join(sorted(unknown))}")
+    model = entry.builder(**given)
+    model.network_name = name
+    model.network_kwargs = dict(given)
+    model.network_family = entry.family
+    return model
