@@ -1,0 +1,148 @@
+"""ST-GCN inference speed on CPU: sequences/s, our model against a plain einsum baseline.
+
+    python benchmarks/stgcn.py                       # batch 16, T=300, V=34 (nvidia), M=1
+    python benchmarks/stgcn.py --batch-size 4 --frames 100 --repeats 3
+
+Rows: ``baseline`` (written here, the reference's per-block code: 1×1 conv, ``einsum
+('nkctv,kvw->nctw')`` on contiguous tensors), ``eager`` (network.stgcn, channels-last graph
+convolution) and ``onnxruntime`` (our model exported with opset 17). All rows share one set of
+weights; the outputs are compared before timing. Target: eager ≥ 2× baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from network import build_model
+from network.stgcn import STGCN
+
+
+class BaselineGraphConv(nn.Module):
+    """The reference graph convolution: view to (N, K, C, T, V) and one einsum."""
+
+    def __init__(self, conv: nn.Conv2d, num_partitions: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.num_partitions = num_partitions
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        n, kc, t, v = x.size()
+        x = x.view(n, self.num_partitions, kc // self.num_partitions, t, v)
+        return torch.einsum("nkctv,kvw->nctw", x, adjacency).contiguous()
+
+
+class Baseline(nn.Module):
+    """Our model's weights run block by block in the reference's contiguous layout."""
+
+    def __init__(self, model: STGCN) -> None:
+        super().__init__()
+        self.model = model
+        k = model.A.shape[0]
+        self.gcns = nn.ModuleList(BaselineGraphConv(b.gcn.conv, k) for b in model.st_gcn_networks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        n, c, t, v, persons = x.size()
+        x = x.permute(0, 4, 3, 1, 2).contiguous().view(n * persons, v * c, t)
+        x = m.data_bn(x)
+        x = x.view(n, persons, v, c, t).permute(0, 1, 3, 4, 2).contiguous()
+        x = x.view(n * persons, c, t, v)
+        for index, (block, gcn) in enumerate(zip(m.st_gcn_networks, self.gcns)):
+            adjacency = m.A * m.edge_importance[index]
+            res = 0 if block.residual is None else block.residual(x)
+            x = block.relu(block.tcn(gcn(x, adjacency)) + res)
+        x = nn.functional.avg_pool2d(x, x.size()[2:]).view(n, persons, -1, 1, 1).mean(dim=1)
+        return m.fcn(x).view(n, -1)
+
+
+def time_runs(run: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def onnx_runner(model: STGCN, x: torch.Tensor) -> Callable[[], object] | str:
+    """An ONNX Runtime session on ``model`` exported at opset 17, or the reason why not."""
+    try:
+        import onnxruntime as ort
+    except ImportError as error:
+        return f"onnxruntime not available ({error})"
+    path = Path(tempfile.mkdtemp()) / "st_gcn.onnx"
+    torch.onnx.export(
+        model, (x,), str(path), input_names=["input"], output_names=["fc_pred"],
+        opset_version=17, dynamic_axes={"input": {0: "batch"}, "fc_pred": {0: "batch"}},
+        dynamo=False,
+    )  # fmt: skip
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"input": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--layout", default="nvidia")
+    parser.add_argument("--persons", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-onnx", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_model("st_gcn", graph_layout=args.layout, num_classes=6).eval()
+    baseline = Baseline(model).eval()
+    v = model.A.shape[1]
+    x = torch.randn(args.batch_size, 3, args.frames, v, args.persons)
+    with torch.inference_mode():
+        error = (model(x) - baseline(x)).abs().max().item()
+    print(
+        f"max |eager - baseline| = {error:.2e} on {tuple(x.shape)}, {torch.get_num_threads()} threads"
+    )
+
+    def eager(net: nn.Module) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                return net(x)
+
+        return run
+
+    rows = [
+        ("baseline (reference einsum)", eager(baseline)),
+        ("eager (network.stgcn)", eager(model)),
+    ]
+    runner = "skipped" if args.no_onnx else onnx_runner(model, x)
+    if callable(runner):
+        rows.append(("onnxruntime (opset 17)", runner))
+    rates = [(name, args.batch_size / time_runs(run, args.repeats)) for name, run in rows]
+    base = rates[0][1]
+    print(f"{'path':<30} {'seq/s':>9} {'vs baseline':>12}")
+    for name, rate in rates:
+        print(f"{name:<30} {rate:9.2f} {rate / base:11.2f}x")
+    if not callable(runner):
+        print(f"onnxruntime: {runner}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,517 @@
+"""Frame storage: one reader API over three on-disk layouts of a single video's frames.
+
+Layouts, detected by :func:`open_store` from the video directory:
+
+* ``sqlite`` (ours): ``<video>/frames.db`` + ``<video>/n_frames``. Table
+  ``Images(ObjId TEXT, frames BLOB, size INT)`` as in SRTG/dataset2database: ObjId
+  ``"<video>/frame_%05d"`` 1-based, JPEG bytes, ``size`` = image width. Optical flow lives in the
+  same table as grayscale JPEGs with ObjIds ``"<video>/u_%05d"`` and ``"<video>/v_%05d"``
+  (1-based flow index: flow k is between frames k and k+1, 0-based). Additions over the
+  upstream format: a unique index on ObjId (upstream scans the whole table per read) and a
+  ``metadata(key, value)`` table (fps, width, height, num_frames, num_flow_frames, source,
+  flow settings, video name).
+* ``legacy``: a dataset2database ``frames.db`` without index or metadata (``n_frames`` optional).
+  Frames are counted with ``COUNT(*)`` once per store and a warning is logged once per store.
+* ``folders`` (TAO): ``<video>/rgb/*.png|jpg`` and optional ``u/``, ``v/`` grayscale flow images,
+  indexed by position in the sorted listing (names are never parsed, as TAO does).
+
+Reading: ``read(indices, stream)`` returns ``(T, H, W, 3)`` uint8 **RGB** for ``"rgb"`` (OpenCV
+decodes BGR; upstream SRTG keeps BGR, defect 13) and ``(T, H, W)`` uint8 for ``"u"``/``"v"``.
+Indices are 0-based, may repeat and keep their order; only the distinct rows needed are fetched.
+
+SQLite connections are opened read-only, lazily, at most once per process and file, from a small
+per-process LRU pool: stores hold no connection, so they pickle to DataLoader workers, and a
+forked worker never touches its parent's connections (the pool is replaced when the pid changes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "frames.db"
+N_FRAMES_NAME = "n_frames"
+STREAMS = ("rgb", "u", "v")
+# ObjId stem per stream; the full id is f"{video}/{stem}_{index + 1:05d}".
+OBJID_STEMS = {"rgb": "frame", "u": "u", "v": "v"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FORMAT_VERSION = "actrec-framedb-1"
+# Bound on SQL variables per statement (SQLite builds before 3.32 allow 999).
+_MAX_SQL_VARS = 900
+# Open connections kept per process; per-video DBs would otherwise exhaust file descriptors.
+MAX_OPEN_CONNECTIONS = 64
+# Page cache per connection (negative = KiB); reads are random, a large cache only costs memory.
+_CACHE_KIB = 1024
+
+
+class FrameStoreError(RuntimeError):
+    """A frame store is missing, corrupt or asked for frames it does not hold."""
+
+
+def objid(video: str, stream: str, index: int) -> str:
+    """The ObjId of 0-based frame ``index`` of ``stream``: ``"<video>/frame_00001"`` for 0."""
+    return f"{video}/{OBJID_STEMS[stream]}_{index + 1:05d}"
+
+
+# ----------------------------------------------------------------------------- connections
+
+
+def _file_key(path: Path) -> tuple:
+    # The inode and mtime make a re-written (renamed into place) database a new entry.
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise FrameStoreError(f"{path}: frame database not found") from exc
+    return (str(path), st.st_ino, st.st_mtime_ns)
+
+
+class _ConnectionPool:
+    """Per-process LRU of read-only SQLite connections, keyed by database file."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.conns: OrderedDict[tuple, sqlite3.Connection] = OrderedDict()
+
+    def get(self, path: Path) -> sqlite3.Connection:
+        key = _file_key(path)
+        conn = self.conns.get(key)
+        if conn is not None:
+            self.conns.move_to_end(key)
+            return conn
+        conn = _connect_readonly(path)
+        self.conns[key] = conn
+        while len(self.conns) > MAX_OPEN_CONNECTIONS:
+            _, old = self.conns.popitem(last=False)
+            old.close()
+        return conn
+
+    def discard(self, path: Path) -> None:
+        conn = self.conns.pop(_file_key(path), None)
+        if conn is not None:
+            conn.close()
+
+
+_pool = _ConnectionPool()
+# Connections inherited through fork(): kept referenced and never closed in the child, because
+# SQLite forbids using (closing included) a connection in a process other than its creator's.
+_inherited: list[sqlite3.Connection] = []
+
+
+def _connection(path: Path) -> sqlite3.Connection:
+    global _pool
+    if _pool.pid != os.getpid():
+        _inherited.extend(_pool.conns.values())
+        _pool = _ConnectionPool()
+    return _pool.get(path)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise FrameStoreError(f"{path}: frame database not found")
+    uri = path.resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+    except sqlite3.Error as exc:
+        raise FrameStoreError(f"{path}: cannot open frame database ({exc})") from exc
+    return conn
+
+
+def _query(path: Path, sql: str, params: Sequence = ()) -> list[tuple]:
+    try:
+        return _connection(path).execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        _pool.discard(path)
+        raise FrameStoreError(f"{path}: corrupt or unreadable frame database ({exc})") from exc
+
+
+# ----------------------------------------------------------------------------- decoding
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
+def decode_rgb(data: bytes) -> np.ndarray | None:
+    """Encoded image bytes -> ``(H, W, 3)`` uint8 RGB, or None when undecodable."""
+    buf = np.frombuffer(data, np.uint8)
+    if _IMREAD_RGB is not None:
+        return cv2.imdecode(buf, _IMREAD_RGB)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_gray(data: bytes) -> np.ndarray | None:
+    """Encoded image bytes -> ``(H, W)`` uint8, or None when undecodable."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+def encode_image(frame: np.ndarray, *, fmt: str = "jpg", quality: int = 90) -> bytes:
+    """``(H, W, 3)`` uint8 RGB or ``(H, W)`` uint8 gray -> JPEG or PNG bytes."""
+    if frame.ndim == 3:
+        frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt in ("jpg", "jpeg") else []
+    ok, buf = cv2.imencode(f".{fmt}", np.ascontiguousarray(frame), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {frame.shape} frame as {fmt}")
+    return buf.tobytes()
+
+
+# ----------------------------------------------------------------------------- stores
+class FrameStore:
+    """Frames of one video. Subclasses provide ``num_frames`` and ``read_encoded``."""
+
+    kind = "abstract"
+
+    def __init__(self, video_dir: Path) -> None:
+        self.video_dir = Path(video_dir)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.video_dir)!r})"
+
+    def num_frames(self, stream: str = "rgb") -> int:
+        raise NotImplementedError
+
+    def read_encoded(self, indices: Iterable[int], stream: str = "rgb") -> list[bytes]:
+        raise NotImplementedError
+
+    def read(self, indices: Iterable[int], stream: str = "rgb") -> np.ndarray:
+        """Decoded frames: ``(T, H, W, 3)`` uint8 RGB for ``"rgb"``, ``(T, H, W)`` for u/v."""
+        indices = [int(i) for i in indices]
+        decode = decode_rgb if stream == "rgb" else decode_gray
+        # Decode each distinct frame once; duplicates (looped short videos) are copies.
+        decoded: dict[int, np.ndarray] = {}
+        for i, data in zip(dict.fromkeys(indices), self._encoded_unique(indices, stream)):
+            frame = decode(data)
+            if frame is None:
+                raise FrameStoreError(f"{self.video_dir}: {stream} frame {i} is not decodable")
+            decoded[i] = frame
+        return _stack([decoded[i] for i in indices], self.video_dir, stream)
+
+    def _encoded_unique(self, indices: list[int], stream: str) -> list[bytes]:
+        return self.read_encoded(list(dict.fromkeys(indices)), stream)
+
+    def close(self) -> None:
+        """Release per-process resources (connections are otherwise reused)."""
+
+    def _check(self, indices: list[int], stream: str) -> None:
+        if stream not in STREAMS:
+            raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS}")
+        n = self.num_frames(stream)
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad:
+            raise FrameStoreError(
+                f"{self.video_dir}: {stream} frame index {bad[0]} out of range [0, {n})"
+            )
+
+
+def _stack(frames: list[np.ndarray], where: Path, stream: str) -> np.ndarray:
+    if not frames:
+        return np.empty((0, 0, 0, 3) if stream == "rgb" else (0, 0, 0), np.uint8)
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise FrameStoreError(f"{where}: {stream} frames differ in size {sorted(shapes)}")
+    return np.stack(frames)
+
+
+class SQLiteFrameStore(FrameStore):
+    """Our ``frames.db`` (index + metadata) or a legacy dataset2database one."""
+
+    def __init__(self, video_dir: Path) -> None:
+        super().__init__(video_dir)
+        self.db_path = self.video_dir / DB_NAME
+        self.metadata = self._load_metadata()
+        self.kind = "sqlite" if self.metadata else "legacy"
+        self.video = self.metadata.get("video") or self._legacy_video_name()
+        self._counts: dict[str, int] = {}
+
+    def _load_metadata(self) -> dict[str, str]:
+        tables = {r[0] for r in _query(self.db_path, "SELECT name FROM sqlite_master")}
+        if "Images" not in tables:
+            raise FrameStoreError(f"{self.db_path}: no Images table; not a frames database")
+        if "metadata" not in tables:
+            return {}
+        return dict(_query(self.db_path, "SELECT key, value FROM metadata"))
+
+    def _legacy_video_name(self) -> str:
+        # The ObjId prefix is the folder name at conversion time; trust the rows, not the folder.
+        row = _query(self.db_path, "SELECT ObjId FROM Images LIMIT 1")
+        if not row:
+            return self.video_dir.name
+        return str(row[0][0]).rsplit("/frame_", 1)[0]
+
+    def num_frames(self, stream: str = "rgb") -> int:
+        if stream not in self._counts:
+            self._counts[stream] = self._count(stream)
+        return self._counts[stream]
+
+    def _count(self, stream: str) -> int:
+        if self.kind == "sqlite":
+            key = "num_frames" if stream == "rgb" else "num_flow_frames"
+            return int(self.metadata.get(key, 0))
+        if stream != "rgb":
+            return 0
+        n_file = self.video_dir / N_FRAMES_NAME
+        if n_file.is_file():
+            return _read_count(n_file)
+        _warn_legacy(self.db_path)
+        return int(_query(self.db_path, "SELECT COUNT(*) FROM Images")[0][0])
+
+    def read_encoded(self, indices: Iterable[int], stream: str = "rgb") -> list[bytes]:
+        indices = [int(i) for i in indices]
+        self._check(indices, stream)
+        wanted = list(dict.fromkeys(objid(self.video, stream, i) for i in indices))
+        rows: dict[str, bytes] = {}
+        for start in range(0, len(wanted), _MAX_SQL_VARS):
+            chunk = wanted[start : start + _MAX_SQL_VARS]
+            sql = f"SELECT ObjId, frames FROM Images WHERE ObjId IN ({','.join('?' * len(chunk))})"
+            rows.update(_query(self.db_path, sql, chunk))
+        missing = [k for k in wanted if k not in rows]
+        if missing:
+            raise FrameStoreError(f"{self.db_path}: missing rows {missing[:3]}")
+        return [bytes(rows[objid(self.video, stream, i)]) for i in indices]
+
+    def close(self) -> None:
+        if _pool.pid == os.getpid():
+            _pool.discard(self.db_path)
+
+
+class FolderFrameStore(FrameStore):
+    """TAO folders ``rgb/``, ``u/``, ``v/``; frames by position in the sorted listing."""
+
+    kind = "folders"
+
+    def __init__(self, video_dir: Path) -> None:
+        super().__init__(video_dir)
+        self._listing: dict[str, list[str]] = {}
+
+    def _names(self, stream: str) -> list[str]:
+        if stream not in self._listing:
+            self._listing[stream] = _list_images(self.video_dir / stream)
+            if stream in ("u", "v"):
+                self._check_flow_pairs()
+        return self._listing[stream]
+
+    def _check_flow_pairs(self) -> None:
+        u = self._listing.setdefault("u", _list_images(self.video_dir / "u"))
+        v = self._listing.setdefault("v", _list_images(self.video_dir / "v"))
+        if u != v:
+            raise FrameStoreError(f"{self.video_dir}: u/ and v/ hold different frame names")
+
+    def num_frames(self, stream: str = "rgb") -> int:
+        return len(self._names(stream))
+
+    def read_encoded(self, indices: Iterable[int], stream: str = "rgb") -> list[bytes]:
+        indices = [int(i) for i in indices]
+        self._check(indices, stream)
+        names = self._names(stream)
+        return [(self.video_dir / stream / names[i]).read_bytes() for i in indices]
+
+
+_legacy_warnings = 0
+# Per-store warnings stop after this many, so a legacy dataset does not flood the log.
+_MAX_LEGACY_WARNINGS = 3
+
+
+def _warn_legacy(db_path: Path) -> None:
+    global _legacy_warnings
+    _legacy_warnings += 1
+    if _legacy_warnings <= _MAX_LEGACY_WARNINGS:
+        more = (
+            " (further such warnings suppressed)"
+            if _legacy_warnings == _MAX_LEGACY_WARNINGS
+            else ""
+        )
+        log.warning(
+            "%s: legacy frames.db without index, metadata or n_frames; counting rows, reads scan "
+            "the table (re-run `prepare` for the indexed format)%s",
+            db_path,
+            more,
+        )
+
+
+def _list_images(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def _read_count(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except ValueError as exc:
+        raise FrameStoreError(f"{path}: expected an integer frame count") from exc
+
+
+def open_store(video_dir: str | os.PathLike) -> FrameStore:
+    """Detect the layout of ``video_dir`` and return its store (no file is kept open)."""
+    video_dir = Path(video_dir)
+    if (video_dir / DB_NAME).exists():
+        return SQLiteFrameStore(video_dir)
+    if (video_dir / "rgb").is_dir():
+        return FolderFrameStore(video_dir)
+    if not video_dir.is_dir():
+        raise FrameStoreError(f"{video_dir}: video directory not found")
+    raise FrameStoreError(f"{video_dir}: neither {DB_NAME} nor an rgb/ folder")
+
+
+def is_complete_video(video_dir: Path) -> bool:
+    """True for a directory that :func:`open_store` can read (written atomically by writers)."""
+    return (video_dir / DB_NAME).is_file() or (video_dir / "rgb").is_dir()
+
+
+# ----------------------------------------------------------------------------- writers
+class _AtomicVideoWriter:
+    """Writes into ``<parent>/.<name>.partial`` and renames it to ``video_dir`` on ``close``.
+
+    A video directory therefore either is complete or does not exist; leftovers of an interrupted
+    run are hidden ``.partial`` folders that the next run replaces.
+    """
+
+    def __init__(self, video_dir: str | os.PathLike) -> None:
+        self.video_dir = Path(video_dir)
+        self.tmp_dir = partial_dir(self.video_dir)
+        if self.tmp_dir.exists():
+            shutil.rmtree(self.tmp_dir)
+        self.tmp_dir.mkdir(parents=True)
+        self.counts = dict.fromkeys(STREAMS, 0)
+        self.closed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def add(self, stream: str, frame: np.ndarray) -> None:
+        """Append the next frame: ``(H, W, 3)`` uint8 RGB for rgb, ``(H, W)`` uint8 for u/v."""
+        raise NotImplementedError
+
+    def _finish(self, metadata: dict) -> None:
+        raise NotImplementedError
+
+    def close(self, **metadata) -> Path:
+        """Finish and rename into place; ``metadata`` (fps, source, ...) is stored where possible."""
+        if self.closed:
+            return self.video_dir
+        if self.counts["u"] != self.counts["v"]:
+            raise ValueError(f"{self.video_dir}: {self.counts['u']} u vs {self.counts['v']} v")
+        self._finish(metadata)
+        if self.video_dir.exists():
+            shutil.rmtree(self.video_dir)
+        os.replace(self.tmp_dir, self.video_dir)
+        self.closed = True
+        return self.video_dir
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        self.closed = True
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def partial_dir(video_dir: Path) -> Path:
+    """Where a writer builds ``video_dir`` before renaming it."""
+    return video_dir.parent / f".{video_dir.name}.partial"
+
+
+class FrameDBWriter(_AtomicVideoWriter):
+    """Writes ``<video_dir>/frames.db`` (+ ``n_frames``) frame by frame.
+
+    ``legacy=True`` writes the bare upstream format (no index, metadata or n_frames), e.g. to
+    benchmark against it.
+    """
+
+    def __init__(
+        self, video_dir: str | os.PathLike, *, quality: int = 90, legacy: bool = False
+    ) -> None:
+        super().__init__(video_dir)
+        self.quality = quality
+        self.legacy = legacy
+        self.video = self.video_dir.name
+        self.conn = sqlite3.connect(self.tmp_dir / DB_NAME)
+        self.conn.execute("PRAGMA journal_mode=OFF")
+        self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn.execute("CREATE TABLE Images(ObjId TEXT, frames BLOB, size INT)")
+        self.size: tuple[int, int] | None = None
+
+    def add(self, stream: str, frame: np.ndarray) -> None:
+        data = encode_image(frame, quality=self.quality)
+        self.add_encoded(stream, data, frame.shape[1], frame.shape[0])
+
+    def add_encoded(self, stream: str, data: bytes, width: int, height: int = 0) -> None:
+        """Append already encoded JPEG bytes of an image ``width`` x ``height`` pixels."""
+        if stream == "rgb" and height:
+            self.size = (int(width), int(height))
+        key = objid(self.video, stream, self.counts[stream])
+        self.conn.execute("INSERT INTO Images VALUES (?, ?, ?)", (key, data, int(width)))
+        self.counts[stream] += 1
+
+    def _finish(self, metadata: dict) -> None:
+        if not self.legacy:
+            self.conn.execute("CREATE UNIQUE INDEX idx_objid ON Images(ObjId)")
+            self._write_metadata(metadata)
+        self.conn.commit()
+        self.conn.close()
+        if not self.legacy:
+            (self.tmp_dir / N_FRAMES_NAME).write_text(f"{self.counts['rgb']}\n")
+
+    def _write_metadata(self, extra: dict) -> None:
+        width, height = self.size or (0, 0)
+        meta = {
+            "format": FORMAT_VERSION,
+            "video": self.video,
+            "num_frames": self.counts["rgb"],
+            "num_flow_frames": self.counts["u"],
+            "width": width,
+            "height": height,
+            **extra,
+        }
+        self.conn.execute("CREATE TABLE metadata(key TEXT PRIMARY KEY, value TEXT)")
+        self.conn.executemany(
+            "INSERT INTO metadata VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()]
+        )
+
+    def abort(self) -> None:
+        self.conn.close()
+        super().abort()
+
+
+class FrameFolderWriter(_AtomicVideoWriter):
+    """Writes the TAO layout ``rgb/000001.png ...``, ``u/000001.jpg ...``, ``v/...``.
+
+    RGB names are 1-based ``%06d`` as the TAO recipe converters write them; flow frame k
+    (between frames k and k+1, 0-based) is named ``%06d % (k + 1)`` as the recipe does.
+    ``metadata`` given to ``close`` is not stored (the layout has no place for it).
+    """
+
+    def __init__(
+        self, video_dir: str | os.PathLike, *, image_format: str = "png", quality: int = 90
+    ) -> None:
+        super().__init__(video_dir)
+        self.image_format = image_format
+        self.quality = quality
+        for stream in STREAMS:
+            (self.tmp_dir / stream).mkdir()
+
+    def add(self, stream: str, frame: np.ndarray) -> None:
+        # Flow is always JPEG, as in the TAO layout; RGB follows --image-format.
+        fmt = self.image_format if stream == "rgb" else "jpg"
+        self.add_encoded(stream, encode_image(frame, fmt=fmt, quality=self.quality), fmt)
+
+    def add_encoded(self, stream: str, data: bytes, fmt: str) -> None:
+        """Append already encoded bytes with file suffix ``fmt`` (png or jpg)."""
+        self.counts[stream] += 1
+        (self.tmp_dir / stream / f"{self.counts[stream]:06d}.{fmt}").write_bytes(data)
+
+    def _finish(self, metadata: dict) -> None:
+        del metadata

@@ -1,0 +1,417 @@
+"""deepstream-bodypose-3d JSON → per-object skeleton sequences (``train_nvpose.py convert``).
+
+Input (``deepstream-bodypose-3d --save-pose``): a list of ``{num_frames_in_batch, batches: [frame]}``,
+each frame ``{frame_num, objects: [{object_id, pose25d: [x, y, zRel, conf]×V, pose3d: [x, y, z,
+conf]×V}]}``. Per joint (a joint with confidence exactly 0 becomes zeros):
+
+- ``3dbp``  (C=3): (pose3d_j − pose3d_pelvis) / focal_length
+- ``25dbp`` (C=3): x / width − 0.5, y / height − 0.5, zRel
+- ``2dbp``  (C=2): as 25dbp without z
+
+Each object's frames are split into tracks where ``frame_num`` jumps by more than ``max_gap``, and
+each track into windows of ``sequence_length`` frames every ``sequence_length·(1 − overlap)``
+frames while at least ``sequence_length_min`` frames remain, zero-padded to
+``sequence_length_max``. Departures from TAO ``dataset_convert`` (reference §9): ``overlap`` is the
+true overlap (identical at the default 0.5) and must lie in [0, 1); gaps split tracks; a 3D frame
+whose pelvis has zero confidence is dropped (counted) instead of subtracting an unknown root.
+
+Output in ``--output-dir``: ``object_<id>.npy`` (``<stem>_object_<id>.npy`` for a folder) of shape
+(S, C, sequence_length_max, V, 1) as TAO writes, ``data.npy`` with all sequences, ``manifest.csv``
+and ``manifest.json`` (one row per sequence), and with ``--labels`` a training set
+``labels.pkl`` + ``label_map.json`` (sequences without a class are left out of it, counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import pickle
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+__all__ = [
+    "POSE_TYPES",
+    "ConvertSettings",
+    "Sequence",
+    "add_arguments",
+    "collect_tracks",
+    "convert",
+    "normalize_pose",
+    "read_deepstream_json",
+    "run",
+    "split_at_gaps",
+    "window_bounds",
+]
+
+logger = logging.getLogger(__name__)
+
+# pose_type → (JSON key, output channels)
+POSE_TYPES: dict[str, tuple[str, int]] = {
+    "3dbp": ("pose3d", 3),  # root-relative metric 3D / focal length
+    "25dbp": ("pose25d", 3),  # image x, y normalised to [-0.5, 0.5], relative depth
+    "2dbp": ("pose25d", 2),  # image x, y only
+}
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """The TAO ``dataset_convert`` defaults, plus ``max_gap`` (frames) for track splitting."""
+
+    pose_type: str = "3dbp"
+    num_joints: int = 34
+    input_width: float = 1920.0
+    input_height: float = 1080.0
+    focal_length: float = 1200.0  # TAO's "1080P" default; the DeepStream app uses 800.79041
+    sequence_length_max: int = 300
+    sequence_length_min: int = 10
+    sequence_length: int = 100
+    sequence_overlap: float = 0.5
+    max_gap: int = 15
+
+    def __post_init__(self) -> None:
+        if self.pose_type not in POSE_TYPES:
+            raise ValueError(f"pose_type {self.pose_type!r}: choose one of {', '.join(POSE_TYPES)}")
+        if not 0.0 <= self.sequence_overlap < 1.0:
+            raise ValueError(f"sequence_overlap {self.sequence_overlap} must lie in [0, 1)")
+        if not 0 < self.sequence_length <= self.sequence_length_max:
+            raise ValueError(
+                f"sequence_length {self.sequence_length} must be in [1, sequence_length_max "
+                f"{self.sequence_length_max}]"
+            )
+        if self.sequence_length_min < 1 or self.max_gap < 1:
+            raise ValueError("sequence_length_min and max_gap must be at least 1")
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One output window: where it came from and its (C, T, V) poses (unpadded)."""
+
+    source: str
+    object_id: int
+    track: int
+    first_frame: int
+    last_frame: int
+    poses: np.ndarray
+
+
+def read_deepstream_json(path: str | Path) -> list[dict]:
+    """The list of frames of a deepstream-bodypose-3d JSON file; malformed files raise clearly."""
+    path = Path(path)
+    try:
+        batches = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: malformed JSON at line {error.lineno} column {error.colno} "
+            f"(char {error.pos}): {error.msg}"
+        ) from error
+    if not isinstance(batches, list):
+        raise ValueError(f"{path}: expected a list of batches at the top level")
+    frames = []
+    for number, batch in enumerate(batches):
+        if not isinstance(batch, dict) or not isinstance(batch.get("batches"), list):
+            raise ValueError(f"{path}: batch {number} has no 'batches' list")
+        declared = batch.get("num_frames_in_batch", len(batch["batches"]))
+        if declared != len(batch["batches"]):
+            raise ValueError(
+                f"{path}: batch {number} declares {declared} frames but holds "
+                f"{len(batch['batches'])}"
+            )
+        frames.extend(batch["batches"])
+    return frames
+
+
+def normalize_pose(values: Iterable[float], settings: ConvertSettings) -> np.ndarray | None:
+    """Flat [x, y, z, conf]×V → (C, V) normalised; None for a 3D pose whose root is unseen."""
+    joints = np.asarray(values, dtype=np.float64).reshape(settings.num_joints, 4)
+    seen = joints[:, 3] != 0
+    if settings.pose_type == "3dbp":
+        if not seen[0]:
+            return None
+        coords = (joints[:, :3] - joints[0, :3]) / settings.focal_length
+    else:
+        channels = POSE_TYPES[settings.pose_type][1]
+        scale = np.array([settings.input_width, settings.input_height])
+        coords = np.concatenate([joints[:, :2] / scale - 0.5, joints[:, 2:3]], axis=1)
+        coords = coords[:, :channels]
+    coords[~seen] = 0.0
+    return coords.T.astype(np.float32)
+
+
+def collect_tracks(
+    frames: list[dict], settings: ConvertSettings, source: str
+) -> tuple[dict[int, list[tuple[int, np.ndarray]]], int]:
+    """Per object id, its (frame_num, (C, V) pose) in file order; and the dropped-frame count."""
+    key = POSE_TYPES[settings.pose_type][0]
+    tracks: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    dropped = 0
+    for position, frame in enumerate(frames):
+        frame_num = int(frame.get("frame_num", position))
+        for obj in frame.get("objects", []):
+            values = obj.get(key)
+            if values is None or "object_id" not in obj:
+                raise ValueError(f"{source}: frame {frame_num}: an object lacks object_id or {key}")
+            if len(values) != 4 * settings.num_joints:
+                raise ValueError(
+                    f"{source}: frame {frame_num}, object {obj['object_id']}: {key} has "
+                    f"{len(values) // 4} joints, expected num_joints={settings.num_joints}"
+                )
+            pose = normalize_pose(values, settings)
+            if pose is None:
+                dropped += 1
+                continue
+            tracks[int(obj["object_id"])].append((frame_num, pose))
+    return tracks, dropped
+
+
+def split_at_gaps(frame_nums: list[int], max_gap: int) -> list[tuple[int, int]]:
+    """[start, end) index ranges of runs whose consecutive frame numbers differ by ≤ max_gap."""
+    cuts = [
+        i + 1 for i in range(len(frame_nums) - 1) if frame_nums[i + 1] - frame_nums[i] > max_gap
+    ]
+    bounds = [0, *cuts, len(frame_nums)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def window_bounds(num_frames: int, settings: ConvertSettings) -> list[tuple[int, int]]:
+    """[start, end) windows of a track: 250 frames → 5 windows at the defaults (100,100,100,100,50)."""
+    length = settings.sequence_length
+    step = length - int(length * settings.sequence_overlap)  # ≥ 1 since overlap < 1
+    windows, start = [], 0
+    while num_frames - start >= settings.sequence_length_min:
+        windows.append((start, min(start + length, num_frames)))
+        start += step
+    return windows
+
+
+def sequences_of_file(path: Path, settings: ConvertSettings) -> tuple[list[Sequence], int]:
+    """All windows of all objects of one JSON file, and its count of dropped frames."""
+    tracks, dropped = collect_tracks(read_deepstream_json(path), settings, str(path))
+    sequences = []
+    for object_id, entries in tracks.items():
+        frame_nums = [frame for frame, _ in entries]
+        for track, (a, b) in enumerate(split_at_gaps(frame_nums, settings.max_gap)):
+            poses = np.stack([pose for _, pose in entries[a:b]], axis=1)  # (C, T, V)
+            for start, end in window_bounds(b - a, settings):
+                sequences.append(
+                    Sequence(
+                        str(path),
+                        object_id,
+                        track,
+                        frame_nums[a + start],
+                        frame_nums[a + end - 1],
+                        poses[:, start:end],
+                    )
+                )
+    return sequences, dropped
+
+
+def pad_sequences(sequences: list[Sequence], settings: ConvertSettings) -> np.ndarray:
+    """(S, C, sequence_length_max, V, 1) float32, each sequence left-aligned in zeros."""
+    channels = POSE_TYPES[settings.pose_type][1]
+    shape = (len(sequences), channels, settings.sequence_length_max, settings.num_joints, 1)
+    out = np.zeros(shape, dtype=np.float32)
+    for row, sequence in enumerate(sequences):
+        out[row, :, : sequence.poses.shape[1], :, 0] = sequence.poses
+    return out
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """``class_name`` for ``object_id`` (of ``source`` if given) over frames [first, last]."""
+
+    object_id: int
+    class_name: str
+    first: float = -np.inf
+    last: float = np.inf
+    source: str = ""
+
+
+def read_label_csv(path: str | Path) -> list[LabelRule]:
+    """Rules from a CSV with columns ``object_id,class`` and optional ``start_frame,end_frame,source``."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"object_id", "class"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: label CSV lacks column(s) {', '.join(sorted(missing))}")
+        rules = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rules.append(
+                    LabelRule(
+                        int(row["object_id"]),
+                        row["class"].strip(),
+                        float(row.get("start_frame") or -np.inf),
+                        float(row.get("end_frame") or np.inf),
+                        (row.get("source") or "").strip(),
+                    )
+                )
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{path}: line {line}: {error}") from error
+    return rules
+
+
+def label_of(sequence: Sequence, frame_nums: np.ndarray, rules: list[LabelRule]) -> str | None:
+    """The class covering more than half of the sequence's frames, else None."""
+    best, best_count = None, 0
+    for rule in rules:
+        if rule.object_id != sequence.object_id:
+            continue
+        if rule.source and Path(rule.source).name != Path(sequence.source).name:
+            continue
+        count = int(((frame_nums >= rule.first) & (frame_nums <= rule.last)).sum())
+        if count > best_count:
+            best, best_count = rule.class_name, count
+    return best if best_count * 2 > len(frame_nums) else None
+
+
+def input_files(data: str | Path) -> list[Path]:
+    """A JSON file, or the sorted ``*.json`` files of a folder."""
+    data = Path(data)
+    if data.is_dir():
+        files = sorted(data.glob("*.json"))
+        if not files:
+            raise ValueError(f"{data}: no .json files in this folder")
+        return files
+    if not data.is_file():
+        raise ValueError(f"{data}: no such file or folder")
+    return [data]
+
+
+def convert_files(files: list[Path], settings: ConvertSettings) -> list[Sequence]:
+    """All sequences of all files, in file then object order."""
+    sequences, dropped = [], 0
+    for path in tqdm(files, desc="convert", disable=len(files) < 2):
+        found, lost = sequences_of_file(path, settings)
+        sequences += found
+        dropped += lost
+    if dropped:
+        logger.warning("dropped %d 3D poses whose pelvis had zero confidence", dropped)
+    return sequences
+
+
+def _manifest_rows(sequences: list[Sequence], files: list[Path]) -> list[dict]:
+    prefix = len(files) > 1
+    rows = []
+    counters: dict[str, int] = defaultdict(int)
+    for sequence in sequences:
+        stem = Path(sequence.source).stem + "_" if prefix else ""
+        object_file = f"{stem}object_{sequence.object_id}.npy"
+        row = {key: value for key, value in asdict(sequence).items() if key != "poses"}
+        row.update(
+            index=len(rows),
+            object_file=object_file,
+            object_row=counters[object_file],
+            num_frames=sequence.poses.shape[1],
+        )
+        counters[object_file] += 1
+        rows.append(row)
+    return rows
+
+
+def write_outputs(
+    sequences: list[Sequence], files: list[Path], settings: ConvertSettings, out_dir: Path
+) -> list[dict]:
+    """Per-object arrays, ``data.npy`` and the manifest; returns the manifest rows."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = pad_sequences(sequences, settings)
+    np.save(out_dir / "data.npy", data, allow_pickle=False)
+    rows = _manifest_rows(sequences, files)
+    for object_file in dict.fromkeys(row["object_file"] for row in rows):
+        picked = [row["index"] for row in rows if row["object_file"] == object_file]
+        np.save(out_dir / object_file, data[picked], allow_pickle=False)
+    with (out_dir / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["index"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (out_dir / "manifest.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def write_training_labels(
+    sequences: list[Sequence], rules: list[LabelRule], out_dir: Path
+) -> dict[str, int]:
+    """``train_data.npy`` + ``labels.pkl`` (TAO format) of the labelled sequences; the label map."""
+    data = np.load(out_dir / "data.npy", mmap_mode="r")
+    classes: dict[str, int] = {}
+    rows, names, ids = [], [], []
+    for index, sequence in enumerate(sequences):
+        frames = np.linspace(sequence.first_frame, sequence.last_frame, sequence.poses.shape[1])
+        name = label_of(sequence, frames, rules)
+        if name is None:
+            continue
+        classes.setdefault(name, len(classes))
+        rows.append(index)
+        names.append(f"{Path(sequence.source).stem}:object_{sequence.object_id}:{index}")
+        ids.append(classes[name])
+    if len(rows) < len(sequences):
+        logger.warning("%d of %d sequences have no class and are left out of the training set",
+                       len(sequences) - len(rows), len(sequences))  # fmt: skip
+    np.save(out_dir / "train_data.npy", np.asarray(data[rows]), allow_pickle=False)
+    with (out_dir / "labels.pkl").open("wb") as handle:
+        pickle.dump((names, ids), handle)
+    (out_dir / "label_map.json").write_text(json.dumps(classes, indent=1))
+    return classes
+
+
+def convert(
+    data: str | Path,
+    out_dir: str | Path,
+    settings: ConvertSettings,
+    labels: str | Path | None = None,
+) -> list[dict]:
+    """Convert a JSON file or folder; returns the manifest rows (one per sequence)."""
+    files = input_files(data)
+    sequences = convert_files(files, settings)
+    out_dir = Path(out_dir)
+    rows = write_outputs(sequences, files, settings, out_dir)
+    logger.info("%d sequences from %d file(s) written to %s", len(rows), len(files), out_dir)
+    if labels is not None:
+        classes = write_training_labels(sequences, read_label_csv(labels), out_dir)
+        logger.info("training set with classes %s", ", ".join(classes))
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``convert`` flags (TAO ``dataset_convert`` names with dashes)."""
+    defaults = ConvertSettings()
+    parser.add_argument("--data", required=True, help="deepstream-bodypose-3d JSON file or folder")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument(
+        "--labels", default=None, help="CSV: object_id,class[,start_frame,end_frame,source]"
+    )
+    parser.add_argument("--pose-type", choices=list(POSE_TYPES), default=defaults.pose_type)
+    for name in (
+        "num_joints",
+        "sequence_length_max",
+        "sequence_length_min",
+        "sequence_length",
+        "max_gap",
+    ):
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=int, default=getattr(defaults, name)
+        )
+    for name in ("input_width", "input_height", "focal_length", "sequence_overlap"):
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=float, default=getattr(defaults, name)
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> ConvertSettings:
+    """The ``ConvertSettings`` named by parsed ``add_arguments`` flags."""
+    names = ConvertSettings.__dataclass_fields__
+    return ConvertSettings(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+
+
+def run(args: argparse.Namespace) -> int:
+    """``convert`` subcommand: exit code 0 when sequences were written, 1 when none were."""
+    rows = convert(args.data, args.output_dir, settings_from_args(args), args.labels)
+    return 0 if rows else 1

@@ -1,0 +1,240 @@
+"""Skeleton sequences for ST-GCN: an (N, C, T, V, M) ``.npy`` plus labels, items ``(x, target, id)``.
+
+Labels come as the TAO pickle ``(sample_names, class_ids)`` (read by ``data.safe_pickle``), as JSON
+(the same two lists, or ``{"names": [...], "labels": [...]}``) or as CSV (``name,label`` rows,
+``label`` an id or a class name from ``label_map``). Without labels every target is −1.
+
+Augmentations follow the reference feeder exactly (shared/reference/skeleton.md §5):
+``random_choose`` (random crop, or random-offset zero padding, to ``window_size``), ``auto_pad``
+(``window_size`` without ``random_choose`` only pads, at frame 0), ``random_move`` (x, y rotated,
+scaled and translated, interpolated over time). ``rotate_3d``/``scale_3d`` are ours: a random
+rotation about the vertical (y) axis and a uniform scale of all three coordinates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data.safe_pickle import safe_load
+
+__all__ = [
+    "SkeletonDataset",
+    "auto_pad",
+    "load_labels",
+    "random_choose",
+    "random_move",
+    "random_rotate_scale",
+]
+
+logger = logging.getLogger(__name__)
+
+# The reference feeder's candidate values for random_move (degrees, factors, offsets).
+MOVE_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
+MOVE_SCALES = (0.9, 1.0, 1.1)
+MOVE_SHIFTS = (-0.2, -0.1, 0.0, 0.1, 0.2)
+
+
+def auto_pad(x: np.ndarray, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(C, T, V, M) zero-padded to ``size`` frames (never cropped); random offset given ``rng``."""
+    c, t, v, m = x.shape
+    if t >= size:
+        return x
+    begin = int(rng.integers(0, size - t, endpoint=True)) if rng is not None else 0
+    padded = np.zeros((c, size, v, m), dtype=x.dtype)
+    padded[:, begin : begin + t] = x
+    return padded
+
+
+def random_choose(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(C, T, V, M) → (C, size, V, M): a random crop, or zero padding at a random offset."""
+    t = x.shape[1]
+    if t == size:
+        return x
+    if t < size:
+        return auto_pad(x, size, rng)
+    begin = int(rng.integers(0, t - size, endpoint=True))
+    return x[:, begin : begin + size]
+
+
+def random_move(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(C, T, V, M): channels 0-1 rotated, scaled and shifted, the transform ramped over T frames.
+
+    As the reference: two values of each parameter (at frames 0 and T) linearly interpolated over
+    the T frames; channel 2 untouched; zero padding moves too.
+    """
+    t = x.shape[1]
+    angle, scale, shift_x, shift_y = (
+        np.linspace(*rng.choice(candidates, 2), t)
+        for candidates in (MOVE_ANGLES, MOVE_SCALES, MOVE_SHIFTS, MOVE_SHIFTS)
+    )
+    angle = np.deg2rad(angle)
+    theta = np.array(
+        [
+            [np.cos(angle) * scale, -np.sin(angle) * scale],
+            [np.sin(angle) * scale, np.cos(angle) * scale],
+        ]
+    )  # (2, 2, T)
+    out = x.astype(np.float32, copy=True)
+    out[:2] = np.einsum("ijt,jtvm->itvm", theta, x[:2])
+    out[0] += shift_x[:, None, None]
+    out[1] += shift_y[:, None, None]
+    return out
+
+
+def random_rotate_scale(
+    x: np.ndarray, rng: np.random.Generator, *, max_degrees: float, max_scale: float
+) -> np.ndarray:
+    """(C≥3, T, V, M): rotation about y by U(±max_degrees), scale by U(1 ± max_scale).
+
+    Coordinates are root-relative, so missing (all-zero) joints stay at zero.
+    """
+    angle = np.deg2rad(rng.uniform(-max_degrees, max_degrees))
+    scale = rng.uniform(1.0 - max_scale, 1.0 + max_scale)
+    cos, sin = np.cos(angle), np.sin(angle)
+    rotation = scale * np.array([[cos, 0.0, sin], [0.0, 1.0, 0.0], [-sin, 0.0, cos]])
+    out = x.astype(np.float32, copy=True)
+    out[:3] = np.einsum("ij,jtvm->itvm", rotation, x[:3])
+    return out
+
+
+def _labels_from_rows(names: list, labels: list, source: Path) -> tuple[list[str], list]:
+    if len(names) != len(labels):
+        raise ValueError(f"{source}: {len(names)} sample names but {len(labels)} labels")
+    return [str(n) for n in names], list(labels)
+
+
+def _read_label_rows(path: Path) -> tuple[list[str], list]:
+    suffix = path.suffix.lower()
+    if suffix in (".pkl", ".pickle"):
+        value = safe_load(path)
+    elif suffix == ".json":
+        value = json.loads(path.read_text())
+        if isinstance(value, dict):
+            value = [value.get("names"), value.get("labels")]
+    elif suffix == ".csv":
+        with path.open(newline="") as handle:
+            rows = [row for row in csv.reader(handle) if row]
+        if rows and not rows[0][-1].strip().lstrip("-").isdigit():
+            rows = rows[1:]  # header
+        value = [[r[0] for r in rows], [r[-1].strip() for r in rows]]
+    else:
+        raise ValueError(f"{path}: labels must be .pkl, .json or .csv")
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"{path}: expected two lists (sample names, labels)")
+    if not all(isinstance(part, list | tuple) for part in value):
+        raise ValueError(f"{path}: expected two lists (sample names, labels)")
+    return _labels_from_rows(list(value[0]), list(value[1]), path)
+
+
+def load_labels(
+    path: str | Path, label_map: Mapping[str, int] | None = None
+) -> tuple[list[str], list[int]]:
+    """(sample names, class ids) from a TAO pickle, JSON or CSV; class names via ``label_map``."""
+    path = Path(path)
+    names, raw = _read_label_rows(path)
+    labels = []
+    for name, label in zip(names, raw):
+        if isinstance(label, str) and not label.lstrip("-").isdigit():
+            if not label_map or label not in label_map:
+                raise ValueError(f"{path}: sample {name!r} has unknown class {label!r}")
+            label = label_map[label]
+        labels.append(int(label))
+    return names, labels
+
+
+class SkeletonDataset(Dataset):
+    """Items ``(x (C, T, V, M) float32, target int, sample_id int)`` from a memory-mapped array.
+
+    Samples containing NaN or inf are skipped with a warning (counted in ``skipped``); labels
+    outside ``[0, num_classes)`` raise. ``sample_id`` is the row index in the ``.npy``.
+    """
+
+    def __init__(
+        self,
+        data_path: str | Path,
+        label_path: str | Path | None = None,
+        *,
+        label_map: Mapping[str, int] | None = None,
+        num_classes: int | None = None,
+        window_size: int = -1,
+        random_choose: bool = False,
+        random_move: bool = False,
+        rotate_3d: float = 0.0,
+        scale_3d: float = 0.0,
+    ) -> None:
+        self.data_path = Path(data_path)
+        try:
+            self.data = np.load(self.data_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{self.data_path}: not a readable .npy array ({error})") from error
+        if self.data.ndim != 5:
+            raise ValueError(f"{self.data_path}: expected (N, C, T, V, M), got {self.data.shape}")
+        n = len(self.data)
+        if label_path is None:
+            self.sample_names, self.labels = [str(i) for i in range(n)], [-1] * n
+        else:
+            self.sample_names, self.labels = load_labels(label_path, label_map)
+            if len(self.labels) != n:
+                raise ValueError(f"{label_path}: {len(self.labels)} labels for {n} samples")
+            _check_label_range(self.labels, num_classes, label_path)
+        self.window_size = window_size
+        self.random_choose = random_choose
+        self.random_move = random_move
+        self.rotate_3d = rotate_3d
+        self.scale_3d = scale_3d
+        self.indices = _finite_rows(self.data, self.data_path)
+        self.skipped = n - len(self.indices)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(C, T, V, M) of the stored samples."""
+        return tuple(self.data.shape[1:])  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        row = int(self.indices[index])
+        x = np.array(self.data[row], dtype=np.float32)
+        # torch's generator is seeded per DataLoader worker; numpy's global one is not.
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        if self.random_choose:
+            x = random_choose(x, self.window_size, rng)
+        elif self.window_size > 0:
+            x = auto_pad(x, self.window_size)
+        if self.random_move:
+            x = random_move(x, rng)
+        if (self.rotate_3d or self.scale_3d) and x.shape[0] >= 3:
+            x = random_rotate_scale(x, rng, max_degrees=self.rotate_3d, max_scale=self.scale_3d)
+        return torch.from_numpy(np.ascontiguousarray(x)), self.labels[row], row
+
+
+def _check_label_range(labels: list[int], num_classes: int | None, source: str | Path) -> None:
+    bad = [label for label in labels if label < 0 or (num_classes and label >= num_classes)]
+    if bad:
+        raise ValueError(
+            f"{source}: class ids {sorted(set(bad))[:5]} outside [0, {num_classes or '∞'})"
+        )
+
+
+def _finite_rows(data: np.ndarray, source: Path, chunk: int = 256) -> np.ndarray:
+    """Indices of samples without NaN/inf, scanning the memory map in chunks."""
+    keep = []
+    for start in range(0, len(data), chunk):
+        block = np.asarray(data[start : start + chunk])
+        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        keep.extend(start + np.flatnonzero(finite))
+    skipped = len(data) - len(keep)
+    if skipped:
+        logger.warning(
+            "%s: skipped %d of %d samples with NaN/inf values", source, skipped, len(data)
+        )
+    return np.asarray(keep, dtype=np.int64)

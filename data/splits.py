@@ -1,0 +1,293 @@
+"""Train/val splits over prepared videos: HMDB51, UCF101, SRTG CSVs and plain class folders.
+
+Every parser returns a :class:`SplitResult`. Split entries whose video is not among the prepared
+ones are kept in ``missing`` and reported with a warning (the TAO recipe drops them silently).
+Prepared videos are found by :func:`find_videos` in either layout:
+``DATA/jpg/<class>/<video>/frames.db`` (sqlite) or ``DATA/<class>/<video>/rgb/`` (frames).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.framestore import is_complete_video
+
+log = logging.getLogger(__name__)
+
+# HMDB51 split-file ids: 1 = train, 2 = test, 0 = not used in this split.
+HMDB_SUBSETS = {"1": "train", "2": "val", "0": None}
+# SRTG CSV `split` column values.
+CSV_SUBSETS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "val",
+    "testing": "val",
+}
+_MAX_NAMES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One prepared video: its frame-store directory, class index and ``<class>/<video>`` name."""
+
+    path: Path
+    label: int
+    name: str
+
+
+@dataclass
+class SplitResult:
+    train: list[VideoRecord]
+    val: list[VideoRecord]
+    class_names: list[str]
+    missing: list[str] = field(default_factory=list)
+
+
+class SplitError(ValueError):
+    """A split file is missing or malformed (the message names the file and line)."""
+
+
+# ----------------------------------------------------------------------------- prepared videos
+def video_root(data_root: str | Path) -> Path:
+    """``DATA/jpg`` for the sqlite layout, ``DATA`` itself for the frames layout."""
+    data_root = Path(data_root)
+    return data_root / "jpg" if (data_root / "jpg").is_dir() else data_root
+
+
+def find_videos(data_root: str | Path) -> dict[str, dict[str, Path]]:
+    """``{class: {video: path}}`` of complete prepared videos (hidden/partial folders skipped)."""
+    root = video_root(data_root)
+    if not root.is_dir():
+        raise SplitError(f"{root}: prepared data folder not found")
+    found: dict[str, dict[str, Path]] = {}
+    for class_dir in sorted(_subdirs(root)):
+        videos = {v.name: v for v in sorted(_subdirs(class_dir)) if is_complete_video(v)}
+        if videos:
+            found[class_dir.name] = videos
+    return found
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+class _Lookup:
+    """Finds prepared videos by class and name, case-insensitively as a fallback (UCF101's
+    lists write ``HandStandPushups`` where the archive folder is ``HandstandPushups``)."""
+
+    def __init__(self, videos: dict[str, dict[str, Path]]) -> None:
+        self.exact = {(c, v): p for c, vids in videos.items() for v, p in vids.items()}
+        self.folded = {(c.lower(), v.lower()): p for (c, v), p in self.exact.items()}
+
+    def get(self, class_name: str, video: str) -> Path | None:
+        key = (class_name, video)
+        return self.exact.get(key) or self.folded.get((key[0].lower(), key[1].lower()))
+
+
+def _report_missing(missing: list[str], source: Path, data_root: Path) -> None:
+    if missing:
+        log.warning(
+            "%d entries of %s have no prepared video under %s (first: %s)",
+            len(missing),
+            source,
+            data_root,
+            ", ".join(missing[:_MAX_NAMES_SHOWN]),
+        )
+
+
+def _assemble(
+    entries: list[tuple[str, str, str]],
+    class_names: list[str],
+    data_root: Path,
+    source: Path,
+    folder_names: Callable[[str, str], list[str]] = lambda c, v: [v],
+) -> SplitResult:
+    """``entries`` are ``(subset, class, video)``; build records for those prepared."""
+    lookup = _Lookup(find_videos(data_root))
+    labels = {name: i for i, name in enumerate(class_names)}
+    result = SplitResult(train=[], val=[], class_names=class_names)
+    for subset, class_name, video in entries:
+        path = next(
+            (p for name in folder_names(class_name, video) if (p := lookup.get(class_name, name))),
+            None,
+        )
+        if path is None:
+            result.missing.append(f"{class_name}/{video}")
+            continue
+        record = VideoRecord(path=path, label=labels[class_name], name=f"{class_name}/{path.name}")
+        getattr(result, subset).append(record)
+    _report_missing(result.missing, source, data_root)
+    return result
+
+
+# ----------------------------------------------------------------------------- HMDB51
+def hmdb51_split(data_root: str | Path, splits_dir: str | Path, split: int = 1) -> SplitResult:
+    """Official HMDB51 files ``<class>_test_split<k>.txt`` with lines ``<video>.avi 1|2|0``."""
+    if split not in (1, 2, 3):
+        raise SplitError(f"HMDB51 split must be 1, 2 or 3, got {split}")
+    splits_dir = Path(splits_dir)
+    suffix = f"_test_split{split}.txt"
+    files = sorted(splits_dir.glob(f"*{suffix}"))
+    if not files:
+        raise SplitError(f"{splits_dir}: no *{suffix} files")
+    class_names = [f.name[: -len(suffix)] for f in files]
+    entries = []
+    for class_name, file in zip(class_names, files):
+        for lineno, parts in _split_lines(file):
+            if len(parts) != 2 or parts[1] not in HMDB_SUBSETS:
+                raise SplitError(f"{file}:{lineno}: expected '<video>.avi 0|1|2', got {parts}")
+            subset = HMDB_SUBSETS[parts[1]]
+            if subset:
+                # The folder is the name minus its extension only; HMDB names contain dots
+                # ("Vol._2"), which the TAO recipe's cut at the first "." breaks.
+                entries.append((subset, class_name, Path(parts[0]).stem))
+    return _assemble(entries, class_names, Path(data_root), splits_dir)
+
+
+def _split_lines(file: Path) -> list[tuple[int, list[str]]]:
+    """Non-empty lines split on whitespace (trailing spaces and CRLF tolerated)."""
+    text = file.read_text(encoding="utf-8", errors="replace")
+    return [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+# ----------------------------------------------------------------------------- UCF101
+def ucf101_split(data_root: str | Path, lists_dir: str | Path, split: int = 1) -> SplitResult:
+    """UCF101 ``classInd.txt`` (``1 ApplyEyeMakeup``), ``trainlist0k.txt`` (``Class/v.avi 1``)
+    and ``testlist0k.txt`` (``Class/v.avi``)."""
+    lists_dir = Path(lists_dir)
+    class_file = lists_dir / "classInd.txt"
+    if not class_file.is_file():
+        raise SplitError(f"{class_file}: not found")
+    indexed = []
+    for lineno, parts in _split_lines(class_file):
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise SplitError(f"{class_file}:{lineno}: expected '<index> <class>', got {parts}")
+        indexed.append((int(parts[0]), parts[1]))
+    class_names = [name for _, name in sorted(indexed)]
+    canonical = {name.lower(): name for name in class_names}
+    entries = []
+    for subset, stem in (("train", "trainlist"), ("val", "testlist")):
+        file = lists_dir / f"{stem}{split:02d}.txt"
+        if not file.is_file():
+            raise SplitError(f"{file}: not found")
+        for lineno, parts in _split_lines(file):
+            class_name, _, video = parts[0].replace("\\", "/").partition("/")
+            if not video or class_name.lower() not in canonical:
+                raise SplitError(f"{file}:{lineno}: expected '<class>/<video>.avi', got {parts}")
+            entries.append((subset, canonical[class_name.lower()], Path(video).stem))
+    return _assemble(entries, class_names, Path(data_root), lists_dir)
+
+
+# ----------------------------------------------------------------------------- SRTG CSV
+def srtg_csv_split(data_root: str | Path, *csv_files: str | Path) -> SplitResult:
+    """SRTG label CSVs: columns ``label``, ``youtube_id`` or ``id``, optional ``time_start``,
+    ``time_end``, and ``split`` (train/val/test). The ``split`` column decides the subset (the
+    SRTG code ignores it); rows without one go by their file name (``*train*`` -> train).
+    Class indices follow the sorted label names, independent of row order."""
+    rows = []
+    for csv_file in map(Path, csv_files):
+        rows += _read_csv_rows(csv_file)
+    class_names = sorted({label for _, label, _ in rows})
+    return _assemble(rows, class_names, Path(data_root), Path(csv_files[0]), _csv_folders)
+
+
+def _read_csv_rows(csv_file: Path) -> list[tuple[str, str, str]]:
+    if not csv_file.is_file():
+        raise SplitError(f"{csv_file}: not found")
+    with csv_file.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = set(reader.fieldnames or [])
+        id_column = "youtube_id" if "youtube_id" in columns else "id"
+        if not {"label", id_column} <= columns:
+            raise SplitError(f"{csv_file}: needs columns 'label' and 'youtube_id' or 'id'")
+        default = "train" if "train" in csv_file.stem.lower() else "val"
+        rows = []
+        for lineno, row in enumerate(reader, 2):
+            subset = CSV_SUBSETS.get((row.get("split") or default).strip().lower())
+            if subset is None:
+                raise SplitError(f"{csv_file}:{lineno}: unknown split {row.get('split')!r}")
+            rows.append((subset, row["label"].strip(), _csv_folder(row, id_column)))
+    return rows
+
+
+def _csv_folder(row: dict, id_column: str) -> str:
+    """Kinetics/HACS folders are ``<id>_<start:06d>_<end:06d>``; others are the id."""
+    video_id = row[id_column].strip()
+    start, end = (row.get("time_start") or "").strip(), (row.get("time_end") or "").strip()
+    if start and end:
+        return f"{video_id}_{int(float(start)):06d}_{int(float(end)):06d}"
+    return video_id
+
+
+def _csv_folders(class_name: str, folder: str) -> list[str]:
+    # A timed folder name may have been prepared from an untrimmed video named by its id.
+    return [folder, re.sub(r"_\d{6}_\d{6}$", "", folder)]
+
+
+# ----------------------------------------------------------------------------- class folders
+def folder_split(data_root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> SplitResult:
+    """Every prepared ``<class>/<video>``; a stratified, seeded ``val_fraction`` per class goes
+    to val (at least one video when a class has two or more). Deterministic for a seed."""
+    if not 0 <= val_fraction < 1:
+        raise SplitError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    videos = find_videos(data_root)
+    class_names = sorted(videos)
+    result = SplitResult(train=[], val=[], class_names=class_names)
+    for label, class_name in enumerate(class_names):
+        names = sorted(videos[class_name])
+        # Per-class generator from a stable hash: adding a class never reshuffles the others.
+        random.Random(seed * 1_000_003 + zlib.crc32(class_name.encode())).shuffle(names)
+        n_val = round(len(names) * val_fraction)
+        if val_fraction > 0 and len(names) >= 2:
+            n_val = max(1, n_val)
+        for i, name in enumerate(names):
+            record = VideoRecord(videos[class_name][name], label, f"{class_name}/{name}")
+            (result.val if i < n_val else result.train).append(record)
+    result.train.sort(key=lambda r: r.name)
+    result.val.sort(key=lambda r: r.name)
+    return result
+
+
+# ----------------------------------------------------------------------------- dispatch
+def detect_split_format(split_path: str | Path | None) -> str:
+    """``folders`` (no path), ``ucf101`` (classInd.txt), ``hmdb51`` (*_test_split*.txt) or
+    ``csv`` (a .csv file, or a folder of them)."""
+    if split_path is None:
+        return "folders"
+    split_path = Path(split_path)
+    if split_path.suffix.lower() == ".csv" or any(split_path.glob("*.csv")):
+        return "csv"
+    if (split_path / "classInd.txt").is_file():
+        return "ucf101"
+    if any(split_path.glob("*_test_split*.txt")):
+        return "hmdb51"
+    raise SplitError(f"{split_path}: not a split CSV, UCF101 list folder or HMDB51 split folder")
+
+
+def load_split(
+    data_root: str | Path,
+    split_path: str | Path | None = None,
+    *,
+    split: int = 1,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> SplitResult:
+    """Split prepared videos with whatever ``split_path`` holds (see :func:`detect_split_format`)."""
+    fmt = detect_split_format(split_path)
+    if fmt == "folders":
+        return folder_split(data_root, val_fraction, seed)
+    if fmt == "csv":
+        path = Path(split_path)
+        return srtg_csv_split(data_root, *(sorted(path.glob("*.csv")) if path.is_dir() else [path]))
+    parser = hmdb51_split if fmt == "hmdb51" else ucf101_split
+    return parser(data_root, split_path, split)

@@ -1,0 +1,255 @@
+"""Video clip dataset over prepared frame stores (our frames.db, legacy DBs, TAO folders).
+
+Items are ``(inputs, target, sample_id)`` (docs/ARCHITECTURE.md): ``inputs`` is ``(C, T, H, W)``
+float for 3D models, ``(C·T, H, W)`` channel-major for 2D models, or an ``(rgb, flow)`` tuple for
+``modality="joint"``; ``target`` is the record's label (-1 for inference); ``sample_id`` is the
+video's index, so clips and conv segments of one video are averaged together by the evaluator.
+
+Dataset length: ``mode="train"``: videos × ``clips_per_video`` (each item a fresh random clip);
+``"center"``: one deterministic clip per video; ``"conv"``: videos × ``num_segments``, item k of a
+video is TAO's conv segment k.
+
+``dataset[(index, (T, H, W))]`` returns that clip shape (multigrid): the sample rate is multiplied
+by ``clip_length // T`` so a shorter clip spans the same time, and ``(H, W)`` is passed to the
+transform as ``size``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from data import samplers
+from data.framestore import FrameStore, open_store
+from data.splits import VideoRecord
+from data.transforms import ClipEvalPreset
+
+__all__ = ["MODALITY_STREAMS", "VideoClipDataset", "VideoReadError"]
+
+log = logging.getLogger(__name__)
+
+# What each modality reads: the streams it needs and the frame-count stream that bounds indices.
+MODALITY_STREAMS = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
+COUNT_STREAM = {"rgb": "rgb", "flow": "u"}  # the framestore stream that holds each one's frames
+MAX_SUBSTITUTES = 10  # skip_bad tries this many following videos before giving up
+
+
+class VideoReadError(RuntimeError):
+    """A video's frames could not be read; the message starts with the video directory."""
+
+
+class VideoClipDataset(Dataset):
+    """Clips of prepared videos; see the module docstring for items and lengths.
+
+    Args:
+        records: videos (``VideoRecord(path, label, name)``; label -1 when unknown).
+        modality: ``"rgb"``, ``"flow"`` (u, v) or ``"joint"`` (both, aligned in time).
+        clip_length: frames per clip T (RGB clip length for ``joint``).
+        flow_clip_length: flow frames per joint clip (TAO ``of_seq_length``); default T.
+        sample_rate: frame step r of ``consecutive`` sampling.
+        strategy: ``"consecutive"`` or ``"random_interval"`` (TSN segments).
+        mode: ``"train"`` (random), ``"center"`` or ``"conv"`` (``num_segments`` per video).
+        input_dims: 3 -> ``(C, T, H, W)``; 2 -> ``(C·T, H, W)`` channel-major.
+        transform: a preset from ``data.transforms`` (called as ``transform(*clips, size=...)``
+            with ``(T, C, H, W)`` uint8 clips); default: normalisation only.
+        skip_bad: replace an unreadable video by the next readable one (logged and counted in
+            ``bad_reads``) instead of raising :class:`VideoReadError`.
+        store_cache_size: open stores kept per process (connections are pooled by framestore).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        *,
+        modality: str = "rgb",
+        clip_length: int,
+        flow_clip_length: int | None = None,
+        sample_rate: int = 1,
+        strategy: str = "consecutive",
+        mode: str = "train",
+        num_segments: int = 10,
+        clips_per_video: int = 1,
+        input_dims: int = 3,
+        transform: Callable | None = None,
+        skip_bad: bool = False,
+        store_cache_size: int = 256,
+    ) -> None:
+        _check_choice("modality", modality, MODALITY_STREAMS)
+        _check_choice("strategy", strategy, samplers.STRATEGIES)
+        _check_choice("mode", mode, samplers.MODES)
+        _check_choice("input_dims", input_dims, (2, 3))
+        if not records:
+            raise ValueError("VideoClipDataset needs at least one video record")
+        if min(clip_length, sample_rate, num_segments, clips_per_video) < 1:
+            raise ValueError("clip_length, sample_rate, num_segments, clips_per_video must be >= 1")
+        self.records = list(records)
+        self.modality, self.strategy, self.mode = modality, strategy, mode
+        self.clip_length, self.sample_rate = clip_length, sample_rate
+        self.flow_clip_length = flow_clip_length or clip_length
+        self.num_segments, self.input_dims = num_segments, input_dims
+        self.per_video = {"train": clips_per_video, "center": 1, "conv": num_segments}[mode]
+        self.transform = transform if transform is not None else ClipEvalPreset(crop_size=None)
+        self.skip_bad = skip_bad
+        self.store_cache_size = store_cache_size
+        self._bad_reads = multiprocessing.Value("i", 0)
+        self._stores: OrderedDict[int, FrameStore] = OrderedDict()
+        self._stores_pid = os.getpid()
+        self._warned: set[int] = set()
+        self._rng: np.random.Generator | None = None
+        self._rng_seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.records) * self.per_video
+
+    @property
+    def bad_reads(self) -> int:
+        """Unreadable videos replaced so far, summed over all DataLoader workers."""
+        return self._bad_reads.value
+
+    def __getitem__(self, key: int | tuple[int, Sequence[int]]) -> tuple[Tensor | tuple, int, int]:
+        index, shape = (key[0], tuple(key[1])) if isinstance(key, tuple) else (key, None)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        video, k = samplers.split_item_index(index, self.per_video)
+        video, clips = self._read_with_fallback(video, k, shape)
+        outputs = self.transform(*clips, size=shape[1:]) if shape else self.transform(*clips)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        inputs = tuple(self._layout(o) for o in outputs)
+        return (inputs if len(inputs) > 1 else inputs[0]), int(self.records[video].label), video
+
+    # ------------------------------------------------------------------ reading
+    def _read_with_fallback(self, video: int, k: int, shape) -> tuple[int, tuple[Tensor, ...]]:
+        try:
+            return video, self.read_clip(video, k, shape)
+        except VideoReadError as first:
+            if not self.skip_bad:
+                raise
+            self._count_bad(video, first)
+        for step in range(1, min(MAX_SUBSTITUTES, len(self.records) - 1) + 1):
+            other = (video + step) % len(self.records)
+            try:
+                return other, self.read_clip(other, k, shape)
+            except VideoReadError as exc:
+                self._count_bad(other, exc)
+        raise VideoReadError(f"{self.records[video].path}: unreadable and no readable substitute")
+
+    def _count_bad(self, video: int, exc: Exception) -> None:
+        with self._bad_reads.get_lock():
+            self._bad_reads.value += 1
+        if video not in self._warned:
+            self._warned.add(video)
+            log.warning("skipping unreadable video (substituting the next one): %s", exc)
+
+    def read_clip(self, video: int, k: int = 0, shape=None) -> tuple[Tensor, ...]:
+        """The uint8 ``(T, C, H, W)`` clip(s) of item ``k`` of ``video``: (rgb,), (flow,) or both."""
+        record = self.records[video]
+        try:
+            store = self._store(video)
+            return self._sample_and_read(store, k, shape)
+        except (VideoReadError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise VideoReadError(
+                f"{record.path}: cannot read a {self.modality} clip: {exc}"
+            ) from exc
+
+    def _sample_and_read(self, store: FrameStore, k: int, shape) -> tuple[Tensor, ...]:
+        rgb_length, flow_length, rate = self._clip_params(shape)
+        streams = MODALITY_STREAMS[self.modality]
+        counts = {s: store.num_frames(COUNT_STREAM[s]) for s in streams}
+        num_frames = min(counts[s] for s in streams)  # flow has N - 1 frames: the common range
+        if num_frames < 1:
+            missing = [s for s in streams if counts[s] < 1]
+            raise VideoReadError(f"{store.video_dir}: no {'/'.join(missing)} frames")
+        lengths = {"rgb": rgb_length, "flow": flow_length}
+        long_stream = max(streams, key=lambda s: lengths[s])
+        long_indices = self._indices(num_frames, lengths[long_stream], rate, k)
+        clips = []
+        for stream in streams:
+            indices = long_indices
+            if lengths[stream] != lengths[long_stream]:
+                indices = samplers.joint_indices(
+                    long_indices,
+                    lengths[stream],
+                    strategy=self.strategy,
+                    train=self.mode == "train",
+                    rng=self._generator() if self.mode == "train" else None,
+                )
+            clips.append(_read_stream(store, stream, indices))
+        return tuple(clips)
+
+    def _clip_params(self, shape) -> tuple[int, int, int]:
+        if shape is None:
+            return self.clip_length, self.flow_clip_length, self.sample_rate
+        length = int(shape[0])
+        rate = self.sample_rate * max(1, self.clip_length // length)
+        flow_length = max(1, self.flow_clip_length * length // self.clip_length)
+        return length, flow_length, rate
+
+    def _indices(self, num_frames: int, length: int, rate: int, k: int) -> np.ndarray:
+        return samplers.sample_indices(
+            num_frames,
+            clip_length=length,
+            sample_rate=rate,
+            strategy=self.strategy,
+            mode=self.mode,
+            num_segments=self.num_segments,
+            segment=k,
+            rng=self._generator() if self.mode == "train" else None,
+        )
+
+    def _generator(self) -> np.random.Generator:
+        # torch.initial_seed() differs per DataLoader worker and epoch: re-seed when it changes
+        seed = torch.initial_seed()
+        if self._rng is None or seed != self._rng_seed:
+            self._rng, self._rng_seed = samplers.worker_generator(), seed
+        return self._rng
+
+    def _store(self, video: int) -> FrameStore:
+        if self._stores_pid != os.getpid():  # a forked worker starts with its own cache
+            self._stores, self._stores_pid = OrderedDict(), os.getpid()
+        store = self._stores.get(video)
+        if store is None:
+            store = self.open_video(video)
+            self._stores[video] = store
+            if len(self._stores) > self.store_cache_size:
+                self._stores.popitem(last=False)
+        else:
+            self._stores.move_to_end(video)
+        return store
+
+    def open_video(self, video: int) -> FrameStore:
+        """The frame store of ``records[video]``; override to read frames from elsewhere."""
+        return open_store(self.records[video].path)
+
+    # ------------------------------------------------------------------ output layout
+    def _layout(self, clip: Tensor) -> Tensor:
+        if self.input_dims == 3:
+            return clip
+        if not clip.is_floating_point() or clip.dim() != 4:
+            raise ValueError(
+                f"input_dims=2 stacks a (C, T, H, W) float clip, the transform gave {clip.dtype} "
+                f"{tuple(clip.shape)}; with a device-side BatchAugment set input_dims there"
+            )
+        return clip.flatten(0, 1)  # (C, T, H, W) -> (C·T, H, W): all of R, then G, then B
+
+
+def _read_stream(store: FrameStore, stream: str, indices: np.ndarray) -> Tensor:
+    """``(T, 3, H, W)`` uint8 RGB, or ``(T, 2, H, W)`` uint8 flow (u, v)."""
+    if stream == "rgb":
+        return torch.from_numpy(store.read(indices, "rgb")).permute(0, 3, 1, 2)
+    flow = np.stack((store.read(indices, "u"), store.read(indices, "v")), axis=1)
+    return torch.from_numpy(flow)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose from {tuple(choices)}")

@@ -1,0 +1,276 @@
+"""Inputs for deployed classifiers, preprocessed exactly as at evaluation.
+
+Each reader turns one user path into :class:`Item` s (a name and the network inputs, each
+``(B, *input_shape)`` float32). What the preprocessing needs (clip length, crop, normalisation,
+image size, ...) comes from the ``preprocess`` entry of the ONNX metadata, written by export.
+
+- video: a video file, a frame folder of the TAO layout (``rgb/``, ``u/``, ``v/``), a
+  ``frames.db`` directory, or a folder of images; modes ``center`` and ``conv`` (the sampler and
+  eval preset of evaluation) and ``stream`` (the TAO stand-alone sample's sliding window, RGB).
+- skeleton: a ``.npy`` of ``(N, C, T, V, M)`` or ``(C, T, V, M)``, or a deepstream-bodypose-3d JSON.
+- gesture: image files, or folders of images.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from export.windows import stream_windows
+
+__all__ = ["IMAGE_SUFFIXES", "Item", "VideoOptions", "read_items"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+VIDEO_MODES = ("center", "conv", "stream")
+
+
+@dataclass
+class Item:
+    """Network inputs for one named thing: a video (all its clips), a window, a sequence, an image."""
+
+    name: str
+    inputs: list[np.ndarray]
+    details: list[str] = field(default_factory=list)  # per batch row, e.g. window frame indices
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoOptions:
+    mode: str = "center"
+    num_segments: int = 10
+    stride: int = 1
+
+
+# ----------------------------------------------------------------------------- video
+def _video_preset(pre: dict[str, Any]) -> Any:
+    from data.transforms import ClipEvalPreset
+
+    keys = ("rgb_mean", "rgb_std", "flow_mean", "flow_std")
+    return ClipEvalPreset(
+        crop_size=tuple(pre["crop_size"]),
+        short_side=int(pre.get("short_side", max(pre["crop_size"]))),
+        center_crop=bool(pre.get("center_crop", True)),
+        **{key: tuple(pre[key]) for key in keys if key in pre},
+    )
+
+
+def _to_network(preset: Any, pre: dict[str, Any], *clips: np.ndarray) -> list[np.ndarray]:
+    """``(T, H, W, C)`` or ``(T, H, W)`` uint8 clips -> network inputs ``(C, T, h, w)``/``(C·T, h, w)``."""
+    tensors = []
+    for clip in clips:
+        clip = clip[..., None] if clip.ndim == 3 else clip
+        tensors.append(torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2))
+    outputs = preset(*tensors)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    dims = pre.get("input_dims") or [3] * len(outputs)
+    return [(o.flatten(0, 1) if d == 2 else o).numpy() for o, d in zip(outputs, dims)]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: unreadable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _frame_iterator(path: Path) -> Iterator[np.ndarray]:
+    """RGB frames ``(H, W, 3)`` uint8 of a video file, a frame store or a folder of images."""
+    if path.is_file():
+        from data.ffmpeg_io import iter_frames
+
+        yield from iter_frames(path)
+        return
+    from data.framestore import is_complete_video, open_store
+
+    if is_complete_video(path):
+        store = open_store(path)
+        for index in range(store.num_frames("rgb")):
+            yield store.read([index], "rgb")[0]
+        return
+    files = _image_files(path) if path.is_dir() else []
+    if not files:
+        raise ValueError(f"{path}: not a video file, a frame folder (rgb/, frames.db) or images")
+    for file in files:
+        yield _read_rgb(file)
+
+
+class _VideoSource:
+    """Random access to the streams of one video (stores) or to its decoded RGB frames."""
+
+    def __init__(self, path: Path) -> None:
+        from data.framestore import is_complete_video, open_store
+
+        self.store = open_store(path) if path.is_dir() and is_complete_video(path) else None
+        self.frames = None if self.store else np.stack(list(_frame_iterator(path)))
+
+    def num_frames(self, stream: str) -> int:
+        if self.store is not None:
+            return self.store.num_frames(stream)
+        if stream != "rgb":
+            raise ValueError("optical flow needs a frame folder with u/ and v/ or a frames.db")
+        return len(self.frames)
+
+    def read(self, indices: np.ndarray, stream: str) -> np.ndarray:
+        if self.store is not None:
+            return self.store.read(indices, stream)
+        return self.frames[indices]
+
+    def read_flow(self, indices: np.ndarray) -> np.ndarray:
+        return np.stack([self.read(indices, "u"), self.read(indices, "v")], axis=-1)
+
+
+def _clip_indices(num_frames: int, pre: dict[str, Any], mode: str, segment: int, segments: int):
+    from data.samplers import sample_indices
+
+    return sample_indices(
+        num_frames,
+        clip_length=int(pre["clip_length"]),
+        sample_rate=int(pre.get("sample_rate", 1)),
+        strategy=pre.get("strategy", "consecutive"),
+        mode=mode,
+        num_segments=segments,
+        segment=segment,
+    )
+
+
+def _clip_inputs(source: _VideoSource, indices: np.ndarray, pre: dict, preset) -> list[np.ndarray]:
+    modality = pre.get("modality", "rgb")
+    if modality == "rgb":
+        return _to_network(preset, pre, source.read(indices, "rgb"))
+    if modality == "of":
+        return _to_network(preset, pre, source.read_flow(indices))
+    from data.samplers import joint_indices
+
+    flow_length = int(pre.get("flow_length", pre["clip_length"]))
+    flow_idx = joint_indices(
+        indices, flow_length, strategy=pre.get("strategy", "consecutive"), train=False
+    )
+    flow_idx = np.minimum(flow_idx, source.num_frames("u") - 1)
+    return _to_network(preset, pre, source.read(indices, "rgb"), source.read_flow(flow_idx))
+
+
+def _video_clips(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
+    """One item per video: its centre clip, or its ``num_segments`` conv clips."""
+    preset = _video_preset(pre)
+    source = _VideoSource(path)
+    stream = "u" if pre.get("modality") == "of" else "rgb"
+    count = source.num_frames(stream)
+    if count == 0:
+        raise ValueError(f"{path}: no {stream} frames")
+    segments = options.num_segments if options.mode == "conv" else 1
+    clips, details = [], []
+    for k in range(segments):
+        indices = _clip_indices(count, pre, options.mode, k, segments)
+        clips.append(_clip_inputs(source, indices, pre, preset))
+        details.append(_describe(indices))
+    yield Item(str(path), [np.stack(parts) for parts in zip(*clips)], details)
+
+
+def _describe(indices: np.ndarray) -> str:
+    if len(indices) > 1 and np.all(np.diff(indices) == 1):
+        return f"[{indices[0]}..{indices[-1]}]"
+    return np.array2string(indices, max_line_width=10_000)
+
+
+def _video_stream(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
+    """The TAO stand-alone sample: a window of T frames sliding by ``stride``, one item each."""
+    if pre.get("modality", "rgb") != "rgb":
+        raise ValueError("stream mode reads RGB frames; use center or conv for flow models")
+    preset = _video_preset(pre)
+    length = int(pre["clip_length"])
+    for indices, frames in stream_windows(_frame_iterator(path), length, options.stride):
+        inputs = _to_network(preset, pre, frames)
+        yield Item(str(path), [x[None] for x in inputs], [_describe(indices)])
+
+
+def read_video(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
+    if options.mode not in VIDEO_MODES:
+        raise ValueError(f"unknown video mode {options.mode!r}; choose from {VIDEO_MODES}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such video or frame folder")
+    if options.mode == "stream":
+        return _video_stream(path, pre, options)
+    return _video_clips(path, pre, options)
+
+
+# ----------------------------------------------------------------------------- skeleton
+def _skeleton_array(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".json":
+        from data.skeleton_convert import convert_deepstream_json
+
+        return convert_deepstream_json(path)
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npy skeleton array ({error})") from None
+    return array[None] if array.ndim == 4 else array
+
+
+def read_skeleton(path: Path, pre: dict[str, Any], shape: tuple[int, ...]) -> Iterator[Item]:
+    """Every sequence of a ``.npy``/JSON file, zero-padded or cut to the exported T."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such skeleton file")
+    array = _skeleton_array(path)
+    if array.ndim != 5 or tuple(array.shape[1:2]) + tuple(array.shape[3:]) != (
+        shape[0],
+        *shape[2:],
+    ):
+        raise ValueError(
+            f"{path}: skeleton array {tuple(array.shape)} does not match (N, {shape[0]}, T, "
+            f"{shape[2]}, {shape[3]})"
+        )
+    length = shape[1]
+    fitted = np.zeros((len(array), *shape), np.float32)
+    kept = min(length, array.shape[2])
+    fitted[:, :, :kept] = array[:, :, :kept]
+    for i in range(len(fitted)):
+        yield Item(f"{path}[{i}]", [fitted[i : i + 1]])
+
+
+# ----------------------------------------------------------------------------- gesture
+def read_gesture(path: Path, pre: dict[str, Any], shape: tuple[int, ...]) -> Iterator[Item]:
+    """Images (a file or a folder), through the evaluation preprocessing of GestureCropDataset."""
+    from data.gesture_dataset import GestureCropDataset
+
+    files = _image_files(path) if path.is_dir() else [path]
+    if not path.exists() or not files:
+        raise FileNotFoundError(f"{path}: no image file or folder of images")
+    entries = [
+        {"bbox_path": os.path.relpath(f, path.parent if path.is_file() else path)} for f in files
+    ]
+    dataset = GestureCropDataset(
+        entries,
+        image_root=path.parent if path.is_file() else path,
+        class_names=[],
+        image_size=tuple(shape[1:]),
+        gray_scale=shape[0] == 1,
+    )
+    for index, entry in enumerate(dataset.entries):
+        inputs, _, _ = dataset[index]
+        yield Item(str(dataset.image_root / entry["bbox_path"]), [inputs.numpy()[None]])
+
+
+def read_items(
+    family: str, path: str | Path, metadata: dict[str, Any], video: VideoOptions | None = None
+) -> Iterator[Item]:
+    """Items of ``path`` for a classifier of ``family`` described by its ONNX ``metadata``."""
+    path = Path(path)
+    pre = dict(metadata.get("preprocess") or {})
+    shapes = [tuple(s) for s in metadata.get("input_shape", [])]
+    if family == "video":
+        return read_video(path, pre, video or VideoOptions())
+    if family == "skeleton":
+        return read_skeleton(path, pre, shapes[0])
+    if family == "gesture":
+        return read_gesture(path, pre, shapes[0])
+    raise ValueError(f"unknown family {family!r}")

@@ -1,0 +1,59 @@
+"""Self-describing ONNX files: what a deployment needs to feed the network, stored in the file.
+
+Each entry of ``metadata_props`` holds one JSON value under an ``actrec.`` key, so any ONNX tool
+shows them and ``read_metadata`` gives the Python values back::
+
+    labels          ["walk", "run", ...]          class names in logit order
+    input_shape     [[3, 16, 112, 112]]           per input, without the batch axis
+    input_names     ["input_rgb"]                 TAO tensor names
+    normalization   {"mean": [...], "std": [...]} applied after x/255
+    network         "r3d_18"                      registry name
+    network_kwargs  {"num_classes": 51, ...}      builder kwargs
+    family          "video" | "skeleton" | "gesture"
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+__all__ = ["KEY_PREFIX", "read_metadata", "write_metadata"]
+
+KEY_PREFIX = "actrec."
+
+
+def write_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> None:
+    """Store every ``metadata`` value as JSON in ``model.metadata_props`` (replacing old keys)."""
+    keep = [p for p in model.metadata_props if p.key.removeprefix(KEY_PREFIX) not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key = KEY_PREFIX + key
+        entry.value = json.dumps(value, sort_keys=True, default=str)
+
+
+def read_metadata(path_or_model: str | Path | onnx.ModelProto) -> dict[str, Any]:
+    """The ``actrec.*`` metadata of an ONNX file (or loaded model) as Python values.
+
+    Only the graph header is needed, so the weights are not loaded from a path.
+    """
+    if isinstance(path_or_model, onnx.ModelProto):
+        model = path_or_model
+    else:
+        path = Path(path_or_model)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such ONNX file")
+        model = onnx.load(str(path), load_external_data=False)
+    result: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if not prop.key.startswith(KEY_PREFIX):
+            continue
+        try:
+            result[prop.key.removeprefix(KEY_PREFIX)] = json.loads(prop.value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"metadata {prop.key!r} is not valid JSON: {error}") from None
+    return result

@@ -1,0 +1,230 @@
+"""ST-GCN (Yan et al. 2018) as NVIDIA TAO PoseClassificationNet defines it.
+
+Input ``(N, C, T, V, M)``: sequences, coordinates, frames, joints, persons (any M). Output logits
+``(N, num_classes)``. Module and parameter names follow the reference (``data_bn``,
+``st_gcn_networks.i.gcn.conv``, ``.tcn``, ``.residual``, ``edge_importance.i``, ``fcn``), so
+reference state dicts load after their ``model.`` prefix is stripped.
+
+The graph convolution runs in channels-last memory: the 1×1 convolution writes ``(N, T, V, K·C)``
+and the partition/joint mixing is one matrix product with ``A`` reshaped to ``(W, V·K)``, with no
+permuted copies and no loop over partitions or joints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from network.base import Classifier
+from network.graph import Graph, Layout
+from network.registry import register_model
+
+__all__ = ["STGCN", "GraphConv", "STGCNBlock"]
+
+TEMPORAL_KERNEL = 9  # fixed in the reference; must be odd so padding keeps T
+
+# Block widths and temporal strides: one row per network variant.
+STAGES: dict[str, tuple[tuple[int, int], ...]] = {
+    # The reference: 4×64, 3×128 (stride 2 on entry), 3×256 (stride 2 on entry).
+    "st_gcn": ((64, 1),) * 4 + ((128, 2),) + ((128, 1),) * 2 + ((256, 2),) + ((256, 1),) * 2,
+    # Tests and demos: same structure (stride 2 entries, residual convs), narrow and shallow.
+    "st_gcn_tiny": ((16, 1), (32, 2), (32, 1)),
+}
+
+
+class GraphConv(nn.Module):
+    """1×1 convolution to K partitions, then mixing joints with A: (N, C, T, V) → (N, C', T, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_partitions: int) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels * num_partitions, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        n, _, t, v = x.shape
+        k, _, w = adjacency.shape
+        # conv channel k·C' + c sits, channels-last, at [n, t, v, k, c] → rows (v, k) per (n, t).
+        y = self.conv(x).permute(0, 2, 3, 1).reshape(n * t, v * k, self.out_channels)
+        mixing = adjacency.permute(2, 1, 0).reshape(w, v * k)  # [w, (v, k)] = A[k, v, w]
+        out = torch.matmul(mixing, y)  # (N·T, W, C')
+        return out.view(n, t, w, self.out_channels).permute(0, 3, 1, 2)
+
+
+class STGCNBlock(nn.Module):
+    """``ReLU(tcn(gcn(x, A)) + residual(x))``; (N, C, T, V) → (N, C', ⌈T/stride⌉, V)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_partitions: int,
+        *,
+        stride: int = 1,
+        dropout: float = 0.0,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        pad = (TEMPORAL_KERNEL - 1) // 2
+        self.gcn = GraphConv(in_channels, out_channels, num_partitions)
+        self.tcn = nn.Sequential(
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, (TEMPORAL_KERNEL, 1), (stride, 1), (pad, 0)),
+            nn.BatchNorm2d(out_channels),
+            nn.Dropout(dropout),
+        )
+        if not residual:
+            self.residual = None
+        elif in_channels == out_channels and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        out = self.tcn(self.gcn(x, adjacency))
+        if self.residual is not None:
+            out = out + self.residual(x)
+        return self.relu(out)
+
+
+class STGCN(Classifier):
+    """Spatial-temporal graph convolutional network on (N, C, T, V, M) skeleton sequences."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int = 3,
+        graph_layout: str | Path | Layout = "nvidia",
+        graph_strategy: str = "spatial",
+        graph_legacy: bool = False,
+        edge_importance_weighting: bool = True,
+        dropout: float = 0.0,
+        stages: tuple[tuple[int, int], ...] = STAGES["st_gcn"],
+    ) -> None:
+        super().__init__()
+        graph = Graph(graph_layout, graph_strategy, legacy=graph_legacy)
+        self.graph = graph
+        self.num_classes = num_classes
+        # Not persistent: A follows the configured graph; a stored A is checked on load.
+        self.register_buffer("A", torch.from_numpy(graph.A), persistent=False)
+        k, v, _ = graph.A.shape
+        self.data_bn = nn.BatchNorm1d(in_channels * v)
+        blocks, width = [], in_channels
+        for index, (out_channels, stride) in enumerate(stages):
+            first = index == 0  # the reference's first block: no residual, no dropout
+            blocks.append(
+                STGCNBlock(
+                    width,
+                    out_channels,
+                    k,
+                    stride=stride,
+                    dropout=0.0 if first else dropout,
+                    residual=not first,
+                )
+            )
+            width = out_channels
+        self.st_gcn_networks = nn.ModuleList(blocks)
+        self.edge_importance = nn.ParameterList(
+            [nn.Parameter(torch.ones(k, v, v)) for _ in blocks] if edge_importance_weighting else []
+        )
+        self.num_features = width
+        self.fcn = nn.Conv2d(width, num_classes, kernel_size=1)
+        self.register_load_state_dict_pre_hook(_check_stored_adjacency)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V, M) → (N, F) features pooled over time, joints and persons."""
+        n, c, t, v, m = x.shape
+        x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)  # BN channel = v·C + c
+        x = self.data_bn(x)
+        x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
+        x = x.contiguous(memory_format=torch.channels_last)
+        for index, block in enumerate(self.st_gcn_networks):
+            adjacency = self.A * self.edge_importance[index] if self.edge_importance else self.A
+            x = block(x, adjacency)
+        return x.mean(dim=(2, 3)).view(n, m, -1).mean(dim=1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, F) → (N, num_classes); the reference has no dropout before the classifier."""
+        return self.fcn(features[:, :, None, None]).flatten(1)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fcn = nn.Conv2d(self.num_features, num_classes, kernel_size=1).to(self.A.device)
+
+
+def _check_stored_adjacency(
+    module: STGCN, state_dict: Mapping[str, Any], prefix: str, *args: Any
+) -> None:
+    """Accept a reference checkpoint's persistent ``A`` only if it equals the configured graph."""
+    stored = state_dict.get(prefix + "A") if hasattr(state_dict, "get") else None
+    if stored is None:
+        return
+    state_dict.pop(prefix + "A")  # type: ignore[attr-defined]
+    if stored.shape != module.A.shape or not torch.allclose(
+        stored.to(module.A), module.A, atol=1e-6
+    ):
+        raise ValueError(
+            "the checkpoint's adjacency A differs from the configured graph "
+            f"({module.graph}); reference checkpoints need graph_legacy=True and their layout"
+        )
+
+
+def _build(stages_name: str, **kwargs: Any) -> STGCN:
+    return STGCN(stages=STAGES[stages_name], **kwargs)
+
+
+@register_model("st_gcn", family="skeleton", input_layout="NCTVM", tags=("tao",))
+def st_gcn(
+    *,
+    num_classes: int = 6,
+    in_channels: int = 3,
+    graph_layout: str = "nvidia",
+    graph_strategy: str = "spatial",
+    graph_legacy: bool = False,
+    edge_importance_weighting: bool = True,
+    dropout: float = 0.5,
+) -> STGCN:
+    """ST-GCN as in TAO PoseClassificationNet (3.1 M parameters for nvidia, 6 classes)."""
+    return _build(
+        "st_gcn",
+        num_classes=num_classes,
+        in_channels=in_channels,
+        graph_layout=graph_layout,
+        graph_strategy=graph_strategy,
+        graph_legacy=graph_legacy,
+        edge_importance_weighting=edge_importance_weighting,
+        dropout=dropout,
+    )
+
+
+@register_model("st_gcn_tiny", family="skeleton", input_layout="NCTVM", tags=("tiny",))
+def st_gcn_tiny(
+    *,
+    num_classes: int = 6,
+    in_channels: int = 3,
+    graph_layout: str = "nvidia",
+    graph_strategy: str = "spatial",
+    graph_legacy: bool = False,
+    edge_importance_weighting: bool = True,
+    dropout: float = 0.0,
+) -> STGCN:
+    """Three narrow blocks (16, 32 stride 2, 32) for tests and the demo."""
+    return _build(
+        "st_gcn_tiny",
+        num_classes=num_classes,
+        in_channels=in_channels,
+        graph_layout=graph_layout,
+        graph_strategy=graph_strategy,
+        graph_legacy=graph_legacy,
+        edge_importance_weighting=edge_importance_weighting,
+        dropout=dropout,
+    )

@@ -1,0 +1,171 @@
+"""Parameters, GMACs and output shape of registered video networks.
+
+    python -m network.summary srtg_r3d_50 --frames 16 --size 112
+    python -m network.summary --all --frames 16 --size 224 --skip-tag tiny
+
+MACs are counted with forward hooks on Conv1d/2d/3d, Linear, LSTM and GRU (one multiply-add per
+weight use; norms, activations and pooling are not counted), per clip. By default the forward pass
+runs on the "meta" device, which computes shapes only, so even the largest networks take
+milliseconds; ``--device cpu`` runs it for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from network.registry import build_model, get_entry, list_models
+
+__all__ = ["Summary", "build_kwargs", "count_macs", "example_inputs", "main", "summarize"]
+
+
+def _conv_macs(module: nn.Module, output: torch.Tensor) -> int:
+    return output.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
+
+
+def _linear_macs(module: nn.Module, output: torch.Tensor) -> int:
+    return output.numel() * module.in_features
+
+
+def _recurrent_macs(module: nn.Module, output: tuple) -> int:
+    sequence = output[0]  # (N, T, D·H) or (T, N, D·H)
+    gates = {nn.LSTM: 4, nn.GRU: 3}[type(module)]
+    directions = 2 if module.bidirectional else 1
+    hidden = module.hidden_size
+    inputs = [module.input_size] + [hidden * directions] * (module.num_layers - 1)
+    per_step = sum(gates * hidden * (size + hidden) for size in inputs) * directions
+    return sequence.shape[0] * sequence.shape[1] * per_step
+
+
+MAC_COUNTERS: dict[type[nn.Module], Callable[[nn.Module, object], int]] = {
+    nn.Conv1d: _conv_macs,
+    nn.Conv2d: _conv_macs,
+    nn.Conv3d: _conv_macs,
+    nn.Linear: _linear_macs,
+    nn.LSTM: _recurrent_macs,
+    nn.GRU: _recurrent_macs,
+}
+
+
+def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int, object]:
+    """(total multiply-adds of one forward pass over the whole batch, the model output)."""
+    total = 0
+
+    def hook(module: nn.Module, args: tuple, output: object) -> None:
+        nonlocal total
+        total += MAC_COUNTERS[type(module)](module, output)
+
+    handles = [
+        module.register_forward_hook(hook)
+        for module in model.modules()
+        if type(module) in MAC_COUNTERS
+    ]
+    try:
+        with torch.no_grad():
+            output = model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total, output
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    params: int
+    macs_per_clip: int
+    output_shape: tuple[int, ...]
+
+    def row(self) -> str:
+        return (
+            f"| {self.name} | {self.params / 1e6:.2f} | {self.macs_per_clip / 1e9:.2f} "
+            f"| {list(self.output_shape)} |"
+        )
+
+
+def build_kwargs(name: str, frames: int, num_classes: int) -> dict:
+    """Builder kwargs so that ``name`` accepts clips of ``frames`` frames (2D stacks need T)."""
+    layout = get_entry(name).input_layout
+    if layout == "NCHW":
+        return {"num_classes": num_classes, "num_frames": frames}
+    if layout == "joint":
+        return {"num_classes": num_classes, "rgb_frames": frames, "of_frames": frames}
+    return {"num_classes": num_classes}
+
+
+def example_inputs(
+    model: nn.Module, name: str, *, frames: int, size: int, batch: int = 1, device="cpu"
+) -> tuple[torch.Tensor, ...]:
+    """Random inputs in the layout that ``name`` expects: RGB, or (rgb, flow) for joint models."""
+
+    def one(layout: str, channels: int) -> torch.Tensor:
+        if layout == "NCHW":
+            return torch.randn(batch, channels * frames, size, size, device=device)
+        return torch.randn(batch, channels, frames, size, size, device=device)
+
+    entry = get_entry(name)
+    if entry.input_layout == "joint":
+        return (
+            one(get_entry(model.rgb.network_name).input_layout, 3),
+            one(get_entry(model.flow.network_name).input_layout, 2),
+        )
+    if entry.input_layout not in ("NCHW", "NCTHW"):
+        raise ValueError(f"{name}: summary handles video networks, not layout {entry.input_layout}")
+    return (one(entry.input_layout, 3),)
+
+
+def summarize(
+    name: str, *, frames: int = 16, size: int = 112, num_classes: int = 400, device: str = "meta"
+) -> Summary:
+    """Build ``name`` and count its parameters and per-clip MACs on a 1-clip input."""
+    with torch.device(device):
+        model = build_model(name, **build_kwargs(name, frames, num_classes)).eval()
+        inputs = example_inputs(model, name, frames=frames, size=size, device=device)
+    macs, output = count_macs(model, inputs)
+    params = sum(p.numel() for p in model.parameters())
+    return Summary(name, params, macs, tuple(output.shape))
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="registered network names")
+    parser.add_argument("--all", action="store_true", help="every registered video network")
+    parser.add_argument("--skip-tag", default=None, help="with --all, leave out this tag")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--num-classes", type=int, default=400)
+    parser.add_argument("--device", default="meta", help="meta (shapes only), cpu or cuda")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    names = list(args.names)
+    if args.all:
+        skipped = set(list_models(tag=args.skip_tag)) if args.skip_tag else set()
+        names += [n for n in list_models(family="video") if n not in skipped]
+    if not names:
+        print("give network names or --all; known video networks:", ", ".join(list_models("video")))
+        return 2
+    print(f"input 1×{args.frames}×{args.size}×{args.size}, {args.num_classes} classes")
+    print("| network | params (M) | GMACs | output |\n|---|---|---|---|")
+    for name in names:
+        summary = summarize(
+            name,
+            frames=args.frames,
+            size=args.size,
+            num_classes=args.num_classes,
+            device=args.device,
+        )
+        print(summary.row(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

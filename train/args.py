@@ -1,0 +1,126 @@
+"""The command-line flags shared by every family (SRTG-style names), defined once.
+
+Family scripts extend the parent parser with their own ``add_argument_group``::
+
+    parser = argparse.ArgumentParser(parents=[common_parser()])
+    parser.set_defaults(end_epoch=40, lr_base=0.1)   # family defaults, still beaten by the CLI
+
+Flags that fall back to a component's own setting default to ``None``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
+LR_SCHEDULES = ("multistep", "plateau", "cosine", "constant")
+AMP_DTYPES = ("bf16", "fp16")
+PLATEAU_MONITORS = ("val_loss", "train_loss")
+
+_BOOL = argparse.BooleanOptionalAction
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """A parent parser (``add_help=False``) with the flags every family script shares."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_run_arguments(parser.add_argument_group("run"))
+    _add_optim_arguments(parser.add_argument_group("optimisation"))
+    _add_speed_arguments(parser.add_argument_group("speed and devices"))
+    _add_checkpoint_arguments(parser.add_argument_group("checkpoints"))
+    return parser
+
+
+def add_multigrid_arguments(parser: argparse.ArgumentParser) -> None:
+    """Multigrid flags (video only): long and short cycles work independently."""
+    group = parser.add_argument_group("multigrid")
+    group.add_argument("--long-cycles", action=_BOOL, default=False, help="long-cycle shapes")
+    group.add_argument("--short-cycles", action=_BOOL, default=False, help="short-cycle sizes")
+    group.add_argument(
+        "--bn-base-size",
+        type=int,
+        default=8,
+        help="BatchNorm statistics over this many clips when multigrid grows the batch",
+    )
+
+
+def _add_run_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "-e",
+        "--experiment-spec",
+        default=None,
+        help="YAML/JSON spec (TAO style); key=value arguments override its entries",
+    )
+    group.add_argument("--output-dir", default="results", help="run directory (logs, checkpoints)")
+    group.add_argument("--end-epoch", type=int, default=10, help="number of training epochs")
+    group.add_argument("--batch-size", type=int, default=8, help="clips per step and process")
+    group.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size")
+    group.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    group.add_argument(
+        "--random-seed", type=int, default=0, help="seeds Python/NumPy/torch/workers"
+    )
+    group.add_argument("--log-interval", type=int, default=10, help="steps between console lines")
+    group.add_argument("--eval-interval", type=int, default=1, help="epochs between validations")
+    group.add_argument("--tensorboard", action=_BOOL, default=True, help="TensorBoard scalars")
+    group.add_argument("--plots", action=_BOOL, default=True, help="PNG curves at the end")
+    group.add_argument("--log-level", default="INFO", help="console logging level")
+
+
+def _add_optim_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    group.add_argument("--lr-base", type=float, default=0.01, help="LR at --batch-size")
+    group.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="multistep")
+    group.add_argument(
+        "--lr-steps", type=int, nargs="*", default=[], help="epochs where the LR is multiplied"
+    )
+    group.add_argument("--lr-factor", type=float, default=0.1, help="LR decay factor")
+    group.add_argument("--min-lr", type=float, default=0.0, help="LR floor (plateau, cosine)")
+    group.add_argument("--plateau-monitor", choices=PLATEAU_MONITORS, default="val_loss")
+    group.add_argument("--plateau-patience", type=int, default=1, help="epochs without progress")
+    group.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length")
+    group.add_argument("--warmup-start-factor", type=float, default=0.01)
+    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--nesterov", action=_BOOL, default=False)
+    group.add_argument("--weight-decay", type=float, default=1e-4)
+    group.add_argument(
+        "--norm-bias-decay",
+        action=_BOOL,
+        default=True,
+        help="apply weight decay to normalisation weights and biases too",
+    )
+    group.add_argument("--clip-grad", type=float, default=None, help="max gradient L2 norm")
+    group.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
+    group.add_argument("--label-smoothing", type=float, default=0.0)
+
+
+def _add_speed_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--device", default=None, help="cuda, cpu, cuda:1 (default: cuda if any)")
+    group.add_argument("--amp", action=_BOOL, default=False, help="mixed precision (GPU only)")
+    group.add_argument("--amp-dtype", choices=AMP_DTYPES, default="bf16")
+    group.add_argument("--channels-last", action=_BOOL, default=False, help="channels_last(_3d)")
+    group.add_argument("--compile", action=_BOOL, default=False, help="torch.compile the model")
+    group.add_argument("--sync-bn", action=_BOOL, default=False, help="SyncBatchNorm under DDP")
+
+
+def _add_checkpoint_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--checkpoint-interval",
+        "--save-frequency",
+        dest="checkpoint_interval",
+        type=int,
+        default=1,
+        help="epochs between model_epoch_XXX.pth files",
+    )
+    group.add_argument("--resume", default=None, metavar="PATH", help="checkpoint to resume")
+    group.add_argument(
+        "--auto-resume", action=_BOOL, default=True, help="resume from <output-dir>/latest.pth"
+    )
+    group.add_argument(
+        "--pretrained", default=None, metavar="PATH", help="weights loaded non-strictly"
+    )
+    group.add_argument(
+        "--finetune",
+        action=_BOOL,
+        default=False,
+        help="backbone LR × --backbone-lr-mult, classifier at the full LR",
+    )
+    group.add_argument("--backbone-lr-mult", type=float, default=0.1)

@@ -1,0 +1,669 @@
+"""The one training engine shared by the video, skeleton and gesture families.
+
+::
+
+    from train.engine import evaluate, fit, predict
+    summary = fit(model, train_set, val_set, args, family="video", class_names=names)
+    result = evaluate(model, val_set, args, class_names=names, output_dir=run_dir)
+
+Datasets yield ``(inputs, target, sample_id)`` (docs/ARCHITECTURE.md); ``inputs`` is a tensor
+or a tuple of tensors (``model(*inputs)``). ``args`` comes from a parser built on
+``train.args.common_parser()``. The same code runs under ``python`` and ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from train import checkpoint as ckpt
+from train.config import write_resolved_args
+from train.distributed import (
+    DistInfo,
+    barrier,
+    init_distributed,
+    reduce_across_processes,
+)
+from train.history import RunHistory, plot_curves
+from train.loaders import build_eval_loader, build_train_loader, multigrid_enabled, set_loader_epoch
+from train.metrics import EvalResult, ScoreAccumulator, save_confusion, tao_report
+from train.monitor import SpeedMonitor
+from train.multigrid import BN_BASE_SIZE, sub_batch_norm
+from train.optim import build_optimizer, parameter_groups
+from train.precision import Precision, forward_model, move_to_device, to_channels_last
+from train.schedule import LRSchedule
+from train.seeding import epoch_seed, seed_everything
+
+__all__ = ["NonFiniteLossError", "evaluate", "fit", "predict"]
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (fp32/bf16); the message names epoch and step."""
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint needs beyond module states; ``epoch`` counts finished epochs."""
+
+    epoch: int = 0
+    step: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    skipped_steps: int = 0
+
+
+@dataclass
+class _Context:
+    """Everything one training run holds, built once by ``fit``."""
+
+    model: nn.Module  # what is called: maybe DDP- and/or compile-wrapped
+    plain: nn.Module  # the unwrapped module (checkpoints, set_epoch)
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    precision: Precision
+    criterion: nn.Module
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    info: DistInfo
+    args: argparse.Namespace
+    run_dir: Path
+    family: str
+    class_names: list[str]
+    progress: _Progress = field(default_factory=_Progress)
+    history: RunHistory | None = None
+
+
+def fit(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    args: argparse.Namespace,
+    *,
+    family: str,
+    class_names: Sequence[str],
+    criterion: nn.Module | None = None,
+    batch_sampler: Sampler | None = None,
+    collate_fn: Callable | None = None,
+    param_groups: Sequence[dict[str, Any]] | None = None,
+    lr_lambda: Callable[[float], float] | None = None,
+    output_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train ``args.end_epoch`` epochs with validation, checkpoints, logs and auto-resume.
+
+    ``criterion(logits (N, K), targets (N,))`` defaults to cross-entropy (with
+    ``--label-smoothing``); a model's ``regularization_loss()`` is added when it has one, and
+    ``model.set_epoch(epoch)`` is called before every epoch when defined. ``param_groups``
+    (dicts with ``params`` and optional ``lr_mult``/``weight_decay``) replace the default groups;
+    ``lr_lambda(progress in [0, 1]) -> factor`` replaces the ``--lr-schedule``. ``output_dir``
+    overrides ``args.output_dir``. Returns a summary: ``epoch``, ``best_metric`` (best validation
+    video top-1), ``best_epoch``, ``skipped_steps``, ``run_dir`` and the last epoch's metrics
+    (``train_loss``, ``train_top1``, ``lr``, ``val_*``).
+    """
+    ctx = _setup(
+        model,
+        train_set,
+        val_set,
+        args,
+        family=family,
+        class_names=class_names,
+        criterion=criterion,
+        batch_sampler=batch_sampler,
+        collate_fn=collate_fn,
+        param_groups=param_groups,
+        lr_lambda=lr_lambda,
+        output_dir=output_dir,
+    )
+    row: dict[str, Any] = {}
+    try:
+        for epoch in range(ctx.progress.epoch, args.end_epoch):
+            row = _run_epoch(ctx, epoch)
+        _finish(ctx)
+    finally:
+        if ctx.history is not None:
+            ctx.history.close()
+    return {
+        **row,
+        "epoch": ctx.progress.epoch,
+        "best_metric": ctx.progress.best_metric,
+        "best_epoch": ctx.progress.best_epoch,
+        "skipped_steps": ctx.progress.skipped_steps,
+        "run_dir": str(ctx.run_dir),
+    }
+
+
+def _setup(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    args: argparse.Namespace,
+    *,
+    family: str,
+    class_names: Sequence[str],
+    criterion: nn.Module | None,
+    batch_sampler: Sampler | None,
+    collate_fn: Callable | None,
+    param_groups: Sequence[dict[str, Any]] | None,
+    lr_lambda: Callable[[float], float] | None,
+    output_dir: str | Path | None,
+) -> _Context:
+    info = init_distributed(args.device)
+    run_dir = Path(output_dir or args.output_dir)
+    seed_everything(epoch_seed(args.random_seed, 0, info.rank))
+    if info.rank == 0:
+        write_resolved_args(args, run_dir)
+    resume_path = ckpt.find_resume_path(run_dir, args.resume, args.auto_resume)
+    if resume_path is None and args.pretrained:
+        _load_pretrained(model, args.pretrained)
+    model = _place_model(model, args, info)
+    optimizer = build_optimizer(parameter_groups(model, args, param_groups), args)
+    schedule = _make_schedule(optimizer, args, lr_lambda)
+    precision = Precision.from_args(args, info.device)
+    progress = _Progress()
+    if resume_path is not None:
+        progress = _resume(resume_path, model, optimizer, schedule, precision)
+    criterion = criterion or nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    ctx = _Context(
+        model=_wrap_model(model, args, info),
+        plain=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        precision=precision,
+        criterion=criterion.to(info.device),
+        train_loader=build_train_loader(
+            train_set, args, info, batch_sampler=batch_sampler, collate_fn=collate_fn
+        ),
+        val_loader=build_eval_loader(val_set, args, info, collate_fn=collate_fn)
+        if val_set is not None
+        else None,
+        info=info,
+        args=args,
+        run_dir=run_dir,
+        family=family,
+        class_names=list(class_names),
+        progress=progress,
+        history=RunHistory(run_dir, tensorboard=args.tensorboard) if info.rank == 0 else None,
+    )
+    log.info(
+        "training %s: %d train items, %d steps/epoch, %s, epochs %d..%d, output %s",
+        getattr(model, "network_name", type(model).__name__),
+        len(train_set),
+        len(ctx.train_loader),
+        precision.describe(),
+        progress.epoch + 1,
+        args.end_epoch,
+        run_dir,
+    )
+    return ctx
+
+
+def _load_pretrained(model: nn.Module, path: str) -> None:
+    from network.weights import load_pretrained
+
+    load_pretrained(model, path)
+
+
+def _place_model(model: nn.Module, args: argparse.Namespace, info: DistInfo) -> nn.Module:
+    if args.sync_bn and info.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(info.device)
+    if args.channels_last:
+        to_channels_last(model)
+    return model
+
+
+def _wrap_model(model: nn.Module, args: argparse.Namespace, info: DistInfo) -> nn.Module:
+    wrapped: nn.Module = model
+    if info.distributed:
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if args.compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
+
+
+def _make_schedule(
+    optimizer: torch.optim.Optimizer,
+    args: argparse.Namespace,
+    lr_lambda: Callable[[float], float] | None,
+) -> LRSchedule:
+    return LRSchedule(
+        optimizer,
+        lr_base=args.lr_base,
+        total_epochs=args.end_epoch,
+        kind=args.lr_schedule,
+        lr_steps=args.lr_steps or (),
+        lr_factor=args.lr_factor,
+        min_lr=args.min_lr,
+        warmup_epochs=args.warmup_epochs,
+        warmup_start_factor=args.warmup_start_factor,
+        patience=args.plateau_patience,
+        lr_lambda=lr_lambda,
+    )
+
+
+def _resume(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    precision: Precision,
+) -> _Progress:
+    state = ckpt.load_checkpoint(path, map_location="cpu")
+    ckpt.restore_training_state(
+        state, model, optimizer=optimizer, scheduler=schedule, scaler=precision.scaler
+    )
+    extra = state.get("progress") or {}
+    log.info("resumed from %s after epoch %d (step %d)", path, state["epoch"], state["step"])
+    return _Progress(
+        epoch=int(state["epoch"]),
+        step=int(state["step"]),
+        best_metric=state.get("best_metric"),
+        best_epoch=extra.get("best_epoch"),
+        skipped_steps=int(extra.get("skipped_steps", 0)),
+    )
+
+
+def _run_epoch(ctx: _Context, epoch: int) -> dict[str, Any]:
+    """Train one epoch, validate when due, update the plateau rule, log and checkpoint."""
+    args = ctx.args
+    train_stats = _train_epoch(ctx, epoch)
+    row: dict[str, Any] = {"epoch": epoch + 1, **train_stats}
+    due = (epoch + 1) % max(args.eval_interval, 1) == 0 or epoch + 1 == args.end_epoch
+    improved = False
+    if ctx.val_loader is not None and due:
+        result = _evaluate_loader(ctx.model, ctx.val_loader, ctx, desc=f"val {epoch + 1}")
+        row.update(result.as_dict("val_"))
+        _log_validation(result, epoch)
+        improved = _track_best(ctx, result, epoch)
+    monitored = row.get("val_loss") if args.plateau_monitor == "val_loss" else row["train_loss"]
+    ctx.schedule.epoch_end(monitored)
+    ctx.progress.epoch = epoch + 1
+    if ctx.history is not None:
+        ctx.history.append(row)
+    _save_checkpoints(ctx, improved=improved)
+    barrier()
+    return row
+
+
+def _track_best(ctx: _Context, result: EvalResult, epoch: int) -> bool:
+    """Record a new best validation video top-1; True when this epoch improved it."""
+    best = ctx.progress.best_metric
+    if best is not None and result.video_top1 <= best:
+        return False
+    ctx.progress.best_metric = result.video_top1
+    ctx.progress.best_epoch = epoch + 1
+    return True
+
+
+def _log_validation(result: EvalResult, epoch: int) -> None:
+    log.info(
+        "epoch %d validation: loss %.4f clip top-1 %.4f top-5 %.4f video top-1 %.4f "
+        "top-5 %.4f mean class %.4f",
+        epoch + 1,
+        result.loss,
+        result.clip_top1,
+        result.clip_top5,
+        result.video_top1,
+        result.video_top5,
+        result.mean_class_accuracy,
+    )
+
+
+def _save_checkpoints(ctx: _Context, improved: bool) -> None:
+    """latest.pth every epoch, model_epoch_XXX.pth every interval, best.pth on improvement."""
+    if ctx.info.rank != 0:
+        return
+    epoch = ctx.progress.epoch
+    state = ckpt.make_checkpoint(
+        ctx.plain,
+        optimizer=ctx.optimizer,
+        scheduler=ctx.schedule,
+        scaler=ctx.precision.scaler,
+        epoch=epoch,
+        step=ctx.progress.step,
+        args=ctx.args,
+        family=ctx.family,
+        class_names=ctx.class_names,
+        best_metric=ctx.progress.best_metric,
+    )
+    state["progress"] = {
+        "best_epoch": ctx.progress.best_epoch,
+        "skipped_steps": ctx.progress.skipped_steps,
+    }
+    paths = [ctx.run_dir / ckpt.LATEST]
+    interval = max(ctx.args.checkpoint_interval, 1)
+    if epoch % interval == 0 or epoch == ctx.args.end_epoch:
+        paths.append(ctx.run_dir / ckpt.epoch_filename(epoch))
+    if improved:
+        paths.append(ctx.run_dir / ckpt.BEST)
+    ckpt.atomic_save(state, *paths)
+
+
+@dataclass
+class _Meter:
+    """Running training loss and accuracy, kept on the device until logged."""
+
+    loss_sum: torch.Tensor
+    correct1: torch.Tensor
+    correct5: torch.Tensor
+    count: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _Meter:
+        return cls(*(torch.zeros((), dtype=torch.float64, device=device) for _ in range(3)))
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        batch = targets.shape[0]
+        self.loss_sum += loss.detach().double() * batch
+        top = logits.detach().topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == targets[:, None]
+        self.correct1 += hits[:, 0].sum()
+        self.correct5 += hits.any(dim=1).sum()
+        self.count += batch
+
+    def averages(self) -> tuple[float, float, float]:
+        """(loss, top-1, top-5) over this process's clips."""
+        count = max(self.count, 1)
+        return tuple(float(v) / count for v in (self.loss_sum, self.correct1, self.correct5))
+
+    def reduced(self) -> dict[str, float]:
+        """Averages over all processes (weighted by clip counts)."""
+        totals = torch.stack([self.loss_sum, self.correct1, self.correct5]).cpu()
+        totals = torch.cat([totals, torch.tensor([float(self.count)], dtype=torch.float64)])
+        totals = reduce_across_processes(totals, op="sum")
+        count = max(float(totals[3]), 1.0)
+        return {
+            "train_loss": float(totals[0]) / count,
+            "train_top1": float(totals[1]) / count,
+            "train_top5": float(totals[2]) / count,
+        }
+
+
+def _train_epoch(ctx: _Context, epoch: int) -> dict[str, Any]:
+    """One pass over the training loader; returns reduced loss/accuracy, LR and skipped steps."""
+    args, loader = ctx.args, ctx.train_loader
+    set_loader_epoch(loader, epoch, args.random_seed, ctx.info.rank)
+    seed_everything(epoch_seed(args.random_seed, epoch, ctx.info.rank))
+    if hasattr(ctx.plain, "set_epoch"):
+        ctx.plain.set_epoch(epoch)
+    ctx.model.train()
+    batch_scale = _lr_batch_scale(loader, args, epoch)
+    grouped_bn = (
+        sub_batch_norm(ctx.plain, getattr(args, "bn_base_size", BN_BASE_SIZE))
+        if multigrid_enabled(args)
+        else contextlib.nullcontext()
+    )
+    meter, monitor = _Meter.zeros(ctx.info.device), SpeedMonitor()
+    skipped_before = ctx.progress.skipped_steps
+    with grouped_bn:
+        lr = _train_steps(ctx, epoch, batch_scale, meter, monitor)
+    return {
+        **meter.reduced(),
+        "lr": lr,
+        "skipped_steps": ctx.progress.skipped_steps - skipped_before,
+        **monitor.averages(),
+    }
+
+
+def _lr_batch_scale(loader: DataLoader, args: argparse.Namespace, epoch: int) -> float:
+    """Linear LR scaling of multigrid's long cycles (bigger batches, bigger LR)."""
+    sampler = loader.batch_sampler
+    if multigrid_enabled(args) and hasattr(sampler, "lr_multiplier"):
+        return float(sampler.lr_multiplier(epoch))
+    return 1.0
+
+
+def _train_steps(
+    ctx: _Context, epoch: int, batch_scale: float, meter: _Meter, monitor: SpeedMonitor
+) -> float:
+    args, loader = ctx.args, ctx.train_loader
+    accum = max(int(args.accum_steps), 1)
+    num_batches = len(loader)
+    steps_per_epoch = math.ceil(num_batches / accum)
+    lr = ctx.optimizer.param_groups[0]["lr"]
+    started = clock = time.perf_counter()
+    for index, (inputs, targets, _ids) in enumerate(loader):
+        read_s = time.perf_counter() - clock
+        group_start = index - index % accum
+        if index == group_start:
+            lr = ctx.schedule.step(epoch + (index // accum) / steps_per_epoch, batch_scale)
+        inputs = move_to_device(inputs, ctx.info.device, channels_last=args.channels_last)
+        targets = targets.to(ctx.info.device, non_blocking=True)
+        last_of_group = index % accum == accum - 1 or index == num_batches - 1
+        times = _train_step(
+            ctx,
+            inputs,
+            targets,
+            meter,
+            epoch=epoch,
+            index=index,
+            micro_batches=min(accum, num_batches - group_start),
+            sync=last_of_group,
+        )
+        monitor.update(read_s, *times, batch_size=targets.shape[0])
+        if (index + 1) % max(args.log_interval, 1) == 0 or index + 1 == num_batches:
+            _log_step(ctx, epoch, index, num_batches, meter, monitor, lr, inputs, started)
+        clock = time.perf_counter()
+    return lr
+
+
+def _train_step(
+    ctx: _Context,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    meter: _Meter,
+    *,
+    epoch: int,
+    index: int,
+    micro_batches: int,
+    sync: bool,
+) -> tuple[float, float]:
+    """Forward + backward of one micro-batch, optimizer step when ``sync``; (forward_s, backward_s)."""
+    precision = ctx.precision
+    no_sync = getattr(ctx.model, "no_sync", None)
+    defer = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
+    start = precision.clock()
+    with defer:
+        with precision.autocast():
+            logits = forward_model(ctx.model, inputs)
+            loss = ctx.criterion(logits.float(), targets) + _regularization(ctx.plain)
+        forward_done = precision.clock()
+        if not _all_finite(loss):
+            _handle_non_finite(ctx, loss, epoch, index)
+            return forward_done - start, 0.0
+        precision.backward(loss / micro_batches)
+    if sync:
+        if precision.step(ctx.optimizer, ctx.model.parameters(), ctx.args.clip_grad):
+            ctx.progress.step += 1
+        else:
+            ctx.progress.skipped_steps += 1
+        ctx.optimizer.zero_grad(set_to_none=True)
+    meter.update(loss, logits, targets)
+    return forward_done - start, precision.clock() - forward_done
+
+
+def _regularization(model: nn.Module) -> torch.Tensor | float:
+    regularization = getattr(model, "regularization_loss", None)
+    return regularization() if callable(regularization) else 0.0
+
+
+def _all_finite(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process (all ranks take the same branch)."""
+    bad = (~torch.isfinite(loss.detach())).double()
+    return float(reduce_across_processes(bad, op="sum")) == 0.0
+
+
+def _handle_non_finite(ctx: _Context, loss: torch.Tensor, epoch: int, index: int) -> None:
+    """fp16 with a loss scaler: skip and count the step; otherwise stop training."""
+    where = f"epoch {epoch + 1}, step {index + 1} (global step {ctx.progress.step + 1})"
+    ctx.optimizer.zero_grad(set_to_none=True)
+    if ctx.precision.scaler.is_enabled():
+        ctx.progress.skipped_steps += 1
+        log.warning("non-finite loss (%s) at %s: step skipped", float(loss.detach()), where)
+        return
+    raise NonFiniteLossError(
+        f"training stopped: loss is {float(loss.detach())} at {where}; lower --lr-base, "
+        "set --clip-grad, or check the input data"
+    )
+
+
+def _log_step(
+    ctx: _Context,
+    epoch: int,
+    index: int,
+    num_batches: int,
+    meter: _Meter,
+    monitor: SpeedMonitor,
+    lr: float,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
+    started: float,
+) -> None:
+    loss, top1, top5 = meter.averages()
+    elapsed = time.perf_counter() - started
+    remaining_epochs = ctx.args.end_epoch - epoch - 1
+    eta = elapsed / (index + 1) * ((num_batches - index - 1) + remaining_epochs * num_batches)
+    shape = tuple((inputs[0] if isinstance(inputs, tuple | list) else inputs).shape)
+    log.info(
+        "Epoch[%d/%d] Iter[%d/%d] loss %.4f top-1 %.3f top-5 %.3f lr %.3e batch %s "
+        "ETA %s mem %s %s",
+        epoch + 1,
+        ctx.args.end_epoch,
+        index + 1,
+        num_batches,
+        loss,
+        top1,
+        top5,
+        lr,
+        "x".join(str(s) for s in shape),
+        _format_duration(eta),
+        ctx.precision.memory(),
+        monitor.format(),
+    )
+    if ctx.history is not None:
+        step = ctx.progress.step
+        ctx.history.scalars({"train/loss": loss, "train/top1": top1, "train/lr": lr}, step)
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+@torch.no_grad()
+def _evaluate_loader(
+    model: nn.Module, loader: DataLoader, ctx_or_args: Any, *, desc: str = "eval"
+) -> EvalResult:
+    """Scores of every clip, gathered over processes; clip- and video-level metrics."""
+    from tqdm import tqdm
+
+    args = getattr(ctx_or_args, "args", ctx_or_args)
+    info: DistInfo = (
+        ctx_or_args.info if hasattr(ctx_or_args, "info") else init_distributed(args.device)
+    )
+    precision = Precision.from_args(args, info.device)
+    criterion = nn.CrossEntropyLoss(reduction="none")
+    accumulator: ScoreAccumulator | None = None
+    model.eval()
+    for inputs, targets, sample_ids in tqdm(
+        loader, desc=desc, leave=False, disable=info.rank != 0, dynamic_ncols=True
+    ):
+        inputs = move_to_device(inputs, info.device, channels_last=args.channels_last)
+        with precision.autocast():
+            logits = forward_model(model, inputs).float()
+        accumulator = accumulator or ScoreAccumulator(logits.shape[1])
+        targets = torch.as_tensor(targets)
+        losses = (
+            criterion(logits, targets.to(logits.device)) if bool((targets >= 0).all()) else None
+        )
+        accumulator.update(logits, targets, sample_ids, loss=losses)
+    accumulator = accumulator or ScoreAccumulator(1)
+    accumulator.gather()
+    return accumulator.result()
+
+
+def _finish(ctx: _Context) -> None:
+    if ctx.info.rank != 0:
+        return
+    if getattr(ctx.args, "plots", True):
+        plot_curves(ctx.run_dir)
+    log.info(
+        "finished %d epochs; best validation video top-1 %s (epoch %s); checkpoints in %s",
+        ctx.progress.epoch,
+        f"{ctx.progress.best_metric:.4f}" if ctx.progress.best_metric is not None else "n/a",
+        ctx.progress.best_epoch,
+        ctx.run_dir,
+    )
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    args: argparse.Namespace,
+    *,
+    class_names: Sequence[str],
+    output_dir: str | Path | None = None,
+    collate_fn: Callable | None = None,
+) -> EvalResult:
+    """Clip- and video-level evaluation (scores averaged per ``sample_id`` across batches).
+
+    With ``output_dir`` (rank 0): ``confusion.csv``/``confusion.png`` and ``evaluation.txt`` (the
+    TAO printout, also logged). Each process evaluates a disjoint shard under torchrun.
+    """
+    info = init_distributed(args.device)
+    model = model.to(info.device)
+    if args.channels_last:
+        to_channels_last(model)
+    loader = build_eval_loader(dataset, args, info, collate_fn=collate_fn)
+    result = _evaluate_loader(model, loader, args, desc="evaluate")
+    if info.rank == 0:
+        report = tao_report(result, list(class_names))
+        log.info("evaluation\n%s", report)
+        if output_dir is not None:
+            out = Path(output_dir)
+            save_confusion(result, list(class_names), out)
+            (out / "evaluation.txt").write_text(report + "\n", encoding="utf-8")
+    return result
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    dataset: Dataset,
+    args: argparse.Namespace,
+    *,
+    collate_fn: Callable | None = None,
+) -> dict[int, np.ndarray]:
+    """Mean softmax probabilities (K,) per ``sample_id`` over all its clips (targets ignored)."""
+    from tqdm import tqdm
+
+    info = init_distributed(args.device)
+    model = model.to(info.device).eval()
+    precision = Precision.from_args(args, info.device)
+    loader = build_eval_loader(dataset, args, info, collate_fn=collate_fn)
+    accumulator: ScoreAccumulator | None = None
+    for inputs, _targets, sample_ids in tqdm(loader, desc="predict", disable=info.rank != 0):
+        inputs = move_to_device(inputs, info.device, channels_last=args.channels_last)
+        with precision.autocast():
+            logits = forward_model(model, inputs).float()
+        accumulator = accumulator or ScoreAccumulator(logits.shape[1])
+        accumulator.update(logits, torch.zeros(len(sample_ids), dtype=torch.long), sample_ids)
+    if accumulator is None:
+        return {}
+    accumulator.gather()
+    ids, probs = accumulator.video_scores()
+    return {int(i): p for i, p in zip(ids, probs)}

@@ -1,0 +1,122 @@
+"""DataLoaders built once per run: seeded per epoch, sharded per rank, multigrid through the
+batch sampler (the loader is never re-created for a new clip shape)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from train.distributed import DistInfo
+from train.metrics import EvalShardSampler
+from train.multigrid import MultigridBatchSampler
+from train.seeding import epoch_seed, worker_init_fn
+
+__all__ = ["build_eval_loader", "build_train_loader", "multigrid_enabled", "set_loader_epoch"]
+
+
+def multigrid_enabled(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "long_cycles", False) or getattr(args, "short_cycles", False))
+
+
+def _multigrid_sampler(
+    dataset: Dataset, args: argparse.Namespace, info: DistInfo
+) -> MultigridBatchSampler:
+    for needed in ("clip_length", "clip_size"):
+        if getattr(args, needed, None) is None:
+            raise ValueError(f"multigrid needs args.{needed} (the base clip shape)")
+    return MultigridBatchSampler.from_lr_schedule(
+        len(dataset),
+        lr_steps=args.lr_steps if args.lr_schedule == "multistep" else [],
+        end_epoch=args.end_epoch,
+        base_batch=args.batch_size,
+        base_frames=args.clip_length,
+        base_size=args.clip_size,
+        long_cycles=bool(getattr(args, "long_cycles", False)),
+        short_cycles=bool(getattr(args, "short_cycles", False)),
+        seed=args.random_seed,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
+
+
+def build_train_loader(
+    dataset: Dataset,
+    args: argparse.Namespace,
+    info: DistInfo,
+    *,
+    batch_sampler: Sampler | None = None,
+    collate_fn: Callable | None = None,
+) -> DataLoader:
+    """Shuffled training batches for this rank.
+
+    Priority: a family's ``batch_sampler``; else the multigrid sampler when ``--long-cycles`` or
+    ``--short-cycles`` is on; else a ``DistributedSampler`` (also for one process, so the order
+    depends only on the seed and epoch, never on the world size), last partial batch dropped
+    only when it would leave a single clip (BatchNorm cannot train on one).
+    """
+    if batch_sampler is None and multigrid_enabled(args):
+        batch_sampler = _multigrid_sampler(dataset, args, info)
+    common = _common_loader_kwargs(args, info, collate_fn)
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    sampler = DistributedSampler(
+        dataset,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        shuffle=True,
+        seed=args.random_seed,
+        drop_last=info.world_size > 1,
+    )
+    per_rank = len(sampler)
+    drop_last = per_rank % args.batch_size == 1 and per_rank > 1
+    return DataLoader(
+        dataset, batch_size=args.batch_size, sampler=sampler, drop_last=drop_last, **common
+    )
+
+
+def build_eval_loader(
+    dataset: Dataset,
+    args: argparse.Namespace,
+    info: DistInfo,
+    *,
+    collate_fn: Callable | None = None,
+) -> DataLoader:
+    """In-order evaluation batches; each rank gets a disjoint shard (no padding duplicates)."""
+    sampler = EvalShardSampler(len(dataset), rank=info.rank, world_size=info.world_size)
+    batch_size = getattr(args, "eval_batch_size", None) or args.batch_size
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        **_common_loader_kwargs(args, info, collate_fn),
+    )
+
+
+def _common_loader_kwargs(
+    args: argparse.Namespace, info: DistInfo, collate_fn: Callable | None
+) -> dict[str, Any]:
+    workers = max(0, int(args.workers))
+    kwargs: dict[str, Any] = {
+        "num_workers": workers,
+        "pin_memory": info.device.type == "cuda",
+        "worker_init_fn": worker_init_fn,
+        "generator": torch.Generator().manual_seed(epoch_seed(args.random_seed, 0, info.rank)),
+    }
+    if collate_fn is not None:
+        kwargs["collate_fn"] = collate_fn
+    if workers > 0:
+        kwargs["prefetch_factor"] = 2
+    return kwargs
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int, seed: int, rank: int = 0) -> None:
+    """Re-seed shuffling and worker seeds for ``epoch`` (before iterating it)."""
+    for sampler in (loader.sampler, loader.batch_sampler):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(epoch_seed(seed, epoch, rank))

@@ -1,0 +1,355 @@
+"""Evaluation metrics: clip- and video-level accuracy, per-class numbers, confusion, printouts.
+
+Scores of every clip are kept (small: clips × classes floats) so that video-level results average
+the softmax scores of *all* clips/segments that share a ``sample_id``, whichever batch or process
+they came from (TAO sums over the whole dataset or votes per batch instead, bug 30)::
+
+    acc = ScoreAccumulator(num_classes)
+    for inputs, targets, sample_ids in loader:
+        acc.update(model(inputs), targets, sample_ids, loss=criterion_per_clip)
+    acc.gather()  # no-op without torch.distributed
+    result = acc.result()
+    print(tao_report(result, class_names))
+
+Under torch.distributed, shard evaluation with :class:`EvalShardSampler` (no padding, so no
+duplicates). With a padding ``DistributedSampler`` pass the dataset indices as ``clip_ids`` to
+``update``: ``gather`` keeps one copy of each clip id.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+__all__ = [
+    "EvalResult",
+    "EvalShardSampler",
+    "ScoreAccumulator",
+    "per_class_report",
+    "precision_recall_f1",
+    "save_confusion",
+    "tao_report",
+]
+
+TAO_RULE = "*" * 31
+CLASS_NAME_WIDTH = 14
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Evaluation numbers; accuracies are fractions in [0, 1].
+
+    per_class_accuracy: (K,) video-level recall per class, NaN for a class without videos.
+    confusion: (K, K) int, rows = true class, columns = predicted class (video level).
+    loss: mean loss per clip, NaN when no loss was given.
+    """
+
+    clip_top1: float
+    clip_top5: float
+    video_top1: float
+    video_top5: float
+    per_class_accuracy: np.ndarray
+    mean_class_accuracy: float
+    confusion: np.ndarray
+    num_clips: int
+    num_videos: int
+    loss: float
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        """Scalar fields for CSV rows and TensorBoard, e.g. ``{"val/video_top1": 0.9, ...}``."""
+        names = ("clip_top1", "clip_top5", "video_top1", "video_top5", "mean_class_accuracy")
+        scalars = {name: float(getattr(self, name)) for name in names}
+        scalars.update(loss=self.loss, num_clips=self.num_clips, num_videos=self.num_videos)
+        return {f"{prefix}{key}": value for key, value in scalars.items()}
+
+
+class EvalShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...`` of ``range(num_items)``: every item on exactly one
+    rank, no padding (ranks may get one item more or less; evaluation does not need equal counts).
+    """
+
+    def __init__(self, num_items: int, *, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.num_items, self.rank, self.world_size = num_items, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.num_items, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_items, self.world_size))
+
+
+def _as_numpy(values: torch.Tensor | np.ndarray | Sequence, dtype: type) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu() if dtype is np.float32 else values.detach().cpu()
+        values = values.numpy()
+    return np.asarray(values, dtype=dtype)
+
+
+class ScoreAccumulator:
+    """Collects per-clip scores (B, K), targets (B,), sample ids (B,) and losses across batches.
+
+    ``from_logits=True`` (default): scores are logits and softmax is applied for video averaging;
+    ``False``: scores are already probabilities.
+    """
+
+    def __init__(self, num_classes: int, *, from_logits: bool = True) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.from_logits = from_logits
+        self._parts: dict[str, list[np.ndarray]] = {
+            key: [] for key in ("scores", "targets", "sample_ids", "clip_ids", "losses")
+        }
+
+    def update(
+        self,
+        scores: torch.Tensor,
+        targets: torch.Tensor | Sequence[int],
+        sample_ids: torch.Tensor | Sequence[int],
+        loss: torch.Tensor | float | None = None,
+        clip_ids: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
+        """Add one batch. ``loss``: the batch mean (scalar) or per-clip losses (B,);
+        ``clip_ids``: dataset indices, used by ``gather`` to drop sampler padding."""
+        scores = _as_numpy(scores, np.float32)
+        if scores.ndim != 2 or scores.shape[1] != self.num_classes:
+            raise ValueError(
+                f"scores must have shape (B, {self.num_classes}), got {tuple(scores.shape)}"
+            )
+        batch = scores.shape[0]
+        parts = {
+            "scores": scores,
+            "targets": _as_numpy(targets, np.int64).reshape(batch),
+            "sample_ids": _as_numpy(sample_ids, np.int64).reshape(batch),
+            "clip_ids": np.full(batch, -1, np.int64)
+            if clip_ids is None
+            else _as_numpy(clip_ids, np.int64).reshape(batch),
+            "losses": np.full(batch, np.nan, np.float64)
+            if loss is None
+            else np.broadcast_to(_as_numpy(loss, np.float32).astype(np.float64), (batch,)),
+        }
+        for key, value in parts.items():
+            self._parts[key].append(np.array(value))
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        empty = {
+            "scores": np.zeros((0, self.num_classes), np.float32),
+            "targets": np.zeros(0, np.int64),
+            "sample_ids": np.zeros(0, np.int64),
+            "clip_ids": np.zeros(0, np.int64),
+            "losses": np.zeros(0, np.float64),
+        }
+        return {
+            key: np.concatenate(chunks) if chunks else empty[key]
+            for key, chunks in self._parts.items()
+        }
+
+    def gather(self) -> None:
+        """All-gather the clips of every rank (unequal counts are fine) so each rank holds all
+        of them; clips with the same non-negative ``clip_id`` are kept once. No-op when
+        torch.distributed is not initialised."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        gathered: list[dict[str, np.ndarray] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, self._arrays())
+        merged = {key: np.concatenate([part[key] for part in gathered]) for key in self._parts}
+        keep = _first_occurrence(merged["clip_ids"])
+        self._parts = {key: [value[keep]] for key, value in merged.items()}
+
+    def video_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sample_ids (V,), probabilities (V, K))``: mean softmax scores per sample id,
+        ids sorted ascending."""
+        arrays = self._arrays()
+        video_ids, _, probs = _average_by_id(arrays["sample_ids"], self._probs(arrays))
+        return video_ids, probs
+
+    def _probs(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        scores = torch.from_numpy(arrays["scores"]).double()
+        return (scores.softmax(dim=1) if self.from_logits else scores).numpy()
+
+    def result(self) -> EvalResult:
+        """All metrics over the clips added so far (call ``gather`` first under DDP)."""
+        arrays = self._arrays()
+        targets = arrays["targets"]
+        if targets.size == 0:
+            raise ValueError("no clips were evaluated (empty dataset?)")
+        if targets.min() < 0 or targets.max() >= self.num_classes:
+            raise ValueError(
+                f"targets must lie in [0, {self.num_classes}); got {targets.min()}..{targets.max()}"
+                " (unknown labels, -1, are for inference: use video_scores())"
+            )
+        video_ids, inverse, probs = _average_by_id(arrays["sample_ids"], self._probs(arrays))
+        video_targets = _video_targets(video_ids, inverse, targets)
+        confusion = _confusion(video_targets, probs.argmax(axis=1), self.num_classes)
+        per_class = _per_class_recall(confusion)
+        losses = arrays["losses"]
+        return EvalResult(
+            clip_top1=_topk_accuracy(arrays["scores"], targets, 1),
+            clip_top5=_topk_accuracy(arrays["scores"], targets, 5),
+            video_top1=_topk_accuracy(probs, video_targets, 1),
+            video_top5=_topk_accuracy(probs, video_targets, 5),
+            per_class_accuracy=per_class,
+            mean_class_accuracy=float(np.nanmean(per_class)),
+            confusion=confusion,
+            num_clips=int(targets.size),
+            num_videos=int(video_ids.size),
+            loss=float(losses.mean()) if not np.isnan(losses).any() else math.nan,
+        )
+
+
+def _first_occurrence(clip_ids: np.ndarray) -> np.ndarray:
+    """Boolean mask keeping every clip without an id (-1) and the first clip of each id."""
+    keep = clip_ids < 0
+    _, first = np.unique(clip_ids, return_index=True)
+    keep[first] = True
+    return keep
+
+
+def _average_by_id(
+    sample_ids: np.ndarray, probs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unique ids (V,), clip → video index (N,), mean probabilities (V, K))."""
+    video_ids, inverse, counts = np.unique(sample_ids, return_inverse=True, return_counts=True)
+    sums = np.zeros((video_ids.size, probs.shape[1]), np.float64)
+    np.add.at(sums, inverse, probs)
+    return video_ids, inverse, sums / counts[:, None]
+
+
+def _video_targets(video_ids: np.ndarray, inverse: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    video_targets = np.full(video_ids.size, -1, np.int64)
+    video_targets[inverse] = targets
+    if not np.array_equal(video_targets[inverse], targets):
+        bad = video_ids[np.unique(inverse[video_targets[inverse] != targets])]
+        raise ValueError(f"clips of the same sample_id have different targets: ids {bad[:5]}")
+    return video_targets
+
+
+def _topk_accuracy(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
+    """Fraction of rows whose target is among the k highest scores (k capped at K)."""
+    k = min(k, scores.shape[1])
+    target_scores = np.take_along_axis(scores, targets[:, None], axis=1)
+    # Rank = number of classes scoring strictly higher; ties count in the target's favour.
+    rank = (scores > target_scores).sum(axis=1)
+    return float((rank < k).mean())
+
+
+def _confusion(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    flat = targets * num_classes + predictions
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def _per_class_recall(confusion: np.ndarray) -> np.ndarray:
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(confusion) / totals, np.nan)
+
+
+def precision_recall_f1(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 (each (K,), NaN where undefined) from a (K, K)
+    confusion matrix with rows = true class."""
+    confusion = np.asarray(confusion, np.float64)
+    true_pos = np.diag(confusion)
+    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, true_pos / predicted, np.nan)
+        recall = np.where(actual > 0, true_pos / actual, np.nan)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), np.nan)
+    f1 = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f1)
+    f1 = np.where((true_pos == 0) & (actual > 0), 0.0, f1)
+    return precision, recall, f1
+
+
+def _check_names(result: EvalResult, class_names: Sequence[str]) -> None:
+    if len(class_names) != result.confusion.shape[0]:
+        raise ValueError(f"{len(class_names)} class names for {result.confusion.shape[0]} classes")
+
+
+def tao_report(result: EvalResult, class_names: Sequence[str]) -> str:
+    """The TAO ActionRecognitionNet evaluation printout (video level), e.g.::
+
+    *******************************
+    fall_floor    96.67
+    ride_bike     100.0
+    *******************************
+    Total accuracy: 98.333
+    Average class accuracy: 98.333
+    """
+    _check_names(result, class_names)
+    confusion = result.confusion
+    lines = [TAO_RULE]
+    for name, accuracy in zip(class_names, result.per_class_accuracy):
+        lines.append(f"{name.ljust(CLASS_NAME_WIDTH)}{100 * accuracy:.4}")
+    lines.append(TAO_RULE)
+    lines.append(f"Total accuracy: {round(100 * np.trace(confusion) / confusion.sum(), 3)}")
+    lines.append(f"Average class accuracy: {round(100 * result.mean_class_accuracy, 3)}")
+    return "\n".join(lines)
+
+
+def per_class_report(result: EvalResult, class_names: Sequence[str]) -> str:
+    """A table of precision, recall, F1 (%) and support per class, then macro averages."""
+    _check_names(result, class_names)
+    precision, recall, f1 = precision_recall_f1(result.confusion)
+    support = result.confusion.sum(axis=1)
+    width = max(CLASS_NAME_WIDTH, *(len(name) + 1 for name in class_names))
+    lines = [f"{'class'.ljust(width)}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    for name, p, r, f, n in zip(class_names, precision, recall, f1, support):
+        lines.append(f"{name.ljust(width)}{100 * p:10.2f}{100 * r:10.2f}{100 * f:10.2f}{n:9d}")
+    means = [100 * np.nanmean(values) for values in (precision, recall, f1)]
+    lines.append(
+        f"{'macro avg'.ljust(width)}{means[0]:10.2f}{means[1]:10.2f}{means[2]:10.2f}"
+        f"{int(support.sum()):9d}"
+    )
+    return "\n".join(lines)
+
+
+def save_confusion(
+    result: EvalResult, class_names: Sequence[str], out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write ``confusion.csv`` (rows = true class, columns = predicted) and ``confusion.png``
+    (row-normalised colours, counts printed for up to 30 classes) into ``out_dir``."""
+    _check_names(result, class_names)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out_dir / "confusion.csv", out_dir / "confusion.png"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true \\ predicted", *class_names])
+        for name, row in zip(class_names, result.confusion):
+            writer.writerow([name, *(int(count) for count in row)])
+    _plot_confusion(result.confusion, class_names, png_path)
+    return csv_path, png_path
+
+
+def _plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path) -> None:
+    # A bare Figure (Agg canvas) leaves pyplot's global backend and state alone.
+    from matplotlib.figure import Figure
+
+    num_classes = len(class_names)
+    totals = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+    side = min(40.0, max(4.0, 0.35 * num_classes + 2.5))
+    fig = Figure(figsize=(side, side), dpi=100)
+    ax = fig.subplots()
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    font = max(5, 10 - num_classes // 15)
+    ax.set_xticks(range(num_classes), labels=class_names, rotation=90, fontsize=font)
+    ax.set_yticks(range(num_classes), labels=class_names, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if num_classes <= 30:
+        for (row, col), count in np.ndenumerate(confusion):
+            colour = "white" if normalised[row, col] > 0.5 else "black"
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=font, color=colour)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,369 @@
+"""Multigrid training (Wu et al., CVPR 2020), following PySlowFast rather than the SRTG code.
+
+Long cycle: the clip shape changes with the epoch, from small clips in big batches to the full
+shape, keeping batch × frames × size² roughly constant. Short cycle: within an epoch the spatial
+size cycles through S/2, S/√2 and the long-cycle size from one iteration to the next.
+
+Choices (see README "Multigrid"):
+- Shapes change through :class:`MultigridBatchSampler`, which yields lists of
+  ``(index, (T, H, W))`` (one shape per batch); DataLoaders are never rebuilt.
+- Every epoch is one permutation of the training set chopped into batches of varying size, so
+  each sample is seen exactly once per epoch (the SRTG code covers about half, bug 15).
+- The long-cycle phase is a function of the epoch, derived from the LR schedule (PySlowFast):
+  each LR stage except the last is split over the 4 long-cycle shapes with equal iterations per
+  shape (so epochs ∝ average batch size); the last stage is a full-shape fine-tune. The LR stage
+  boundaries (``--lr-steps``) are kept as given, so the LR schedule means the same in epochs with
+  and without multigrid. With no LR steps (cosine, plateau) the whole run is one split stage,
+  which ends at the full shape. The fine-tune stage has no short cycles either (PySlowFast keeps
+  them there). Unlike PySlowFast, ``--end-epoch`` is not stretched by ``EPOCH_FACTOR`` 1.5;
+  pass a larger ``--end-epoch`` (and steps) for that.
+- LR: linear scaling by the long-cycle batch factor (8, 4, 2, 1); short cycles leave it alone.
+- BN statistics over a fixed number of clips (``BN_BASE_SIZE`` = 8): the :func:`sub_batch_norm`
+  context, or :func:`forward_in_bn_groups` for one call.
+
+This module depends on nothing else in ``train/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import types
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Sampler
+
+__all__ = [
+    "BN_BASE_SIZE",
+    "LONG_CYCLE_FACTORS",
+    "SHORT_CYCLE_FACTORS",
+    "BatchShape",
+    "MultigridBatchSampler",
+    "MultigridSchedule",
+    "cycle_shapes",
+    "forward_in_bn_groups",
+    "long_cycle_shapes",
+    "round_to_multiple",
+    "short_cycle_shapes",
+    "sub_batch_norm",
+]
+
+# (frames factor, spatial factor) per long-cycle phase; the last one is the base shape.
+LONG_CYCLE_FACTORS: tuple[tuple[float, float], ...] = (
+    (0.25, 1 / math.sqrt(2)),  # 8B, T/4, S/√2
+    (0.5, 1 / math.sqrt(2)),  # 4B, T/2, S/√2
+    (0.5, 1.0),  # 2B, T/2, S
+    (1.0, 1.0),  # B, T, S
+)
+# Spatial factors (of the base size) of the two short-cycle iterations before the long shape.
+SHORT_CYCLE_FACTORS: tuple[float, ...] = (0.5, 1 / math.sqrt(2))
+# Clips per batch-norm group (PySlowFast MULTIGRID.BN_BASE_SIZE).
+BN_BASE_SIZE = 8
+FULL_PHASE = len(LONG_CYCLE_FACTORS) - 1
+# A training BatchNorm cannot normalise a single clip with 1×1×1 features: no smaller batches.
+MIN_CLIPS_PER_RANK = 2
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    """Per-rank batch size and clip shape of one batch."""
+
+    batch_size: int
+    frames: int
+    size: int
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int]:
+        """``(T, H, W)`` as passed to the dataset."""
+        return (self.frames, self.size, self.size)
+
+
+def round_to_multiple(value: float, multiple: int = 2) -> int:
+    """``value`` rounded to the nearest multiple of ``multiple`` (at least ``multiple``)."""
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def long_cycle_shapes(
+    base_batch: int, base_frames: int, base_size: int, *, size_multiple: int = 2
+) -> list[BatchShape]:
+    """The 4 long-cycle shapes; batch factor ``round(T·S² / (t·s²))`` keeps B·T·S² constant.
+
+    B=48, T=16, S=224 → (384, 4, 158), (192, 8, 158), (96, 8, 224), (48, 16, 224).
+    """
+    shapes = []
+    for frames_factor, size_factor in LONG_CYCLE_FACTORS:
+        frames = max(1, round(base_frames * frames_factor))
+        size = round_to_multiple(base_size * size_factor, size_multiple)
+        factor = max(1, round(base_frames * base_size**2 / (frames * size**2)))
+        shapes.append(BatchShape(base_batch * factor, frames, size))
+    return shapes
+
+
+def short_cycle_shapes(
+    long_shape: BatchShape, base_size: int, *, size_multiple: int = 2
+) -> list[BatchShape]:
+    """The 3 short-cycle shapes around ``long_shape``: sizes f·S for f in SHORT_CYCLE_FACTORS,
+    then the long shape; batch multiplier ``round((S_long / (f·S))²)`` (PySlowFast):
+    ×4, ×2, ×1 at the full size and ×2, ×1, ×1 at S/√2."""
+    shapes = []
+    for size_factor in SHORT_CYCLE_FACTORS:
+        size = min(round_to_multiple(base_size * size_factor, size_multiple), long_shape.size)
+        factor = max(1, round((long_shape.size / size) ** 2))
+        shapes.append(BatchShape(long_shape.batch_size * factor, long_shape.frames, size))
+    return [*shapes, long_shape]
+
+
+def cycle_shapes(
+    long_shape: BatchShape, *, short_cycles: bool, base_size: int, size_multiple: int = 2
+) -> list[BatchShape]:
+    """Shapes the batches of one long-cycle phase cycle through: 3 with short cycles, else 1."""
+    if not short_cycles:
+        return [long_shape]
+    return short_cycle_shapes(long_shape, base_size, size_multiple=size_multiple)
+
+
+@dataclass(frozen=True)
+class MultigridSchedule:
+    """The long-cycle phase (0..3, 3 = full shape) of every epoch ``0 .. len(phases) - 1``;
+    later epochs use the full shape. From ``finetune_start`` on (the last LR stage) batches have
+    the base shape only: no short cycles either, so the model ends on the test-time shape."""
+
+    phases: tuple[int, ...]
+    finetune_start: int | None = None
+
+    @classmethod
+    def from_lr_steps(
+        cls, lr_steps: Sequence[int], end_epoch: int, phase_weights: Sequence[float]
+    ) -> MultigridSchedule:
+        """Split each LR stage but the last over the phases, epochs ∝ ``phase_weights`` (the
+        average batch size of each phase, which gives equal iterations per phase); the last
+        stage runs the full shape. Without LR steps the whole run is split."""
+        if len(phase_weights) != len(LONG_CYCLE_FACTORS):
+            raise ValueError(f"need {len(LONG_CYCLE_FACTORS)} phase weights, got {phase_weights}")
+        steps = sorted({int(step) for step in lr_steps if 0 < step < end_epoch})
+        bounds = [0, *steps, end_epoch]
+        stages = list(itertools.pairwise(bounds))
+        split_stages = stages[:-1] if len(stages) > 1 else stages
+        phases = [FULL_PHASE] * end_epoch
+        cumulative = [sum(phase_weights[: i + 1]) / sum(phase_weights) for i in range(4)]
+        for start, end in split_stages:
+            phase_starts = [start] + [start + round((end - start) * c) for c in cumulative[:-1]]
+            for phase, (first, last) in enumerate(zip(phase_starts, [*phase_starts[1:], end])):
+                phases[first:last] = [phase] * (last - first)
+        finetune_start = stages[-1][0] if len(stages) > 1 else None
+        return cls(tuple(phases), finetune_start)
+
+    def phase(self, epoch: int) -> int:
+        return self.phases[epoch] if 0 <= epoch < len(self.phases) else FULL_PHASE
+
+    def is_finetune(self, epoch: int) -> bool:
+        return self.finetune_start is not None and epoch >= self.finetune_start
+
+
+class MultigridBatchSampler(Sampler[list[tuple[int, tuple[int, int, int]]]]):
+    """Batches of ``(index, (T, H, W))`` with one shape per batch, for one rank.
+
+    Each epoch is a permutation of ``range(num_samples)`` (seeded by ``seed + epoch``; the same
+    on every rank) chopped into global batches of ``world_size × batch_size`` following the
+    epoch's shape cycle; rank r takes items ``r::world_size`` of each global batch, so all ranks
+    have the same number of batches and every sample is used exactly once per epoch (a last global
+    batch that would give a rank fewer than 2 clips is merged into the one before it, so BatchNorm
+    never sees a single clip). ``drop_last`` drops a last global batch smaller than its nominal
+    size instead.
+    Long cycles need ``schedule``; without long cycles every epoch uses the base shape.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        base_batch: int,
+        base_frames: int,
+        base_size: int,
+        long_cycles: bool,
+        short_cycles: bool,
+        schedule: MultigridSchedule | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        size_multiple: int = 2,
+    ) -> None:
+        if num_samples < world_size:
+            raise ValueError(f"{num_samples} training samples cannot fill {world_size} ranks")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        if long_cycles and schedule is None:
+            raise ValueError("long cycles need a MultigridSchedule (see from_lr_schedule)")
+        self.num_samples, self.shuffle, self.seed = num_samples, shuffle, seed
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.base_batch, self.base_size, self.size_multiple = base_batch, base_size, size_multiple
+        self.long_cycles, self.short_cycles = long_cycles, short_cycles
+        self.schedule = schedule
+        self.long_shapes = long_cycle_shapes(
+            base_batch, base_frames, base_size, size_multiple=size_multiple
+        )
+        self.epoch = 0
+
+    @classmethod
+    def from_lr_schedule(
+        cls, num_samples: int, *, lr_steps: Sequence[int], end_epoch: int, **kwargs
+    ) -> MultigridBatchSampler:
+        """Build the sampler with a :class:`MultigridSchedule` derived from ``--lr-steps`` and
+        ``--end-epoch``; ``kwargs`` are the constructor's keywords (without ``schedule``)."""
+        long_shapes = long_cycle_shapes(
+            kwargs["base_batch"],
+            kwargs["base_frames"],
+            kwargs["base_size"],
+            size_multiple=kwargs.get("size_multiple", 2),
+        )
+        weights = []
+        for long_shape in long_shapes:
+            shapes = cycle_shapes(
+                long_shape,
+                short_cycles=kwargs["short_cycles"],
+                base_size=kwargs["base_size"],
+                size_multiple=kwargs.get("size_multiple", 2),
+            )
+            weights.append(sum(shape.batch_size for shape in shapes) / len(shapes))
+        schedule = MultigridSchedule.from_lr_steps(lr_steps, end_epoch, weights)
+        return cls(num_samples, schedule=schedule, **kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def phase(self, epoch: int | None = None) -> int:
+        """Long-cycle phase of ``epoch`` (default: the current one); 3 = full shape."""
+        epoch = self.epoch if epoch is None else epoch
+        return self.schedule.phase(epoch) if self.long_cycles else FULL_PHASE
+
+    def cycle_shapes(self, phase: int) -> list[BatchShape]:
+        """Shapes the batches of a phase cycle through (1 without short cycles, else 3)."""
+        return cycle_shapes(
+            self.long_shapes[phase],
+            short_cycles=self.short_cycles,
+            base_size=self.base_size,
+            size_multiple=self.size_multiple,
+        )
+
+    def epoch_shapes(self, epoch: int | None = None) -> list[BatchShape]:
+        """Shapes of the epoch's batches in cycle order (the base shape only in the fine-tune)."""
+        epoch = self.epoch if epoch is None else epoch
+        if self.schedule is not None and self.schedule.is_finetune(epoch):
+            return [self.long_shapes[FULL_PHASE]]
+        return self.cycle_shapes(self.phase(epoch))
+
+    def lr_multiplier(self, epoch: int | None = None) -> float:
+        """Linear LR scaling for the epoch: long-cycle batch / base batch (8, 4, 2 or 1);
+        short cycles keep the LR (PySlowFast)."""
+        return self.long_shapes[self.phase(epoch)].batch_size / self.base_batch
+
+    def _global_batches(self) -> list[tuple[int, BatchShape]]:
+        """(global batch length, shape) of every batch of the current epoch."""
+        shapes = self.epoch_shapes()
+        batches: list[tuple[int, BatchShape]] = []
+        remaining, step = self.num_samples, 0
+        while remaining > 0:
+            shape = shapes[step % len(shapes)]
+            nominal = shape.batch_size * self.world_size
+            size = min(nominal, remaining)
+            if size < nominal and self.drop_last:
+                break
+            if size < MIN_CLIPS_PER_RANK * self.world_size and batches:
+                previous_size, previous_shape = batches.pop()
+                size, shape = previous_size + size, previous_shape
+            batches.append((size, shape))
+            remaining -= size
+            step += 1
+        return batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, tuple[int, int, int]]]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_samples, generator=generator).tolist()
+        else:
+            order = list(range(self.num_samples))
+        start = 0
+        for size, shape in self._global_batches():
+            local = order[start : start + size][self.rank :: self.world_size]
+            start += size
+            yield [(index, shape.clip_shape) for index in local]
+
+    def __len__(self) -> int:
+        return len(self._global_batches())
+
+
+def _grouped_batch_norm(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm over groups of ``self._bn_group`` samples along dim 0; running statistics are
+    updated once per call with the mean of the group statistics (PySlowFast SubBatchNorm3d)."""
+    group = self._bn_group
+    if not self.training or x.shape[0] <= group:
+        return type(self).forward(self, x)
+    full, rest = divmod(x.shape[0], group)
+    sizes = [group] * full + ([rest] if rest else [])
+    if 0 < rest < MIN_CLIPS_PER_RANK:  # a lone last clip joins the group before it
+        sizes[-2:] = [group + rest]
+    chunks = x.split(sizes)
+    outputs = [
+        F.batch_norm(chunk, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        for chunk in chunks
+    ]
+    if self.track_running_stats and self.running_mean is not None:
+        _update_running_stats(self, chunks)
+    return torch.cat(outputs)
+
+
+@torch.no_grad()
+def _update_running_stats(
+    bn: nn.modules.batchnorm._BatchNorm, chunks: Sequence[torch.Tensor]
+) -> None:
+    dims = [0, *range(2, chunks[0].dim())]
+    means = torch.stack([chunk.float().mean(dims) for chunk in chunks])
+    variances = torch.stack([chunk.float().var(dims, unbiased=True) for chunk in chunks])
+    bn.num_batches_tracked += 1
+    momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    bn.running_mean.lerp_(means.mean(0).to(bn.running_mean.dtype), momentum)
+    bn.running_var.lerp_(variances.mean(0).to(bn.running_var.dtype), momentum)
+
+
+@contextlib.contextmanager
+def sub_batch_norm(model: nn.Module, bn_batch: int = BN_BASE_SIZE) -> Iterator[nn.Module]:
+    """Inside the context, every (non-sync) BatchNorm of ``model`` in training mode normalises
+    groups of ``bn_batch`` clips separately, so BN statistics do not depend on the batch size.
+    Convolutions still run on the whole batch; gradients are exact for this grouped BN."""
+    if bn_batch < 2:
+        raise ValueError(f"bn_batch must be >= 2, got {bn_batch}")
+    patched = [
+        module
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        and not isinstance(module, nn.SyncBatchNorm)
+    ]
+    for module in patched:
+        module._bn_group = bn_batch
+        module.forward = types.MethodType(_grouped_batch_norm, module)
+    try:
+        yield model
+    finally:
+        for module in patched:
+            del module.forward
+            del module._bn_group
+
+
+def forward_in_bn_groups(
+    model: nn.Module,
+    inputs: torch.Tensor | Sequence[torch.Tensor],
+    bn_batch: int = BN_BASE_SIZE,
+) -> torch.Tensor:
+    """``model(inputs)`` (``model(*inputs)`` for a tuple, e.g. the joint (rgb, flow) model) with
+    BN statistics over groups of ``bn_batch`` clips. Returns the logits (N, K)."""
+    with sub_batch_norm(model, bn_batch):
+        if isinstance(inputs, (tuple, list)):
+            return model(*inputs)
+        return model(inputs)

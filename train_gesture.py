@@ -1,0 +1,623 @@
+"""GestureNet hand-gesture classification (TAO GestureNet re-implementation, seed 003).
+
+Commands (paths are examples)::
+
+    # a synthetic set in the annotation format, with dataset_config.json / _experiment_config.json
+    python train_gesture.py synth --out data/gesture
+    # crop hands, split users, write data.json (TAO dataset_convert)
+    python train_gesture.py convert --dataset_spec data/gesture/dataset_config.json \\
+        --experiment_spec data/gesture/dataset_experiment_config.json \\
+        --k_folds 0 --output_filename data/gesture/data.json --experiment_name v1
+    # two-stage training (top_training, then finetuning) from TAO's JSON train spec
+    python train_gesture.py train -e configs/gesture/train_spec.json \\
+        dataset.data_path=data/gesture/data.json output_experiments_fld=results/gesture
+    # accuracy, per-class precision/recall/F1 and confusion.png on the kpi_set
+    python train_gesture.py evaluate -e configs/gesture/train_spec.json \\
+        --model results/gesture/model/model.pth
+    # per-image predictions with scores (predictions.json, predictions.csv, results.txt)
+    python train_gesture.py inference --model results/gesture/model/model.pth \\
+        --data_json data/gesture/data.json --data_type kpi_set --results_dir results/gesture/infer
+    # ONNX, input "input" (N, 3, 160, 160) with a dynamic batch, output "fc_pred"
+    python train_gesture.py export --model results/gesture/model/model.pth
+    # synth -> convert -> train -> evaluate -> export on the CPU in a few minutes
+    python train_gesture.py demo --out /tmp/gesture_demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from data import gesture_convert, gesture_synth
+from data.gesture_annotation import GESTURE_CLASSES
+from data.gesture_dataset import GestureAugment, GestureCropDataset, class_counts, read_data_json
+from network import build_model, list_models
+from network.gesturenet import freeze_all_but_last
+from train.args import OPTIMIZERS, common_parser
+from train.config import resolve_args
+from train.logs import setup_logging
+
+log = logging.getLogger("train_gesture")
+
+FAMILY = "gesture"
+STAGE_NAMES = ("top_training", "finetuning")
+FINAL_MODEL = "model.pth"
+DEFAULT_IMAGE_SIZE = (160, 160)
+
+
+def _class_list(classes: Any) -> list[str]:
+    """TAO's ``{"thumbs_up": 0, ...}`` map (or a list) → names in index order."""
+    if isinstance(classes, dict):
+        return [name for name, _ in sorted(classes.items(), key=lambda item: int(item[1]))]
+    return list(classes)
+
+
+# TAO train_spec.json key -> argparse dest (or (dest, convert)); shared/reference/gesture.md §3.
+SPEC_MAP: dict[str, Any] = {
+    "random_seed": "random_seed",
+    "batch_size": "batch_size",
+    "output_experiments_fld": "output_dir",
+    "save_weights_path": "save_weights_path",
+    "trainer.num_workers": "workers",
+    "trainer.use_class_weights": "use_class_weights",
+    "trainer.top_training.stage_order": "top_stage_order",
+    "trainer.top_training.loss_fn": "loss_fn",
+    "trainer.top_training.train_epochs": "top_epochs",
+    "trainer.top_training.num_layers_unfreeze": "top_unfreeze",
+    "trainer.top_training.optimizer": "top_optimizer",
+    "trainer.top_training.initial_lrate": "top_lr",
+    "trainer.finetuning.stage_order": "finetune_stage_order",
+    "trainer.finetuning.loss_fn": "loss_fn",
+    "trainer.finetuning.train_epochs": "finetune_epochs",
+    "trainer.finetuning.num_layers_unfreeze": "finetune_unfreeze",
+    "trainer.finetuning.optimizer": "finetune_optimizer",
+    "trainer.finetuning.initial_lrate": "finetune_lr",
+    "trainer.finetuning.decay_step_size": "decay_step_size",
+    "trainer.finetuning.lr_drop_rate": "lr_drop_rate",
+    "trainer.finetuning.enable_checkpointing": "enable_checkpointing",
+    "model.network": "network",
+    "model.base_model": "base_model",
+    "model.num_layers": "num_layers",
+    "model.weights_init": "pretrained",
+    "model.gray_scale_input": "gray_scale_input",
+    "model.data_format": "data_format",
+    "model.image_height": ("image_height", int),
+    "model.image_width": ("image_width", int),
+    "model.use_batch_norm": "use_batch_norm",
+    "model.kernel_regularizer_type": "kernel_regularizer_type",
+    "model.kernel_regularization_factor": "kernel_regularizer_factor",
+    "model.Kernel_regularizer_factor": "kernel_regularizer_factor",  # the docs table's spelling
+    "model.dropout": "dropout",
+    "model.add_new_head": "add_new_head",
+    "dataset.data_path": "data_json",
+    "dataset.image_root_path": "image_root_path",
+    "dataset.classes": ("classes", _class_list),
+    "dataset.fold": "fold",
+    "dataset.augmentation.horizontal_flip": "horizontal_flip",
+    "dataset.augmentation.rotation_range": "rotation_range",
+    "dataset.augmentation.brightness_range": "brightness_range",
+    "dataset.augmentation.gamma_aug.probability": "gamma_prob",
+    "dataset.augmentation.occlusion_aug.probability": "occlusion_prob",
+    "evaluator.evaluation_exp_name": "evaluation_exp_name",
+    "evaluator.data_path": "eval_data_json",
+}
+
+_BOOL = argparse.BooleanOptionalAction
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="GestureNet hand-gesture classification",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    gesture_synth.add_arguments(commands.add_parser("synth", help="write a synthetic set"))
+    gesture_convert.add_arguments(commands.add_parser("convert", help="TAO dataset_convert"))
+    train = commands.add_parser("train", parents=[common_parser()], help="two-stage training")
+    _add_model_arguments(train)
+    _add_data_arguments(train)
+    _add_stage_arguments(train)
+    evaluate = commands.add_parser("evaluate", parents=[common_parser()], help="kpi_set metrics")
+    _add_model_arguments(evaluate)
+    _add_data_arguments(evaluate)
+    _add_checkpoint_input(evaluate)
+    evaluate.add_argument("--eval-data-json", default=None, help="default: --data_json")
+    evaluate.add_argument("--evaluation-exp-name", default="evaluation", help="results subfolder")
+    inference = commands.add_parser("inference", parents=[common_parser()], help="predictions")
+    _add_model_arguments(inference)
+    _add_data_arguments(inference)
+    _add_checkpoint_input(inference)
+    inference.add_argument("--results_dir", "--results-dir", default=None, help="output folder")
+    export = commands.add_parser("export", help="ONNX with a dynamic batch")
+    _add_export_arguments(export)
+    demo = commands.add_parser("demo", help="synth -> convert -> train -> evaluate -> export")
+    _add_demo_arguments(demo)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model (None: the network's default)")
+    group.add_argument("--network", default="gesturenet", choices=list_models(family=FAMILY))
+    group.add_argument("--base-model", default="resnet_vanilla", choices=["resnet_vanilla"])
+    group.add_argument("--num-layers", type=int, default=None, help="6 10 12 18 26 34 50 101 152")
+    group.add_argument("--gray-scale-input", action=_BOOL, default=None)
+    group.add_argument("--use-batch-norm", action=_BOOL, default=None)
+    group.add_argument("--kernel-regularizer-type", choices=["l1", "l2", "none"], default=None)
+    group.add_argument("--kernel-regularizer-factor", type=float, default=None)
+    group.add_argument("--dropout", type=float, default=None, help="before the classifier")
+    group.add_argument("--image-height", type=int, default=None, help="default 160 (or stored)")
+    group.add_argument("--image-width", type=int, default=None, help="default 160 (or stored)")
+    group.add_argument("--data-format", choices=["channels_first"], default="channels_first")
+    group.add_argument("--add-new-head", action=_BOOL, default=True, help="fresh classifier")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data_json", "--data-json", dest="data_json", default=None)
+    group.add_argument("--data_type", "--data-type", dest="data_type", default="kpi_set")
+    group.add_argument("--image_root_path", "--image-root-path", default=None, help="data.json's")
+    group.add_argument("--classes", nargs="+", default=list(GESTURE_CLASSES), help="index order")
+    group.add_argument("--fold", type=int, default=None, help="k-fold split of data.json")
+    group.add_argument("--save-weights-path", default="model", help="final model subfolder")
+    group.add_argument("--augment", action=_BOOL, default=True, help="train-time augmentation")
+    group.add_argument("--horizontal-flip", action=_BOOL, default=True)
+    group.add_argument("--rotation-range", type=float, default=5.0)
+    group.add_argument("--brightness-range", type=float, nargs=2, default=[0.5, 1.5])
+    group.add_argument("--gamma-prob", type=float, default=0.5)
+    group.add_argument("--occlusion-prob", type=float, default=0.5)
+
+
+def _add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("two-stage training (TAO trainer section)")
+    group.add_argument(
+        "--loss-fn", default="categorical_crossentropy", choices=["categorical_crossentropy"]
+    )
+    group.add_argument("--use-class-weights", action=_BOOL, default=False, help="weighted loss")
+    group.add_argument("--top-stage-order", type=int, default=1)
+    group.add_argument("--top-epochs", type=int, default=5, help="0 skips top_training")
+    group.add_argument("--top-unfreeze", type=int, default=3, help="layers below the head trained")
+    group.add_argument("--top-optimizer", choices=OPTIMIZERS, default="rmsprop")
+    group.add_argument("--top-lr", type=float, default=1e-3, help="constant LR of top_training")
+    group.add_argument("--finetune-stage-order", type=int, default=2)
+    group.add_argument("--finetune-epochs", type=int, default=50, help="0 skips finetuning")
+    group.add_argument("--finetune-unfreeze", type=int, default=100)
+    group.add_argument("--finetune-optimizer", choices=OPTIMIZERS, default="sgd")
+    group.add_argument("--finetune-lr", type=float, default=3e-4, help="initial_lrate")
+    group.add_argument("--decay-step-size", type=float, default=33.0, help="percent of progress")
+    group.add_argument("--lr-drop-rate", type=float, default=0.5)
+    group.add_argument("--enable-checkpointing", action=_BOOL, default=True)
+    # The kernel regulariser replaces weight decay; the engine's TAO-style default is off here.
+    parser.set_defaults(weight_decay=0.0, workers=2, batch_size=64, random_seed=108)
+
+
+def _add_checkpoint_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", default=None, help="default: <output-dir>/model/model.pth")
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", required=True, help="checkpoint (.pth)")
+    parser.add_argument("-o", "--output", default=None, help="default: the model path as .onnx")
+    parser.add_argument(
+        "--input_dims", "--input-dims", default=None, help="C,H,W (default: trained)"
+    )
+    parser.add_argument("-t", "--opset", type=int, default=17)
+    parser.add_argument("--log-level", default="INFO")
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("results/gesture_demo"))
+    parser.add_argument("--num-users", type=int, default=10)
+    parser.add_argument("--images-per-class", type=int, default=12)
+    parser.add_argument("--image-size", type=int, default=64, help="network input side")
+    parser.add_argument("--epochs", type=int, default=12, help="finetuning epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--log-level", default="INFO")
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage of the TAO trainer section."""
+
+    name: str
+    order: int
+    epochs: int
+    optimizer: str
+    lr: float
+    num_layers_unfreeze: int
+    decay_step_size: float | None  # None: a constant LR
+    lr_drop_rate: float = 1.0
+    checkpointing: bool = True
+
+
+def step_annealing(decay_step_size: float, lr_drop_rate: float) -> Callable[[float], float]:
+    """TAO fine-tuning schedule: ``lr_drop_rate ** floor(100 · progress / decay_step_size)``
+    with progress = step / total steps in [0, 1] (with 33 and 0.5 the LR halves at 33 %, 66 %,
+    99 %)."""
+    if decay_step_size <= 0:
+        raise ValueError(f"decay_step_size must be > 0, got {decay_step_size}")
+
+    def factor(progress: float) -> float:
+        return lr_drop_rate ** math.floor(100.0 * progress / decay_step_size + 1e-9)
+
+    return factor
+
+
+def plan_stages(args: argparse.Namespace) -> list[Stage]:
+    """The stages to run, by ``stage_order``; a stage with 0 epochs is skipped."""
+    stages = [
+        Stage("top_training", args.top_stage_order, args.top_epochs, args.top_optimizer,
+              args.top_lr, args.top_unfreeze, None, checkpointing=True),
+        Stage("finetuning", args.finetune_stage_order, args.finetune_epochs,
+              args.finetune_optimizer, args.finetune_lr, args.finetune_unfreeze,
+              args.decay_step_size, args.lr_drop_rate, args.enable_checkpointing),
+    ]  # fmt: skip
+    for stage in stages:
+        if stage.epochs < 0:
+            raise ValueError(f"{stage.name}: train_epochs must be >= 0")
+        if stage.epochs == 0:
+            log.info("%s: 0 epochs, stage skipped", stage.name)
+    return sorted((s for s in stages if s.epochs > 0), key=lambda s: s.order)
+
+
+def _stage_args(args: argparse.Namespace, stage: Stage) -> argparse.Namespace:
+    stage_args = copy.copy(args)
+    stage_args.end_epoch = stage.epochs
+    stage_args.optimizer = stage.optimizer
+    stage_args.lr_base = stage.lr
+    stage_args.lr_schedule = "constant"
+    stage_args.warmup_epochs = 0.0
+    stage_args.pretrained = None  # loaded once, before the first stage
+    stage_args.finetune = False
+    if not stage.checkpointing:
+        stage_args.checkpoint_interval = stage.epochs  # only the final model_epoch file
+    return stage_args
+
+
+def _image_size(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> tuple[int, int]:
+    """(H, W): the flags, else the size stored in the checkpoint's args, else 160 × 160."""
+    stored = stored or {}
+    height = args.image_height or stored.get("image_height") or DEFAULT_IMAGE_SIZE[0]
+    width = args.image_width or stored.get("image_width") or DEFAULT_IMAGE_SIZE[1]
+    return int(height), int(width)
+
+
+def _model_kwargs(args: argparse.Namespace, num_classes: int) -> dict[str, Any]:
+    return {
+        "num_classes": num_classes,
+        "num_layers": args.num_layers,
+        "gray_scale_input": args.gray_scale_input,
+        "use_batch_norm": args.use_batch_norm,
+        "kernel_regularizer_type": args.kernel_regularizer_type,
+        "kernel_regularizer_factor": args.kernel_regularizer_factor,
+        "dropout": args.dropout,
+    }
+
+
+def _image_root(args: argparse.Namespace, data_json: Path) -> Path:
+    if args.image_root_path:
+        return Path(args.image_root_path)
+    stored = json.loads(Path(data_json).read_text(encoding="utf-8")).get("image_root_path")
+    return Path(stored) if stored else Path(data_json).parent
+
+
+def _crop_dataset(
+    args: argparse.Namespace,
+    data_json: Path,
+    set_name: str,
+    class_names: Sequence[str],
+    *,
+    image_size: tuple[int, int],
+    gray_scale: bool,
+    train: bool = False,
+) -> GestureCropDataset:
+    fold = args.fold if set_name != "kpi_set" else None
+    augment = None
+    if train and args.augment:
+        augment = GestureAugment(
+            horizontal_flip=args.horizontal_flip,
+            rotation_range=args.rotation_range,
+            brightness_range=tuple(args.brightness_range),
+            gamma_prob=args.gamma_prob,
+            occlusion_prob=args.occlusion_prob,
+        )
+    return GestureCropDataset(
+        read_data_json(data_json, set_name, fold=fold),
+        image_root=_image_root(args, data_json),
+        class_names=class_names,
+        image_size=image_size,
+        gray_scale=gray_scale,
+        augment=augment,
+    )
+
+
+def _class_weighted_loss(dataset: GestureCropDataset) -> nn.Module:
+    """Cross-entropy weighted ``N / (K · n_c)`` per class (0 for classes without images)."""
+    counts = class_counts(dataset.entries, dataset.class_names)
+    total, present = sum(counts), sum(1 for c in counts if c)
+    weights = [total / (present * c) if c else 0.0 for c in counts]
+    log.info("class weights in the loss: %s", dict(zip(dataset.class_names, weights)))
+    return nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _load_trained(args: argparse.Namespace) -> tuple[nn.Module, list[str], dict[str, Any]]:
+    """The model of ``--model`` (default ``<output-dir>/<save-weights-path>/model.pth``)."""
+    from train.checkpoint import load_checkpoint, load_model
+
+    path = Path(args.model or Path(args.output_dir) / args.save_weights_path / FINAL_MODEL)
+    model = load_model(path, family=FAMILY)
+    stored = load_checkpoint(path).get("args") or {}
+    class_names = list(getattr(model, "class_names", None) or stored.get("classes") or [])
+    return model, class_names, stored
+
+
+# --- subcommands -----------------------------------------------------------------------------
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    return gesture_synth.run(args)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    return gesture_convert.run(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """top_training then finetuning on the shared engine; the final model in save_weights_path."""
+    from network.weights import load_pretrained
+    from train.engine import fit
+
+    if not args.data_json:
+        log.error("train needs --data_json (or dataset.data_path in the spec)")
+        return 2
+    stages = plan_stages(args)
+    if not stages:
+        log.error("both stages have 0 epochs: nothing to train")
+        return 2
+    class_names = list(args.classes)
+    image_size = _image_size(args)
+    args.image_height, args.image_width = image_size
+    model = build_model(args.network, **_model_kwargs(args, len(class_names)))
+    datasets = [
+        _crop_dataset(args, Path(args.data_json), name, class_names, image_size=image_size,
+                      gray_scale=model.in_channels == 1, train=name == "train_set")
+        for name in ("train_set", "validation_set")
+    ]  # fmt: skip
+    train_set, val_set = datasets[0], datasets[1] if len(datasets[1]) else None
+    if not len(train_set):
+        log.error("%s: the train_set is empty", args.data_json)
+        return 2
+    if args.pretrained:
+        load_pretrained(model, args.pretrained)
+        if args.add_new_head:
+            model.reset_classifier(len(class_names))
+    criterion = _class_weighted_loss(train_set) if args.use_class_weights else None
+    summary: dict[str, Any] = {}
+    for stage in stages:
+        trainable = freeze_all_but_last(model, stage.num_layers_unfreeze)
+        lr_lambda = (
+            step_annealing(stage.decay_step_size, stage.lr_drop_rate)
+            if stage.decay_step_size
+            else None
+        )
+        log.info("stage %s: %d epochs, %s, lr %g, %d trainable tensors", stage.name, stage.epochs,
+                 stage.optimizer, stage.lr, len(trainable))  # fmt: skip
+        summary = fit(
+            model, train_set, val_set, _stage_args(args, stage), family=FAMILY,
+            class_names=class_names, criterion=criterion, param_groups=[{"params": trainable}],
+            lr_lambda=lr_lambda, output_dir=Path(args.output_dir) / stage.name,
+        )  # fmt: skip
+    run_dir = Path(summary["run_dir"])
+    best = run_dir / "best.pth"
+    final = Path(args.output_dir) / args.save_weights_path / FINAL_MODEL
+    _atomic_copy(best if best.is_file() else run_dir / "latest.pth", final)
+    log.info(
+        "final model (%s of %s): %s", "best" if best.is_file() else "last", stages[-1].name, final
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on ``--data_type``."""
+    from train.engine import evaluate
+    from train.metrics import per_class_report, precision_recall_f1
+
+    model, class_names, stored = _load_trained(args)
+    data_json = args.eval_data_json or args.data_json or stored.get("data_json")
+    if not data_json:
+        log.error("evaluate needs --data_json (or evaluator.data_path in the spec)")
+        return 2
+    dataset = _crop_dataset(args, Path(data_json), args.data_type, class_names,
+                            image_size=_image_size(args, stored), gray_scale=model.in_channels == 1)  # fmt: skip
+    out_dir = Path(args.output_dir) / args.evaluation_exp_name
+    result = evaluate(model, dataset, args, class_names=class_names, output_dir=out_dir)
+    precision, recall, f1 = precision_recall_f1(result.confusion)
+    report = per_class_report(result, class_names)
+    (out_dir / "per_class.txt").write_text(report + "\n", encoding="utf-8")
+    metrics = {
+        "accuracy": result.clip_top1,
+        "num_images": result.num_clips,
+        "per_class": {
+            name: {"precision": _finite(p), "recall": _finite(r), "f1": _finite(f)}
+            for name, p, r, f in zip(class_names, precision, recall, f1)
+        },
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    log.info(
+        "%s: accuracy %.4f on %d images\n%s",
+        args.data_type,
+        result.clip_top1,
+        result.num_clips,
+        report,
+    )
+    args.result = metrics
+    return 0
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def cmd_inference(args: argparse.Namespace) -> int:
+    """Per-image class and scores for ``--data_type`` of ``--data_json``."""
+    from train.engine import predict
+
+    model, class_names, stored = _load_trained(args)
+    data_json = args.data_json or stored.get("data_json")
+    if not data_json:
+        log.error("inference needs --data_json")
+        return 2
+    dataset = _crop_dataset(args, Path(data_json), args.data_type, class_names,
+                            image_size=_image_size(args, stored), gray_scale=model.in_channels == 1)  # fmt: skip
+    scores = predict(model, dataset, args)
+    rows = []
+    for index, entry in enumerate(dataset.entries):
+        probs = scores[index]
+        best = int(probs.argmax())
+        rows.append({"image": entry["full_image_path"], "bbox_path": entry["bbox_path"],
+                     "label": entry.get("class"), "predicted_index": best,
+                     "predicted": class_names[best], "score": float(probs[best]),
+                     "scores": {n: float(p) for n, p in zip(class_names, probs)}})  # fmt: skip
+    _write_predictions(
+        rows, class_names, Path(args.results_dir or Path(args.output_dir) / "inference")
+    )
+    return 0
+
+
+def _write_predictions(
+    rows: list[dict[str, Any]], class_names: Sequence[str], out_dir: Path
+) -> None:
+    """predictions.json, predictions.csv and TAO's results.txt (image, class index, score)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "predictions.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    with (out_dir / "predictions.csv").open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["image", "bbox_path", "label", "predicted", "score", *class_names])
+        for row in rows:
+            writer.writerow([row["image"], row["bbox_path"], row["label"], row["predicted"],
+                             f"{row['score']:.6f}", *(f"{row['scores'][n]:.6f}" for n in class_names)])  # fmt: skip
+    lines = [f"{row['image']} {row['predicted_index']} {row['score']:.6f}" for row in rows]
+    (out_dir / "results.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log.info("wrote %d predictions to %s", len(rows), out_dir)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """ONNX (input "input" (N, C, H, W), output "fc_pred") with a parity check."""
+    from export import export_onnx
+    from train.checkpoint import load_checkpoint, load_model
+
+    model = load_model(args.model, family=FAMILY)
+    stored = load_checkpoint(args.model).get("args") or {}
+    if args.input_dims:
+        dims = tuple(int(d) for d in args.input_dims.split(","))
+    else:
+        height = stored.get("image_height") or DEFAULT_IMAGE_SIZE[0]
+        width = stored.get("image_width") or DEFAULT_IMAGE_SIZE[1]
+        dims = (model.in_channels, int(height), int(width))
+    output = Path(args.output or Path(args.model).with_suffix(".onnx"))
+    metadata = {"labels": list(getattr(model, "class_names", None) or []),
+                "normalization": "RGB, x / 127.5 - 1"}  # fmt: skip
+    report = export_onnx(model, output, dims, input_names=["input"], output_names=["fc_pred"],
+                         opset=args.opset, metadata=metadata)  # fmt: skip
+    log.info("%s", report.summary())
+    return 0
+
+
+def _demo_train_argv(out: Path, args: argparse.Namespace) -> list[str]:
+    """Tiny GestureNet at a small input: one top_training epoch, then finetuning."""
+    return [
+        "train", "--data_json", str(out / "data.json"), "--output-dir", str(out / "run"),
+        "--network", "gesturenet_tiny", "--image-height", str(args.image_size),
+        "--image-width", str(args.image_size), "--batch-size", "32", "--workers", "0",
+        "--device", args.device, "--random-seed", str(args.seed), "--no-tensorboard",
+        "--top-epochs", "1", "--top-unfreeze", "2", "--top-lr", "3e-3",
+        "--finetune-epochs", str(args.epochs), "--finetune-optimizer", "adam",
+        "--finetune-lr", "3e-3", "--log-interval", "100", "--log-level", args.log_level,
+    ]  # fmt: skip
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """synth → convert → train → evaluate → export; the last line reports kpi accuracy."""
+    start = time.perf_counter()
+    out = args.out
+    steps = [
+        ["synth", "--out", str(out / "set"), "--num-users", str(args.num_users),
+         "--images-per-class", str(args.images_per_class), "--seed", str(args.seed)],
+        ["convert", "--dataset_spec", str(out / "set" / "dataset_config.json"),
+         "--experiment_spec", str(out / "set" / "dataset_experiment_config.json"),
+         "--k_folds", "0", "--output_filename", str(out / "data.json"), "--experiment_name", "demo"],
+        _demo_train_argv(out, args),
+        ["evaluate", "--model", str(out / "run" / "model" / FINAL_MODEL), "--data_json",
+         str(out / "data.json"), "--data_type", "kpi_set", "--output-dir", str(out / "run"),
+         "--workers", "0", "--device", args.device, "--log-level", args.log_level],
+        ["export", "--model", str(out / "run" / "model" / FINAL_MODEL), "--output",
+         str(out / "gesturenet_tiny.onnx"), "--log-level", args.log_level],
+    ]  # fmt: skip
+    evaluated: dict[str, Any] = {}
+    for argv in steps:
+        parsed = _parse(argv)
+        code = COMMANDS[parsed.command](parsed)
+        if code != 0:
+            log.error("demo: step %r failed with exit code %d", argv[0], code)
+            return code
+        evaluated = getattr(parsed, "result", evaluated)
+    seconds = time.perf_counter() - start
+    accuracy = evaluated["accuracy"]
+    print(f"demo: kpi accuracy {100 * accuracy:.2f}% on {evaluated['num_images']} images "
+          f"in {seconds:.0f} s")  # fmt: skip
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "synth": cmd_synth,
+    "convert": cmd_convert,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "inference": cmd_inference,
+    "export": cmd_export,
+    "demo": cmd_demo,
+}
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    return resolve_args(get_args_parser(), list(argv), SPEC_MAP)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    setup_logging(getattr(args, "log_level", "INFO"))
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
