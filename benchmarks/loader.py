@@ -17,6 +17,7 @@ of pass 1 and at the end of the last pass; equal values mean memory does not gro
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import resource
 import sys
@@ -55,6 +56,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--srtg", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process")
+    parser.add_argument(
+        "--mmap-threshold-kib",
+        type=int,
+        default=0,
+        help="fix glibc's mmap threshold (e.g. 128) before the workers fork; 0 keeps the default",
+    )
     return parser
 
 
@@ -141,6 +148,19 @@ class RSSProbe(Dataset):
 
 
 # ----------------------------------------------------------------------------- measuring
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def fix_mmap_threshold(kib: int) -> bool:
+    """Serve allocations above ``kib`` with mmap, returned to the OS on free (glibc only).
+
+    glibc raises its threshold after each large free, so clip-sized buffers move to the heap,
+    which keeps its peak: a fixed threshold keeps worker memory flat. Inherited through fork.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, kib * 1024))
+    except OSError:
+        return False
 
 
 def run_pass(loader: DataLoader) -> tuple[float, int, dict[int, tuple[int, int]]]:
@@ -214,6 +234,8 @@ def format_table(rows: list[tuple[str, int, dict]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.mmap_threshold_kib and not fix_mmap_threshold(args.mmap_threshold_kib):
+        print("warning: could not set the glibc mmap threshold (not glibc?)")
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         start = time.perf_counter()
         sources = write_sources(Path(tmp), args)
@@ -221,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"wrote {args.videos} videos x {args.frames} frames at {args.height}x{args.width} "
             f"in 3 layouts in {time.perf_counter() - start:.1f}s; clips {args.clip_length}x"
             f"{args.crop}x{args.crop}, rate {args.sample_rate}, batch {args.batch_size}, "
-            f"{args.videos * args.clips_per_video} clips per pass, srtg={args.srtg}"
+            f"{args.videos * args.clips_per_video} clips per pass, srtg={args.srtg}, "
+            f"mmap threshold {args.mmap_threshold_kib or 'glibc default'} KiB"
         )
         datasets = build_datasets(sources, args)
         rows = []

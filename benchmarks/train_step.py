@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             speed = measure(name, mode, args, device)
             baseline = speed if mode_name == "fp32" else baseline
             ratio = f"{speed / baseline:.2f}x" if baseline else "-"
-            print(f"{name:<14}{mode_name:<15}{speed:>10.2f}{ratio:>9}", flush=True)
+            print(f"{name:<14}{mode_name:<15}{speed:>10.3g}{ratio:>9}", flush=True)
     return 0
 
 

@@ -279,6 +279,7 @@ def write_video(
     if first is None:
         raise ValueError(f"{path}: no frames to write")
     height, width = first.shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     out = ffmpeg.input(
         "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", r=fps
@@ -290,8 +291,10 @@ def write_video(
     try:
         for frame in itertools.chain([first], frames):
             proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
-    finally:
         proc.stdin.close()
+    except BrokenPipeError:
+        pass  # ffmpeg exited early; its return code and message tell why
+    finally:
         rc = proc.wait()
         errors.join()
     if rc != 0:

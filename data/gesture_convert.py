@@ -470,6 +470,10 @@ def build_splits(
     """Step 2: the data.json body (sets, users, folds) from the extracted entries."""
     train_val_users = {e["user_id"] for e in entries if e["set"] in experiment.train_val_sets}
     kpi_users = set(dataset.kpi_users) | set(experiment.kpi)
+    known = {e["user_id"] for e in entries}
+    for role, listed in (("kpi", kpi_users), ("validation", set(experiment.validation))):
+        if listed - known:
+            log.warning("%s users without any kept image: %s", role, sorted(listed - known))
     predefined = experiment.validation if experiment.predefined_val_users and k_folds < 2 else None
     train_users, val_users, kpi_users_sorted = split_users(
         train_val_users,
@@ -553,6 +557,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--experiment_spec",
         "--experiment-spec",
+        dest="dataset_experiment_spec",  # not "experiment_spec": that is the -e train spec
         type=Path,
         required=True,
         help="dataset_experiment_config.json",
@@ -576,7 +581,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         convert(
             args.dataset_spec,
-            args.experiment_spec,
+            args.dataset_experiment_spec,
             args.k_folds,
             args.output_filename,
             args.experiment_name,

@@ -142,7 +142,8 @@ def draw_hand(
     cv2.ellipse(mask, palm_xy, (axes[0] + 1, axes[1] + 1), angle, 0, 360, 255, -1)
     if pose == "ok":
         _draw_ok_ring(canvas, mask, centre, size, angle, mirror, skin_bgr, width)
-    ys, xs = np.nonzero(mask)
+    # Anti-aliased edges reach one pixel past the hard-edged mask.
+    ys, xs = np.nonzero(cv2.dilate(mask, np.ones((3, 3), np.uint8)))
     x1, y1 = int(xs.min()), int(ys.min())
     return x1, y1, int(xs.max()) - x1 + 1, int(ys.max()) - y1 + 1
 
@@ -203,7 +204,8 @@ def _render_frame(
     drift: np.ndarray,
     frame: int,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One video-like frame: the hand drifts slowly over a fixed background, lighting varies."""
+    """One video-like frame: the hand drifts slowly; scene clutter and lighting vary per frame
+    (a background fixed per recording, i.e. per user and class, would be a label shortcut)."""
     height, width = background.shape[:2]
     size = user.hand_size * rng.uniform(0.85, 1.15)
     cx = float(np.clip(drift[0] + frame * drift[2], 0.3 * width, 0.7 * width))
@@ -233,7 +235,6 @@ def _write_recording(
     rec_dir.mkdir(parents=True, exist_ok=True)
     location = LOCATIONS[int(rng.integers(0, 2))]
     width, height = config.image_width, config.image_height
-    background = _background(rng, height, width, location)
     drift = np.array(
         [
             width * rng.uniform(0.35, 0.65),
@@ -244,6 +245,7 @@ def _write_recording(
     )
     for frame in range(config.images_per_class):
         pose = label if label != "random" else RANDOM_POSES[int(rng.integers(0, len(RANDOM_POSES)))]
+        background = _background(rng, height, width, location)
         image, box = _render_frame(rng, user, pose, background, drift, frame)
         image_path = rec_dir / f"{frame:06d}.png"
         cv2.imwrite(str(image_path), image)

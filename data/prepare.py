@@ -20,6 +20,8 @@ import logging
 import multiprocessing as mp
 import os
 from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -135,7 +137,11 @@ def scan(root: Path, out: Path, layout: str) -> tuple[list[Job], list[Outcome]]:
         if entry.name.startswith("."):
             continue
         if not entry.is_dir():
-            skipped.append(Outcome(entry.name, "skipped", "file outside a class folder"))
+            skipped.append(
+                Outcome(_printable(entry.name), "skipped", "file outside a class folder")
+            )
+        elif _printable(entry.name) != entry.name:
+            skipped.append(Outcome(_printable(entry.name), "skipped", "name is not valid UTF-8"))
         elif entry.name in NON_CLASS_DIRS:
             log.info("%s: not a class folder (holds labels), ignored", entry)
         else:
@@ -150,7 +156,7 @@ def _scan_class(class_dir: Path, target_dir: Path) -> tuple[list[Job], list[Outc
     skipped: list[Outcome] = []
     seen: dict[str, str] = {}
     for path in sorted(class_dir.iterdir()):
-        name = f"{class_dir.name}/{path.name}"
+        name = _printable(f"{class_dir.name}/{path.name}")
         if path.name.startswith("."):
             continue
         reason = _unusable(path, seen)
@@ -164,14 +170,17 @@ def _scan_class(class_dir: Path, target_dir: Path) -> tuple[list[Job], list[Outc
     return jobs, skipped
 
 
+def _printable(name: str) -> str:
+    """``name`` with undecodable file-name bytes shown as escapes (safe to log and to JSON)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _unusable(path: Path, seen: dict[str, str]) -> str:
     """Why ``path`` cannot become a video folder, or "" when it can."""
     if path.is_dir() or path.suffix.lower() not in VIDEO_SUFFIXES:
         return "not a video file"
-    try:
-        path.name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "file name is not valid UTF-8"
+    if _printable(path.name) != path.name:
+        return "name is not valid UTF-8"
     if path.stem in seen:
         return f"same video name as {seen[path.stem]}"
     return ""
@@ -180,32 +189,32 @@ def _unusable(path: Path, seen: dict[str, str]) -> str:
 # ----------------------------------------------------------------------------- processing
 def process(jobs: list[Job], opts: Options, workers: int) -> list[Outcome]:
     """Run :func:`prepare_video` over ``jobs`` with a progress bar (in-process for 1 worker)."""
-    bar = tqdm(total=len(jobs), desc="prepare", unit="video", dynamic_ncols=True)
-    outcomes = []
-    if workers <= 1 or len(jobs) <= 1:
-        results = (prepare_video(job, opts) for job in jobs)
-        pool = None
-    else:
-        # spawn: workers start clean (no inherited threads or CUDA state from the caller).
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
-        results = pool.imap_unordered(_prepare_star, [(job, opts) for job in jobs])
+    with tqdm(total=len(jobs), desc="prepare", unit="video", dynamic_ncols=True) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            return [_tick(bar, prepare_video(job, opts)) for job in jobs]
+        # spawn: workers start clean (no inherited threads or open files from the caller).
+        # A worker that dies (e.g. killed for memory) fails its video instead of hanging the run.
+        with ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+        ) as pool:
+            futures = {pool.submit(prepare_video, job, opts): job for job in jobs}
+            return [_tick(bar, _result(f, futures[f])) for f in as_completed(futures)]
+
+
+def _tick(bar: tqdm, outcome: Outcome) -> Outcome:
+    bar.update()
+    return outcome
+
+
+def _result(future: Future, job: Job) -> Outcome:
     try:
-        for outcome in results:
-            outcomes.append(outcome)
-            bar.update()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-    return outcomes
+        return future.result()
+    except BrokenProcessPool:
+        return Outcome(job.name, "failed", f"{job.source}: worker process died")
 
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # parallelism comes from the processes
-
-
-def _prepare_star(job_opts: tuple[Job, Options]) -> Outcome:
-    return prepare_video(*job_opts)
 
 
 def prepare_video(job: Job, opts: Options) -> Outcome:

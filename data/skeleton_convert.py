@@ -44,6 +44,7 @@ __all__ = [
     "add_arguments",
     "collect_tracks",
     "convert",
+    "convert_deepstream_json",
     "normalize_pose",
     "read_deepstream_json",
     "run",
@@ -273,6 +274,14 @@ def label_of(sequence: Sequence, frame_nums: np.ndarray, rules: list[LabelRule])
     return best if best_count * 2 > len(frame_nums) else None
 
 
+def convert_deepstream_json(
+    data: str | Path, settings: ConvertSettings | None = None
+) -> np.ndarray:
+    """(S, C, sequence_length_max, V, 1) sequences of a JSON file or folder, nothing written."""
+    settings = settings or ConvertSettings()
+    return pad_sequences(convert_files(input_files(data), settings), settings)
+
+
 def input_files(data: str | Path) -> list[Path]:
     """A JSON file, or the sorted ``*.json`` files of a folder."""
     data = Path(data)
@@ -337,17 +346,26 @@ def write_outputs(
 
 
 def write_training_labels(
-    sequences: list[Sequence], rules: list[LabelRule], out_dir: Path
+    sequences: list[Sequence],
+    rules: list[LabelRule],
+    out_dir: Path,
+    label_map: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """``train_data.npy`` + ``labels.pkl`` (TAO format) of the labelled sequences; the label map."""
+    """``train_data.npy`` + ``labels.pkl`` (TAO format) of the labelled sequences; the label map.
+
+    Class ids come from ``label_map`` when given (a class not in it raises), else in order of
+    first appearance.
+    """
     data = np.load(out_dir / "data.npy", mmap_mode="r")
-    classes: dict[str, int] = {}
+    classes: dict[str, int] = dict(label_map or {})
     rows, names, ids = [], [], []
     for index, sequence in enumerate(sequences):
         frames = np.linspace(sequence.first_frame, sequence.last_frame, sequence.poses.shape[1])
         name = label_of(sequence, frames, rules)
         if name is None:
             continue
+        if label_map is not None and name not in classes:
+            raise ValueError(f"class {name!r} of the label CSV is not in the label map")
         classes.setdefault(name, len(classes))
         rows.append(index)
         names.append(f"{Path(sequence.source).stem}:object_{sequence.object_id}:{index}")
@@ -367,6 +385,7 @@ def convert(
     out_dir: str | Path,
     settings: ConvertSettings,
     labels: str | Path | None = None,
+    label_map: dict[str, int] | None = None,
 ) -> list[dict]:
     """Convert a JSON file or folder; returns the manifest rows (one per sequence)."""
     files = input_files(data)
@@ -375,7 +394,7 @@ def convert(
     rows = write_outputs(sequences, files, settings, out_dir)
     logger.info("%d sequences from %d file(s) written to %s", len(rows), len(files), out_dir)
     if labels is not None:
-        classes = write_training_labels(sequences, read_label_csv(labels), out_dir)
+        classes = write_training_labels(sequences, read_label_csv(labels), out_dir, label_map)
         logger.info("training set with classes %s", ", ".join(classes))
     return rows
 
@@ -388,6 +407,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--labels", default=None, help="CSV: object_id,class[,start_frame,end_frame,source]"
     )
+    parser.add_argument("--label-map", default=None, help="JSON {class: id} fixing the class ids")
     parser.add_argument("--pose-type", choices=list(POSE_TYPES), default=defaults.pose_type)
     for name in (
         "num_joints",
@@ -413,5 +433,6 @@ def settings_from_args(args: argparse.Namespace) -> ConvertSettings:
 
 def run(args: argparse.Namespace) -> int:
     """``convert`` subcommand: exit code 0 when sequences were written, 1 when none were."""
-    rows = convert(args.data, args.output_dir, settings_from_args(args), args.labels)
+    label_map = json.loads(Path(args.label_map).read_text()) if args.label_map else None
+    rows = convert(args.data, args.output_dir, settings_from_args(args), args.labels, label_map)
     return 0 if rows else 1

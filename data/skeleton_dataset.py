@@ -159,7 +159,7 @@ class SkeletonDataset(Dataset):
 
     def __init__(
         self,
-        data_path: str | Path,
+        data_path: str | Path | np.ndarray,
         label_path: str | Path | None = None,
         *,
         label_map: Mapping[str, int] | None = None,
@@ -170,11 +170,11 @@ class SkeletonDataset(Dataset):
         rotate_3d: float = 0.0,
         scale_3d: float = 0.0,
     ) -> None:
-        self.data_path = Path(data_path)
-        try:
-            self.data = np.load(self.data_path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{self.data_path}: not a readable .npy array ({error})") from error
+        if isinstance(data_path, np.ndarray):  # sequences converted in memory (inference)
+            self.data_path, self.data = Path("<array>"), data_path
+        else:
+            self.data_path = Path(data_path)
+            self.data = _open_array(self.data_path)
         if self.data.ndim != 5:
             raise ValueError(f"{self.data_path}: expected (N, C, T, V, M), got {self.data.shape}")
         n = len(self.data)
@@ -215,6 +215,13 @@ class SkeletonDataset(Dataset):
         if (self.rotate_3d or self.scale_3d) and x.shape[0] >= 3:
             x = random_rotate_scale(x, rng, max_degrees=self.rotate_3d, max_scale=self.scale_3d)
         return torch.from_numpy(np.ascontiguousarray(x)), self.labels[row], row
+
+
+def _open_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npy array ({error})") from error
 
 
 def _check_label_range(labels: list[int], num_classes: int | None, source: str | Path) -> None:

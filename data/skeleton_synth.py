@@ -89,7 +89,9 @@ class Pose:
 
 def _still(t: int) -> Pose:
     zero, pair = np.zeros(t), np.zeros((2, t))
-    return Pose(zero, zero.copy(), zero.copy(), pair, pair.copy(), pair.copy(), pair.copy(), pair.copy())
+    return Pose(
+        zero, zero.copy(), zero.copy(), pair, pair.copy(), pair.copy(), pair.copy(), pair.copy()
+    )
 
 
 def _ramp(t: int, rng: np.random.Generator) -> np.ndarray:
@@ -215,9 +217,7 @@ def _limb_points(p: Pose, scale: float) -> dict[str, np.ndarray]:
     return pts
 
 
-def body_to_camera(
-    points: dict[str, np.ndarray], rng: np.random.Generator
-) -> np.ndarray:
+def body_to_camera(points: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """(T, 34, 3) camera millimetres (x right, y down, z depth) for a randomly placed body."""
     body = np.stack([points[name] for name in NVIDIA_JOINTS], axis=1)
     yaw = rng.uniform(-0.7, 0.7) + np.pi  # facing the camera, give or take 40°
@@ -267,3 +267,132 @@ def remap_matrix(layout: str) -> np.ndarray:
             raise ValueError(f"layout {target.name!r}: no nvidia joint for {name!r}")
         matrix[row, [J[source] for source in sources]] = 1.0 / len(sources)
     return matrix
+
+
+@dataclass
+class _Split:
+    """Accumulated samples of one split."""
+
+    frames: dict[int, list[dict]]
+    arrays: list[np.ndarray]
+    labels: list[int]
+    names: list[str]
+
+
+LANES = 4  # objects visible at the same time in the JSON
+
+
+def _add_sample(
+    split: _Split, object_id: int, start: int, pose3d: np.ndarray, pose25d: np.ndarray
+) -> None:
+    for offset, (p3, p25) in enumerate(zip(pose3d, pose25d)):
+        split.frames.setdefault(start + offset, []).append(
+            {
+                "object_id": object_id,
+                "pose25d": np.round(p25, 4).tolist(),
+                "pose3d": np.round(p3, 3).tolist(),
+            }
+        )
+
+
+def _normalized(pose3d: np.ndarray, length: int, remap: np.ndarray | None) -> np.ndarray:
+    """(3, length, V, 1): ``3dbp`` normalisation, zero-padded at the end, optionally remapped."""
+    settings = ConvertSettings(pose_type="3dbp")
+    frames = np.stack([normalize_pose(row, settings) for row in pose3d], axis=1)  # (3, T, 34)
+    if remap is not None:
+        frames = np.einsum("vw,ctw->ctv", remap, frames)
+    out = np.zeros((3, length, frames.shape[2], 1), dtype=np.float32)
+    out[:, : frames.shape[1], :, 0] = frames
+    return out
+
+
+def _deepstream_json(frames: dict[int, list[dict]]) -> list[dict]:
+    return [
+        {
+            "num_frames_in_batch": 1,
+            "batches": [
+                {
+                    "batch_id": 0,
+                    "frame_num": frame,
+                    "ntp_timestamp": 1_651_865_934_000_000_000 + frame * 33_333_333,
+                    "num_obj_meta": len(objects),
+                    "objects": objects,
+                }
+            ],
+        }
+        for frame, objects in sorted(frames.items())
+    ]
+
+
+def _build_split(
+    count: int, settings: SynthSettings, rng: np.random.Generator, desc: str
+) -> _Split:
+    split = _Split({}, [], [], [])
+    remap = None if settings.layout == "nvidia" else remap_matrix(settings.layout)
+    lanes = [0] * LANES
+    order = [(label, motion) for label, motion in enumerate(settings.classes)] * count
+    for object_id, (label, motion) in enumerate(tqdm(order, desc=desc, leave=False)):
+        pose3d, pose25d = flat_poses(*make_sample(motion, settings, rng))
+        lane = object_id % LANES
+        _add_sample(split, object_id, lanes[lane], pose3d, pose25d)
+        lanes[lane] += len(pose3d) + int(rng.integers(5, 30))
+        split.arrays.append(_normalized(pose3d, settings.max_frames, remap))
+        split.labels.append(label)
+        split.names.append(f"{desc}_{object_id:05d}_{motion}")
+    return split
+
+
+def _write_split(split: _Split, name: str, classes: tuple[str, ...], out_dir: Path) -> None:
+    (out_dir / f"{name}.json").write_text(json.dumps(_deepstream_json(split.frames)))
+    with (out_dir / f"{name}_labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["object_id", "class"])
+        writer.writerows((i, classes[label]) for i, label in enumerate(split.labels))
+    np.save(out_dir / f"{name}_data.npy", np.stack(split.arrays), allow_pickle=False)
+    with (out_dir / f"{name}_label.pkl").open("wb") as handle:
+        pickle.dump((split.names, split.labels), handle)
+
+
+def synthesize(out_dir: str | Path, settings: SynthSettings) -> dict[str, int]:
+    """Write the train and val splits to ``out_dir``; returns the label map (class → id)."""
+    unknown = [name for name in settings.classes if name not in MOTIONS]
+    if unknown:
+        raise ValueError(f"unknown motion(s) {unknown}; choose from {', '.join(MOTIONS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(settings.seed)
+    for name, count in (("train", settings.train_per_class), ("val", settings.val_per_class)):
+        _write_split(_build_split(count, settings, rng, name), name, settings.classes, out_dir)
+    label_map = {name: index for index, name in enumerate(settings.classes)}
+    (out_dir / "label_map.json").write_text(json.dumps(label_map, indent=1))
+    logger.info("synthetic skeletons (%s layout) written to %s", settings.layout, out_dir)
+    return label_map
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``synth`` flags."""
+    d = SynthSettings()
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--classes", nargs="+", default=list(d.classes), choices=list(MOTIONS))
+    parser.add_argument("--train-per-class", type=int, default=d.train_per_class)
+    parser.add_argument("--val-per-class", type=int, default=d.val_per_class)
+    parser.add_argument("--min-frames", type=int, default=d.min_frames)
+    parser.add_argument("--max-frames", type=int, default=d.max_frames)
+    parser.add_argument("--noise-mm", type=float, default=d.noise_mm)
+    parser.add_argument("--missing-rate", type=float, default=d.missing_rate)
+    parser.add_argument("--layout", default=d.layout, help="nvidia, or a layout with joint names")
+    parser.add_argument("--seed", type=int, default=d.seed)
+
+
+def settings_from_args(args: argparse.Namespace) -> SynthSettings:
+    """``SynthSettings`` from parsed ``add_arguments`` flags."""
+    names = [name for name in SynthSettings.__dataclass_fields__ if name != "classes"]
+    return SynthSettings(
+        classes=tuple(args.classes), **{name: getattr(args, name) for name in names}
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """``synth`` subcommand."""
+    synthesize(args.output_dir, settings_from_args(args))
+    return 0

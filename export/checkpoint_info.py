@@ -30,26 +30,30 @@ LAYOUT_DIMS = {
 # setting -> (argument names tried in order, default)
 VIDEO_ARGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "clip_length": (("clip_length", "rgb_seq_length", "num_frames", "rgb_frames"), 16),
-    "flow_length": (("flow_length", "of_seq_length", "of_frames"), None),
-    "crop_size": (("crop_size", "input_size"), 112),
+    "flow_length": (("flow_clip_length", "flow_length", "of_seq_length", "of_frames"), None),
+    "crop_size": (("clip_size", "crop_size", "input_size"), 112),
     "short_side": (("short_side", "crop_smaller_edge"), None),
-    "sample_rate": (("sample_rate",), 1),
+    # frame_interval (both subsets) beats val_frame_interval, as in train_hmdb.py
+    "sample_rate": (("frame_interval", "val_frame_interval", "sample_rate"), 1),
     "strategy": (("sample_strategy", "strategy"), "consecutive"),
     "center_crop": (("val_center_crop", "center_crop"), True),
-    "modality": (("modality", "model_type"), "rgb"),
-    "rgb_mean": (("rgb_mean", "mean"), None),
-    "rgb_std": (("rgb_std", "std"), None),
-    "flow_mean": (("flow_mean",), None),
-    "flow_std": (("flow_std",), None),
+    "modality": (("modality",), "rgb"),
+    "rgb_mean": (("rgb_mean",), None),
+    "rgb_std": (("rgb_std",), None),
+    "flow_mean": (("of_mean", "flow_mean"), None),
+    "flow_std": (("of_std", "flow_std"), None),
 }
+# train_hmdb.py's default short side when --short-side is not given: crop × 8/7 (112 -> 128)
+SHORT_SIDE_RATIO = 8 / 7
 SKELETON_ARGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "seq_length": (("seq_length", "window_size", "sequence_length_max"), 300),
     "num_person": (("num_person", "num_persons"), 1),
     "in_channels": (("in_channels", "input_channels"), 3),
 }
 GESTURE_ARGS: dict[str, tuple[tuple[str, ...], Any]] = {
-    "image_size": (("image_size", "input_size"), 160),
-    "gray_scale": (("gray_scale", "gray_scale_input"), False),
+    "height": (("image_height", "image_size", "input_size"), 160),
+    "width": (("image_width", "image_size", "input_size"), 160),
+    "gray_scale": (("gray_scale_input", "gray_scale"), False),
 }
 # The network's expected input channels per video modality.
 VIDEO_CHANNELS = {"rgb": 3, "of": 2, "flow": 2}
@@ -123,9 +127,9 @@ def input_shape_for(
             )
         ]
     if family == "gesture":
-        s = _lookup({**args, **kwargs}, GESTURE_ARGS)
-        height, width = _pair(s["image_size"])
-        return [(1 if s["gray_scale"] else 3, height, width)]
+        s = _lookup({**kwargs, **args}, GESTURE_ARGS)
+        channels = getattr(model, "in_channels", None) or (1 if s["gray_scale"] else 3)
+        return [(int(channels), int(s["height"]), int(s["width"]))]
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -169,6 +173,9 @@ def preprocess_for(
     """The evaluation preprocessing, stored in the ONNX metadata for inference from the file."""
     if family == "video":
         settings = _lookup(args, VIDEO_ARGS)
+        settings["modality"] = (
+            "flow" if settings["modality"] in ("of", "flow") else settings["modality"]
+        )
         settings["crop_size"] = list(shapes[0][-2:])
         settings["input_dims"] = [len(shape) - 1 for shape in shapes]  # 3: (C,T,H,W); 2: (C·T,H,W)
         per_frame = VIDEO_CHANNELS.get(settings["modality"], 3)
@@ -179,7 +186,9 @@ def preprocess_for(
             settings["modality"] = "joint"
             flow = shapes[1]
             settings["flow_length"] = int(flow[1] if len(flow) == 4 else flow[0] // 2)
-        settings["short_side"] = int(settings.get("short_side") or max(settings["crop_size"]))
+        settings["short_side"] = int(
+            settings.get("short_side") or round(settings["crop_size"][0] * SHORT_SIDE_RATIO)
+        )
         return {**_default_normalization(), **settings}
     if family == "gesture":
         return {"image_size": list(shapes[0][1:]), "scale": "x/127.5 - 1"}

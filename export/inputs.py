@@ -104,29 +104,23 @@ def _frame_iterator(path: Path) -> Iterator[np.ndarray]:
         yield _read_rgb(file)
 
 
-class _VideoSource:
-    """Random access to the streams of one video (stores) or to its decoded RGB frames."""
+def _store_dataset(path: Path, pre: dict[str, Any], options: VideoOptions) -> Any:
+    """The evaluation dataset itself, over one prepared video (frames.db or rgb/, u/, v/)."""
+    from data.splits import VideoRecord
+    from data.video_dataset import VideoClipDataset
 
-    def __init__(self, path: Path) -> None:
-        from data.framestore import is_complete_video, open_store
-
-        self.store = open_store(path) if path.is_dir() and is_complete_video(path) else None
-        self.frames = None if self.store else np.stack(list(_frame_iterator(path)))
-
-    def num_frames(self, stream: str) -> int:
-        if self.store is not None:
-            return self.store.num_frames(stream)
-        if stream != "rgb":
-            raise ValueError("optical flow needs a frame folder with u/ and v/ or a frames.db")
-        return len(self.frames)
-
-    def read(self, indices: np.ndarray, stream: str) -> np.ndarray:
-        if self.store is not None:
-            return self.store.read(indices, stream)
-        return self.frames[indices]
-
-    def read_flow(self, indices: np.ndarray) -> np.ndarray:
-        return np.stack([self.read(indices, "u"), self.read(indices, "v")], axis=-1)
+    return VideoClipDataset(
+        [VideoRecord(path=path, label=-1, name=path.name)],
+        modality=pre.get("modality", "rgb"),
+        clip_length=int(pre["clip_length"]),
+        flow_clip_length=pre.get("flow_length"),
+        sample_rate=int(pre.get("sample_rate", 1)),
+        strategy=pre.get("strategy", "consecutive"),
+        mode=options.mode,
+        num_segments=options.num_segments,
+        input_dims=int((pre.get("input_dims") or [3])[0]),
+        transform=_video_preset(pre),
+    )
 
 
 def _clip_indices(num_frames: int, pre: dict[str, Any], mode: str, segment: int, segments: int):
@@ -143,37 +137,49 @@ def _clip_indices(num_frames: int, pre: dict[str, Any], mode: str, segment: int,
     )
 
 
-def _clip_inputs(source: _VideoSource, indices: np.ndarray, pre: dict, preset) -> list[np.ndarray]:
-    modality = pre.get("modality", "rgb")
-    if modality == "rgb":
-        return _to_network(preset, pre, source.read(indices, "rgb"))
-    if modality == "of":
-        return _to_network(preset, pre, source.read_flow(indices))
-    from data.samplers import joint_indices
+def _store_clips(path: Path, pre: dict[str, Any], options: VideoOptions) -> tuple[list, int]:
+    from data.framestore import open_store
 
-    flow_length = int(pre.get("flow_length", pre["clip_length"]))
-    flow_idx = joint_indices(
-        indices, flow_length, strategy=pre.get("strategy", "consecutive"), train=False
+    dataset = _store_dataset(path, pre, options)
+    clips = [dataset[k][0] for k in range(len(dataset))]
+    clips = [c if isinstance(c, tuple) else (c,) for c in clips]
+    stream = "u" if pre.get("modality") == "flow" else "rgb"
+    return [torch.stack(parts).numpy() for parts in zip(*clips)], open_store(path).num_frames(
+        stream
     )
-    flow_idx = np.minimum(flow_idx, source.num_frames("u") - 1)
-    return _to_network(preset, pre, source.read(indices, "rgb"), source.read_flow(flow_idx))
+
+
+def _decoded_clips(path: Path, pre: dict[str, Any], options: VideoOptions) -> tuple[list, int]:
+    if pre.get("modality", "rgb") != "rgb":
+        raise ValueError(f"{path}: flow models need a prepared video (frames.db or u/, v/)")
+    frames = np.stack(list(_frame_iterator(path)))
+    preset, segments = _video_preset(pre), _segments(options)
+    per_clip = [
+        _to_network(preset, pre, frames[_clip_indices(len(frames), pre, options.mode, k, segments)])
+        for k in range(segments)
+    ]
+    return [np.stack(parts) for parts in zip(*per_clip)], len(frames)
+
+
+def _segments(options: VideoOptions) -> int:
+    return options.num_segments if options.mode == "conv" else 1
 
 
 def _video_clips(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
-    """One item per video: its centre clip, or its ``num_segments`` conv clips."""
-    preset = _video_preset(pre)
-    source = _VideoSource(path)
-    stream = "u" if pre.get("modality") == "of" else "rgb"
-    count = source.num_frames(stream)
-    if count == 0:
-        raise ValueError(f"{path}: no {stream} frames")
-    segments = options.num_segments if options.mode == "conv" else 1
-    clips, details = [], []
-    for k in range(segments):
-        indices = _clip_indices(count, pre, options.mode, k, segments)
-        clips.append(_clip_inputs(source, indices, pre, preset))
-        details.append(_describe(indices))
-    yield Item(str(path), [np.stack(parts) for parts in zip(*clips)], details)
+    """One item per video: its centre clip, or its ``num_segments`` conv clips.
+
+    Prepared videos go through the evaluation dataset itself; video files and plain image
+    folders (RGB only) through the same sampler and eval preset.
+    """
+    from data.framestore import is_complete_video
+
+    prepared = path.is_dir() and is_complete_video(path)
+    inputs, count = (_store_clips if prepared else _decoded_clips)(path, pre, options)
+    segments = _segments(options)
+    details = [
+        _describe(_clip_indices(count, pre, options.mode, k, segments)) for k in range(segments)
+    ]
+    yield Item(str(path), inputs, details)
 
 
 def _describe(indices: np.ndarray) -> str:

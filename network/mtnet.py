@@ -90,9 +90,11 @@ class MTConv(nn.Module):
         in_short = int(in_planes * rate) // groups_short * groups_short
         out_short = int(out_planes * rate)
         self.out_planes = (out_short, out_planes - out_short)
-        conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
+        conv = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "bias": False}
         self.conv_short = nn.Conv3d(in_short, out_short, groups=groups_short, **conv)
-        self.conv_long = nn.Conv3d(in_planes - in_short, self.out_planes[1], groups=groups_long, **conv)
+        self.conv_long = nn.Conv3d(
+            in_planes - in_short, self.out_planes[1], groups=groups_long, **conv
+        )
         self.norm_short = _norm(out_short, groups_short, groups > 1)
         self.norm_long = _norm(self.out_planes[1], groups_long, groups > 1)
         self.lateral_pool = lateral_pool
@@ -139,7 +141,7 @@ class MTBlock(nn.Module):
     ) -> None:
         super().__init__()
         width = planes // groups
-        mt = dict(rate=rate, lateral_pool=lateral_pool)
+        mt = {"rate": rate, "lateral_pool": lateral_pool}
         downsamples = stride != 1 or in_planes != planes
         self.conv1_1 = MTConv(in_planes, width, 1, **mt)
         self.conv1_2 = MTConv(width, in_planes, 1, **mt)
@@ -150,7 +152,7 @@ class MTBlock(nn.Module):
         if downsamples:
             self.downsample = MTConv(in_planes, planes, 1, stride=stride, lateral=False, rate=rate)
         short, long = self.conv3.out_planes
-        sr = dict(cell="gru", recalibration=recalibration)
+        sr = {"cell": "gru", "recalibration": recalibration}
         self.sr_short = SqueezeRecursion(short, **sr)
         self.sr_long = SqueezeRecursion(long, **sr)
 
@@ -189,7 +191,12 @@ class MTNet(PooledLinearClassifier):
         self.stem_pool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
         short = int(widths[0] * rate)
         self.split = (short, widths[0] - short)
-        block = dict(groups=groups, rate=rate, lateral_pool=lateral_pool, recalibration=recalibration)
+        block = {
+            "groups": groups,
+            "rate": rate,
+            "lateral_pool": lateral_pool,
+            "recalibration": recalibration,
+        }
         in_planes = widths[0]
         for index, (width, depth) in enumerate(zip(widths, depths)):
             stride = 1 if index == 0 else 2

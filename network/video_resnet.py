@@ -150,7 +150,9 @@ class BasicBlock(_ResidualBlock):
             nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
-        self.conv2 = nn.Sequential(conv.build(planes, planes, mid, (1, 1, 1)), nn.BatchNorm3d(planes))
+        self.conv2 = nn.Sequential(
+            conv.build(planes, planes, mid, (1, 1, 1)), nn.BatchNorm3d(planes)
+        )
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x))
@@ -168,7 +170,9 @@ class Bottleneck(_ResidualBlock):
         super().__init__(in_planes, planes * expansion, stride, sr)
         mid = _midplanes(in_planes, planes)
         self.conv1 = nn.Sequential(
-            nn.Conv3d(in_planes, planes, 1, bias=False), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
+            nn.Conv3d(in_planes, planes, 1, bias=False),
+            nn.BatchNorm3d(planes),
+            nn.ReLU(inplace=True),
         )
         self.conv2 = nn.Sequential(
             conv.build(planes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
@@ -300,7 +304,7 @@ class VideoResNetPreset:
         return fields
 
 
-_R3D, _R2PLUS1D = ("3d",) * 4, ("2plus1d",) * 4
+_R3D, _R2PLUS1D, _TV = ("3d",) * 4, ("2plus1d",) * 4, ("torchvision",)
 _TINY = {"depths": (1, 1, 1, 1), "widths": (16, 32, 64, 128), "block": "basic"}
 
 _DEPTHS = {  # depth -> (block, blocks per stage)
@@ -312,29 +316,38 @@ _DEPTHS = {  # depth -> (block, blocks per stage)
 }
 
 _FAMILIES = {  # name prefix -> (preset fields shared by its depths, depths registered)
-    "r3d": (dict(stem="r3d", stem_pool="none", convs=_R3D, expansion=4), (18, 34, 50, 101, 152)),
+    "r3d": (
+        {"stem": "r3d", "stem_pool": "none", "convs": _R3D, "expansion": 4, "tags": _TV},
+        (18, 34, 50, 101, 152),
+    ),
     "r2plus1d": (
-        dict(stem="r2plus1d", stem_pool="none", convs=_R2PLUS1D, expansion=4),
+        {"stem": "r2plus1d", "stem_pool": "none", "convs": _R2PLUS1D, "expansion": 4, "tags": _TV},
         (18, 34, 50, 101, 152),
     ),
     "srtg_r3d": (
-        dict(stem="r3d", stem_pool="max3d", convs=_R3D, sr_blocks=True, tags=("srtg",)),
+        {"stem": "r3d", "stem_pool": "max3d", "convs": _R3D, "sr_blocks": True, "tags": ("srtg",)},
         (18, 34, 50, 101, 152),
     ),
     "srtg_r2plus1d": (
-        dict(stem="r2plus1d", stem_pool="max3d", convs=_R2PLUS1D, sr_blocks=True, tags=("srtg",)),
+        {
+            "stem": "r2plus1d",
+            "stem_pool": "max3d",
+            "convs": _R2PLUS1D,
+            "sr_blocks": True,
+            "tags": ("srtg",),
+        },
         (18, 34, 50, 101, 152),
     ),
     "tao_r3d": (
-        dict(
-            stem="tao",
-            stem_pool="max2d",
-            convs=_R3D,
-            expansion=4,
-            temporal_stride=False,
-            dropout=0.5,
-            tags=("tao",),
-        ),
+        {
+            "stem": "tao",
+            "stem_pool": "max2d",
+            "convs": _R3D,
+            "expansion": 4,
+            "temporal_stride": False,
+            "dropout": 0.5,
+            "tags": ("tao",),
+        },
         (18, 34, 50, 101),
     ),
 }
@@ -349,7 +362,11 @@ PRESETS: dict[str, VideoResNetPreset] = {
 PRESETS |= {
     # torchvision MC3: 3×3×3 convs in the first stage, (1,3,3) after it
     "mc3_18": VideoResNetPreset(
-        stem="r3d", stem_pool="none", block="basic", depths=(2, 2, 2, 2), convs=("3d",) + ("2d",) * 3
+        stem="r3d",
+        stem_pool="none",
+        block="basic",
+        depths=(2, 2, 2, 2),
+        convs=("3d",) + ("2d",) * 3,
     ),
 }
 PRESETS |= {  # small fast variants for tests and demos: one basic block per stage, widths 16–128

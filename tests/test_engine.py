@@ -22,6 +22,7 @@ from train.engine import NonFiniteLossError, evaluate, fit, predict
 from train.history import read_metrics
 from train.multigrid import MultigridBatchSampler
 from train.optim import build_optimizer, parameter_groups
+from train.precision import Precision
 from train.schedule import LRSchedule
 
 
@@ -117,6 +118,21 @@ def _default_model() -> ToyClassifier:
     return ToyClassifier(batch_norm=True, reg=1e-3)
 
 
+def test_nan_loss_under_loss_scaling_skips_and_counts_steps(tmp_path, monkeypatch):
+    """fp16 AMP path (a loss scaler on): non-finite steps are skipped and counted, not fatal."""
+
+    def scaled(args, device):
+        return Precision(device, None, torch.amp.GradScaler("cpu", enabled=True))
+
+    monkeypatch.setattr(Precision, "from_args", staticmethod(scaled))
+    args = make_args(tmp_path, "--no-auto-resume", "--end-epoch", "1")
+    summary = fit(
+        _ExplodingModel(), ToyDataset(16), None, args, family="video", class_names=CLASS_NAMES
+    )
+    assert summary["skipped_steps"] == 2  # steps 3 and 4 of 4
+    assert load_checkpoint(tmp_path / "latest.pth")["step"] == 2
+
+
 def _run(tmp_path, name, *extra, model_fn=_default_model, val=True):
     """fit() on the toy data; the model is built after seeding, as family scripts do."""
     args = make_args(tmp_path / name, *extra)
@@ -133,16 +149,28 @@ def _run(tmp_path, name, *extra, model_fn=_default_model, val=True):
     return model, summary, read_metrics(tmp_path / name)
 
 
+@pytest.mark.slow  # imports TensorBoard and matplotlib
 def test_fit_learns_calls_hooks_and_writes_outputs(tmp_path):
-    model, summary, rows = _run(tmp_path, "run", "--end-epoch", "4", "--lr-steps", "3", "--plots")
+    model, summary, rows = _run(
+        tmp_path, "run", "--end-epoch", "4", "--lr-steps", "3", "--plots", "--tensorboard"
+    )
     run = tmp_path / "run"
     assert model.epochs_seen == [0, 1, 2, 3]
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     assert [row["lr"] for row in rows] == pytest.approx([0.1, 0.1, 0.1, 0.01])
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert summary["val_video_top1"] >= 0.8 and rows[-1]["val_num_videos"] == 6
-    for name in ("latest.pth", "best.pth", "model_epoch_004.pth", "args.yaml", "curves.png"):
+    outputs = (
+        "latest.pth",
+        "best.pth",
+        "model_epoch_004.pth",
+        "args.yaml",
+        "curves.png",
+        "train.log",
+    )
+    for name in outputs:
         assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     state = load_checkpoint(run / "best.pth")
     assert (
         state["epoch"] == summary["best_epoch"] and state["best_metric"] == summary["best_metric"]
@@ -171,8 +199,13 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 def test_two_runs_with_the_same_seed_are_identical(tmp_path):
-    first, _, rows_a = _run(tmp_path, "a", "--random-seed", "7", "--end-epoch", "2")
-    second, _, rows_b = _run(tmp_path, "b", "--random-seed", "7", "--end-epoch", "2")
+    # One worker process: its random augmentation must be seeded too.
+    first, _, rows_a = _run(
+        tmp_path, "a", "--random-seed", "7", "--end-epoch", "2", "--workers", "1"
+    )
+    second, _, rows_b = _run(
+        tmp_path, "b", "--random-seed", "7", "--end-epoch", "2", "--workers", "1"
+    )
     third, _, _ = _run(tmp_path, "c", "--random-seed", "8", "--end-epoch", "2")
     strip = [{k: v for k, v in r.items() if not k.startswith("speed/")} for r in rows_a]
     assert strip == [{k: v for k, v in r.items() if not k.startswith("speed/")} for r in rows_b]
@@ -256,3 +289,13 @@ def test_multigrid_long_cycles_scale_the_lr_with_the_batch(tmp_path):
 def _run_model(model, data, args):
     summary = fit(model, data, None, args, family="video", class_names=CLASS_NAMES)
     return model, summary, read_metrics(args.output_dir)
+
+
+def test_pretrained_and_explicit_resume(tmp_path):
+    trained, _, _ = _run(tmp_path, "a", "--end-epoch", "1", val=False)
+    source = tmp_path / "a" / "latest.pth"
+    fresh, _, _ = _run(tmp_path, "b", "--end-epoch", "0", "--pretrained", str(source), val=False)
+    assert weights_equal(fresh.state_dict(), trained.state_dict())
+    resumed, summary, _ = _run(tmp_path, "c", "--end-epoch", "1", "--resume", str(source))
+    assert summary["epoch"] == 1 and not (tmp_path / "c" / "latest.pth").exists()
+    assert weights_equal(resumed.state_dict(), trained.state_dict())

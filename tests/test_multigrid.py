@@ -160,6 +160,24 @@ def test_batches_follow_the_shape_cycle_and_epochs_differ():
     assert _epoch(sampler, 0) == first  # same seed and epoch: same batches
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_base_batch_of_one_is_not_merged_into_one_big_batch(world_size):
+    samplers = [
+        _sampler(
+            num_samples=7,
+            base_batch=1,
+            long_cycles=False,
+            short_cycles=False,
+            rank=rank,
+            world_size=world_size,
+        )
+        for rank in range(world_size)
+    ]
+    assert [len(sampler) for sampler in samplers] == [7 // world_size] * world_size
+    indices = [i for sampler in samplers for batch in _epoch(sampler, 0) for i, _ in batch]
+    assert sorted(indices) == list(range(7))
+
+
 def test_drop_last_keeps_only_full_batches():
     sampler = _sampler(long_cycles=False, short_cycles=False, drop_last=True)
     batches = _epoch(sampler, 0)

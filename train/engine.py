@@ -38,6 +38,7 @@ from train.distributed import (
 )
 from train.history import RunHistory, plot_curves
 from train.loaders import build_eval_loader, build_train_loader, multigrid_enabled, set_loader_epoch
+from train.logs import log_to_file
 from train.metrics import EvalResult, ScoreAccumulator, save_confusion, tao_report
 from train.monitor import SpeedMonitor
 from train.multigrid import BN_BASE_SIZE, sub_batch_norm
@@ -128,10 +129,14 @@ def fit(
         output_dir=output_dir,
     )
     row: dict[str, Any] = {}
+    log_file = (
+        log_to_file(ctx.run_dir / "train.log") if ctx.info.rank == 0 else contextlib.nullcontext()
+    )
     try:
-        for epoch in range(ctx.progress.epoch, args.end_epoch):
-            row = _run_epoch(ctx, epoch)
-        _finish(ctx)
+        with log_file:
+            for epoch in range(ctx.progress.epoch, args.end_epoch):
+                row = _run_epoch(ctx, epoch)
+            _finish(ctx)
     finally:
         if ctx.history is not None:
             ctx.history.close()
@@ -285,11 +290,22 @@ def _run_epoch(ctx: _Context, epoch: int) -> dict[str, Any]:
     due = (epoch + 1) % max(args.eval_interval, 1) == 0 or epoch + 1 == args.end_epoch
     improved = False
     if ctx.val_loader is not None and due:
-        result = _evaluate_loader(ctx.model, ctx.val_loader, ctx, desc=f"val {epoch + 1}")
+        # The unwrapped module: DDP would sync buffers in forward, but ranks hold unequal shards.
+        result = _evaluate_loader(
+            ctx.plain,
+            ctx.val_loader,
+            info=ctx.info,
+            precision=ctx.precision,
+            channels_last=args.channels_last,
+            num_classes=len(ctx.class_names),
+            desc=f"val {epoch + 1}",
+        )
         row.update(result.as_dict("val_"))
         _log_validation(result, epoch)
         improved = _track_best(ctx, result, epoch)
-    monitored = row.get("val_loss") if args.plateau_monitor == "val_loss" else row["train_loss"]
+    monitored = row["train_loss"]
+    if args.plateau_monitor == "val_loss" and ctx.val_loader is not None:
+        monitored = row.get("val_loss")
     ctx.schedule.epoch_end(monitored)
     ctx.progress.epoch = epoch + 1
     if ctx.history is not None:
@@ -515,10 +531,12 @@ def _handle_non_finite(ctx: _Context, loss: torch.Tensor, epoch: int, index: int
         ctx.progress.skipped_steps += 1
         log.warning("non-finite loss (%s) at %s: step skipped", float(loss.detach()), where)
         return
-    raise NonFiniteLossError(
+    message = (
         f"training stopped: loss is {float(loss.detach())} at {where}; lower --lr-base, "
         "set --clip-grad, or check the input data"
     )
+    log.error("%s", message)
+    raise NonFiniteLossError(message)
 
 
 def _log_step(
@@ -566,32 +584,31 @@ def _format_duration(seconds: float) -> str:
 
 @torch.no_grad()
 def _evaluate_loader(
-    model: nn.Module, loader: DataLoader, ctx_or_args: Any, *, desc: str = "eval"
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    info: DistInfo,
+    precision: Precision,
+    channels_last: bool,
+    num_classes: int,
+    desc: str,
 ) -> EvalResult:
     """Scores of every clip, gathered over processes; clip- and video-level metrics."""
     from tqdm import tqdm
 
-    args = getattr(ctx_or_args, "args", ctx_or_args)
-    info: DistInfo = (
-        ctx_or_args.info if hasattr(ctx_or_args, "info") else init_distributed(args.device)
-    )
-    precision = Precision.from_args(args, info.device)
     criterion = nn.CrossEntropyLoss(reduction="none")
-    accumulator: ScoreAccumulator | None = None
+    accumulator = ScoreAccumulator(num_classes)
     model.eval()
     for inputs, targets, sample_ids in tqdm(
         loader, desc=desc, leave=False, disable=info.rank != 0, dynamic_ncols=True
     ):
-        inputs = move_to_device(inputs, info.device, channels_last=args.channels_last)
+        inputs = move_to_device(inputs, info.device, channels_last=channels_last)
         with precision.autocast():
             logits = forward_model(model, inputs).float()
-        accumulator = accumulator or ScoreAccumulator(logits.shape[1])
         targets = torch.as_tensor(targets)
-        losses = (
-            criterion(logits, targets.to(logits.device)) if bool((targets >= 0).all()) else None
-        )
+        known = bool((targets >= 0).all())
+        losses = criterion(logits, targets.to(logits.device)) if known else None
         accumulator.update(logits, targets, sample_ids, loss=losses)
-    accumulator = accumulator or ScoreAccumulator(1)
     accumulator.gather()
     return accumulator.result()
 
@@ -629,7 +646,15 @@ def evaluate(
     if args.channels_last:
         to_channels_last(model)
     loader = build_eval_loader(dataset, args, info, collate_fn=collate_fn)
-    result = _evaluate_loader(model, loader, args, desc="evaluate")
+    result = _evaluate_loader(
+        model,
+        loader,
+        info=info,
+        precision=Precision.from_args(args, info.device),
+        channels_last=args.channels_last,
+        num_classes=len(class_names),
+        desc="evaluate",
+    )
     if info.rank == 0:
         report = tao_report(result, list(class_names))
         log.info("evaluation\n%s", report)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import coloredlogs
 
@@ -23,3 +26,20 @@ def setup_logging(level: int | str = logging.INFO, *, rank: int | None = None) -
     coloredlogs.install(level=effective, fmt=fmt, datefmt="%H:%M:%S", isatty=None)
     logging.getLogger("PIL").setLevel(logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def log_to_file(path: str | Path) -> Iterator[Path]:
+    """Inside the context, also append every log record (INFO and up) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -272,15 +272,18 @@ class MultigridBatchSampler(Sampler[list[tuple[int, tuple[int, int, int]]]]):
         while remaining > 0:
             shape = shapes[step % len(shapes)]
             nominal = shape.batch_size * self.world_size
-            size = min(nominal, remaining)
-            if size < nominal and self.drop_last:
+            if remaining >= nominal:
+                batches.append((nominal, shape))
+                remaining -= nominal
+                step += 1
+                continue
+            if self.drop_last:
                 break
-            if size < MIN_CLIPS_PER_RANK * self.world_size and batches:
-                previous_size, previous_shape = batches.pop()
-                size, shape = previous_size + size, previous_shape
-            batches.append((size, shape))
-            remaining -= size
-            step += 1
+            if remaining < MIN_CLIPS_PER_RANK * self.world_size and batches:
+                previous_size, shape = batches.pop()
+                remaining += previous_size
+            batches.append((remaining, shape))
+            break
         return batches
 
     def __iter__(self) -> Iterator[list[tuple[int, tuple[int, int, int]]]]:

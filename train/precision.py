@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import resource
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -87,8 +86,12 @@ class Precision:
         """Peak GPU memory, or peak resident memory of the process on CPU."""
         if self.device.type == "cuda":
             return f"{torch.cuda.max_memory_allocated(self.device) / 2**30:.2f}GiB"
+        try:
+            import resource  # POSIX only
+        except ImportError:
+            return "n/a"
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_bytes = peak if sys.platform == "darwin" else peak * 1024
+        peak_bytes = peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes, Linux: KiB
         return f"{peak_bytes / 2**30:.2f}GiB(rss)"
 
 

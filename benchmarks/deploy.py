@@ -1,0 +1,166 @@
+"""Deployment speed on CPU: PyTorch eager vs ONNX Runtime FP32 vs ONNX Runtime INT8.
+
+    python benchmarks/deploy.py                              # the three issue models, 2 threads
+    python benchmarks/deploy.py --models st_gcn --repeats 5 --threads 4
+    python benchmarks/deploy.py --int8-formats qoperator qdq # compare the two INT8 formats
+
+Rows: one per network and runtime. Columns: latency at batch 1 (median ms per call) and
+throughput at batch 16 (items/s), each with its ratio to eager and to ONNX Runtime FP32.
+Targets (issue 7): ORT FP32 ≥ 1.2× eager; INT8 ≥ 1.8× FP32. The INT8 models here are calibrated
+on random inputs, which is enough for speed; accuracy is measured by ``train_<family>.py
+quantize`` on the real (synthetic) validation sets.
+
+Every model is exported with the project's ``export_onnx`` (parity checked) before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export import export_onnx
+from export.ort_runtime import OrtClassifier
+from export.quantize import QUANT_FORMATS, quantize_int8
+from network import build_model
+
+# network name -> input shape without batch (issue 7: r3d_18 16×112×112, ST-GCN 300×34, 160×160)
+MODELS = {
+    "r3d_18": (3, 16, 112, 112),
+    "st_gcn": (3, 300, 34, 1),
+    "gesturenet": (3, 160, 160),
+}
+LATENCY_BATCH, THROUGHPUT_BATCH = 1, 16
+CALIBRATION_BATCHES = 4
+
+
+@dataclass
+class Row:
+    network: str
+    runtime: str
+    latency_ms: float  # batch 1, median per call
+    throughput: float  # batch 16, items per second
+
+
+def _inputs(shape: tuple[int, ...], batch: int) -> np.ndarray:
+    return np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
+
+
+def _interleaved_median(
+    runs: dict[str, Callable[[np.ndarray], object]], x: np.ndarray, repeats: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per call of every runtime, timed in rounds (one call of each per round)
+    so that load from other processes on a shared machine hits all runtimes alike."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run(x)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(x)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def bench_network(name: str, args: argparse.Namespace, work: Path) -> list[Row]:
+    shape = MODELS[name]
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=args.num_classes).eval()
+    report = export_onnx(model, work / f"{name}.onnx", shape)
+    print(f"# {report.summary()}", flush=True)
+
+    def eager(x: np.ndarray) -> object:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x))
+
+    runs = {
+        "pytorch eager": eager,
+        "ort fp32": OrtClassifier(report.path, threads=args.threads).logits,
+    }
+    for fmt in args.int8_formats:
+        reader = _calibration_reader(report.input_names[0], shape)
+        path = quantize_int8(report.path, work / f"{name}.{fmt}.onnx", reader, quant_format=fmt)
+        runs[f"ort int8 {fmt}"] = OrtClassifier(path, threads=args.threads).logits
+    latency = _interleaved_median(runs, _inputs(shape, LATENCY_BATCH), args.repeats, args.warmup)
+    big = _interleaved_median(runs, _inputs(shape, THROUGHPUT_BATCH), args.throughput_repeats, 1)
+    return [
+        Row(name, runtime, 1000 * latency[runtime], THROUGHPUT_BATCH / big[runtime])
+        for runtime in runs
+    ]
+
+
+def _calibration_reader(input_name: str, shape: tuple[int, ...]):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    batches = [{input_name: _inputs(shape, 2 + i)} for i in range(CALIBRATION_BATCHES)]
+
+    class RandomReader(CalibrationDataReader):
+        """Random-normal calibration batches: enough for speed (see the module docstring)."""
+
+        def __init__(self) -> None:
+            self.batches = iter(batches)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    return RandomReader()
+
+
+def format_table(rows: list[Row]) -> str:
+    """Markdown table with ratios to eager and to ORT FP32 of the same network."""
+    lines = [
+        "| network | runtime | latency b1 (ms) | ×eager | ×fp32 | throughput b16 (/s) | ×eager | ×fp32 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = {(r.network, r.runtime): r for r in rows}
+    for row in rows:
+        eager, fp32 = base[(row.network, "pytorch eager")], base.get((row.network, "ort fp32"), row)
+        lines.append(
+            f"| {row.network} | {row.runtime} | {row.latency_ms:.1f} | "
+            f"{eager.latency_ms / row.latency_ms:.2f} | {fp32.latency_ms / row.latency_ms:.2f} | "
+            f"{row.throughput:.1f} | {row.throughput / eager.throughput:.2f} | "
+            f"{row.throughput / fp32.throughput:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls at batch 1")
+    parser.add_argument("--throughput-repeats", type=int, default=2, help="timed calls at batch 16")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--num-classes", type=int, default=51)
+    parser.add_argument(
+        "--int8-formats", nargs="+", choices=sorted(QUANT_FORMATS), default=["qoperator"]
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="deploy-bench-") as work:
+        for name in args.models:
+            rows.extend(bench_network(name, args, Path(work)))
+            print(format_table(rows), flush=True)  # partial results survive an interruption
+    print(f"\ntorch {torch.__version__}, {args.threads} threads, CPU")
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,537 @@
+"""Video action recognition: RGB, optical-flow and two-stream models (2D/3D ResNets, SRTG, MTNet).
+
+Commands (``python train_hmdb.py COMMAND --help`` lists every flag)::
+
+    python train_hmdb.py synth --out data/synth_videos                      # synthetic videos + splits
+    python train_hmdb.py prepare --videos data/synth_videos --out data/synth  # -> frames.db per video
+    python train_hmdb.py train --data data/synth --splits data/synth_videos/splits \\
+        --network r3d_18 --clip-length 16 --clip-size 112 --output-dir runs/r3d18
+    python train_hmdb.py evaluate --checkpoint runs/r3d18/best.pth --data data/synth \\
+        --splits data/synth_videos/splits --eval-mode conv --segments 10
+    python train_hmdb.py inference --checkpoint runs/r3d18/best.pth --videos data/synth/jpg
+    python train_hmdb.py export --checkpoint runs/r3d18/best.pth --onnx r3d18.onnx
+    python train_hmdb.py onnx-infer --model r3d18.onnx --input data/synth/jpg/<class>/<video>
+    python train_hmdb.py quantize --onnx r3d18.onnx --data data/synth --splits ...
+    python train_hmdb.py demo --out demo_out                                # everything above, CPU
+    torchrun --nproc_per_node 4 train_hmdb.py train ...                     # DDP
+
+A TAO action_recognition spec works too: ``train -e spec.yaml model_config.rgb_seq_length=32``
+(command line > spec > defaults; the resolved arguments land in ``<output-dir>/args.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data import prepare, synth_video
+from data.framestore import is_complete_video
+from data.splits import SplitResult, VideoRecord, find_videos, load_split
+from data.transforms import CROP_TYPES, ClipEvalPreset, ClipTrainPreset
+from data.video_dataset import VideoClipDataset
+from export import cli as export_cli
+from network import build_model, get_entry
+from train.args import add_multigrid_arguments, common_parser
+from train.config import resolve_args, write_resolved_args
+from train.logs import setup_logging
+
+log = logging.getLogger("train_hmdb")
+
+FAMILY = "video"
+BOOL = argparse.BooleanOptionalAction
+MODALITY_CHANNELS = {"rgb": 3, "flow": 2}
+TAO_MODALITIES = {"rgb": "rgb", "of": "flow", "joint": "joint"}
+TAO_SCHEDULES = {"MultiStep": "multistep", "AutoReduce": "plateau"}
+
+# TAO action_recognition spec keys -> argparse dests (seed 000; shared/reference/video.md A9).
+SPEC_MAP: dict[str, Any] = {
+    "model_config.model_type": ("modality", lambda v: TAO_MODALITIES[str(v)]),
+    "model_config.backbone": "backbone",
+    "model_config.input_type": "input_type",
+    "model_config.rgb_seq_length": "clip_length",
+    "model_config.of_seq_length": "flow_clip_length",
+    "model_config.sample_strategy": "sample_strategy",
+    "model_config.sample_rate": "frame_interval",
+    "model_config.dropout_ratio": "dropout",
+    "model_config.num_fc": "num_fc",
+    "model_config.input_height": "clip_size",
+    "model_config.rgb_pretrained_model_path": "rgb_pretrained",
+    "model_config.of_pretrained_model_path": "of_pretrained",
+    "model_config.joint_pretrained_model_path": "pretrained",
+    "train_config.optim.lr": "lr_base",
+    "train_config.optim.momentum": "momentum",
+    "train_config.optim.weight_decay": "weight_decay",
+    "train_config.optim.lr_scheduler": ("lr_schedule", lambda v: TAO_SCHEDULES[str(v)]),
+    "train_config.optim.lr_steps": "lr_steps",
+    "train_config.optim.lr_decay": "lr_factor",
+    "train_config.optim.patience": "plateau_patience",
+    "train_config.optim.min_lr": "min_lr",
+    "train_config.optim.lr_monitor": "plateau_monitor",
+    "train_config.epochs": "end_epoch",
+    "train_config.checkpoint_interval": "checkpoint_interval",
+    "train_config.clip_grad_norm": "clip_grad",
+    "dataset_config.train_dataset_dir": "data",
+    "dataset_config.val_dataset_dir": "val_data",
+    "dataset_config.output_shape": ("clip_size", lambda v: int(v[0])),
+    "dataset_config.batch_size": "batch_size",
+    "dataset_config.workers": "workers",
+    "dataset_config.clips_per_video": "clips_per_video",
+    "dataset_config.augmentation_config.train_crop_type": "train_crop",
+    "dataset_config.augmentation_config.scales": "crop_scales",
+    "dataset_config.augmentation_config.horizontal_flip_prob": "flip_prob",
+    "dataset_config.augmentation_config.crop_smaller_edge": "short_side",
+    "dataset_config.augmentation_config.rgb_input_mean": "rgb_mean",
+    "dataset_config.augmentation_config.rgb_input_std": "rgb_std",
+    "dataset_config.augmentation_config.of_input_mean": "of_mean",
+    "dataset_config.augmentation_config.of_input_std": "of_std",
+    "dataset_config.augmentation_config.val_center_crop": "val_center_crop",
+    "evaluate.video_eval_mode": "eval_mode",
+    "evaluate.video_num_segments": "segments",
+}
+# Flags that evaluation and inference take from the checkpoint's training arguments unless given.
+FROM_CHECKPOINT = (
+    "modality",
+    "clip_length",
+    "flow_clip_length",
+    "clip_size",
+    "short_side",
+    "val_frame_interval",
+    "frame_interval",
+    "sample_strategy",
+    "rgb_mean",
+    "rgb_std",
+    "of_mean",
+    "of_std",
+    "val_center_crop",
+    "splits",
+    "split",
+    "val_fraction",
+    "rgb_network",
+)
+
+
+# TAO names a backbone ("resnet18", "resnet_18") and an input type; our registry names them.
+TAO_NETWORK_PREFIX = {"2d": "resnet2d_", "3d": "tao_r3d_"}
+
+
+# ----------------------------------------------------------------------------- arguments
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", help="prepared data root (train_hmdb.py prepare --out)")
+    group.add_argument(
+        "--splits",
+        default=None,
+        help="HMDB51 split folder, UCF101 list folder or SRTG CSV; none: class folders "
+        "split by --val-fraction",
+    )
+    group.add_argument("--split", type=int, default=1, help="official split number (1-3)")
+    group.add_argument("--val-fraction", type=float, default=0.2)
+    group.add_argument(
+        "--val-data", default=None, help="TAO layout: a separate prepared validation root"
+    )
+    group.add_argument("--modality", choices=("rgb", "flow", "joint"), default="rgb")
+    group.add_argument("--clip-length", type=int, default=16, help="frames per clip (T)")
+    group.add_argument("--flow-clip-length", type=int, default=None, help="joint: flow frames")
+    group.add_argument("--clip-size", type=int, default=112, help="crop height and width")
+    group.add_argument("--short-side", type=int, default=None, help="default: clip-size × 8/7")
+    group.add_argument("--frame-interval", type=int, default=None, help="both intervals")
+    group.add_argument("--train-frame-interval", type=int, default=1)
+    group.add_argument("--val-frame-interval", type=int, default=1)
+    group.add_argument(
+        "--sample-strategy", choices=("consecutive", "random_interval"), default="consecutive"
+    )
+    group.add_argument("--clips-per-video", type=int, default=1)
+    group.add_argument("--skip-bad-videos", action=BOOL, default=True)
+    _add_augmentation_arguments(parser)
+    _add_eval_arguments(parser)
+
+
+def _add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("augmentation")
+    group.add_argument("--train-crop", choices=sorted(CROP_TYPES), default="random_crop")
+    group.add_argument("--crop-scales", type=float, nargs="+", default=[1.0, 0.875, 0.75, 0.66])
+    group.add_argument("--flip-prob", type=float, default=0.5)
+    group.add_argument("--srtg-augment", action=BOOL, default=False, help="SRTG photometric set")
+    group.add_argument("--val-center-crop", action=BOOL, default=True)
+    group.add_argument("--rgb-mean", type=float, nargs="+", default=[0.485, 0.456, 0.406])
+    group.add_argument("--rgb-std", type=float, nargs="+", default=[0.229, 0.224, 0.225])
+    group.add_argument("--of-mean", type=float, nargs="+", default=[0.5])
+    group.add_argument("--of-std", type=float, nargs="+", default=[0.5])
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--eval-mode", choices=("center", "conv"), default="center")
+    group.add_argument("--segments", type=int, default=10, help="conv mode: clips per video")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--network", default=None, help="registered name (default r3d_18)")
+    group.add_argument("--backbone", default=None, help="TAO backbone name, e.g. resnet18")
+    group.add_argument("--input-type", choices=("2d", "3d"), default=None, help="TAO input type")
+    group.add_argument("--dropout", type=float, default=None)
+    group.add_argument("--num-fc", type=int, default=None, help="joint model hidden width")
+    group.add_argument("--rgb-network", default=None, help="joint: RGB stream network")
+    group.add_argument("--of-network", default=None, help="joint: flow stream network")
+    group.add_argument("--rgb-pretrained", default=None, help="joint: RGB stream checkpoint")
+    group.add_argument("--of-pretrained", default=None, help="joint: flow stream checkpoint")
+    group.add_argument("--sr-blocks", action=BOOL, default=None, help="SRTG: Squeeze-Recursion")
+    group.add_argument("--gates", action=BOOL, default=None, help="SRTG: cycle-consistency gate")
+    group.add_argument("--gates-from-epoch", type=int, default=None)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    synth_video.add_arguments(commands.add_parser("synth", help="write synthetic videos"))
+    prepare.add_arguments(commands.add_parser("prepare", help="videos -> frame databases"))
+    train = commands.add_parser("train", parents=[common_parser()], help="train a model")
+    _add_data_arguments(train)
+    _add_model_arguments(train)
+    add_multigrid_arguments(train)
+    for name, help_text in (("evaluate", "evaluate a checkpoint"), ("inference", "label videos")):
+        sub = commands.add_parser(name, parents=[common_parser()], help=help_text)
+        sub.add_argument("--checkpoint", required=True)
+        _add_data_arguments(sub)
+        sub.add_argument("--rgb-network", default=None, help=argparse.SUPPRESS)
+        sub.set_defaults(**dict.fromkeys(FROM_CHECKPOINT))
+    commands.choices["inference"].add_argument(
+        "--videos", required=True, help="a prepared video folder or a folder of them"
+    )
+    commands.choices["inference"].add_argument("--top-k", type=int, default=5)
+    commands.choices["inference"].add_argument("--jsonl", default=None, help="JSON lines output")
+    export_cli.add_subcommands(commands, family=FAMILY)
+    quantize = commands.add_parser("quantize", parents=[common_parser()], help="INT8 ONNX")
+    export_cli.add_quantize_arguments(quantize)
+    _add_data_arguments(quantize)
+    _add_model_arguments(quantize)
+    demo = commands.add_parser("demo", help="synth -> prepare -> train -> evaluate -> export")
+    demo.add_argument("--out", default="demo_out", help="working folder")
+    demo.add_argument("--network", default="r3d_tiny")
+    demo.add_argument("--epochs", type=int, default=12)
+    demo.add_argument("--workers", type=int, default=2)
+    return parser
+
+
+# ----------------------------------------------------------------------------- datasets
+def _interval(args: argparse.Namespace, subset: str) -> int:
+    if args.frame_interval is not None:
+        return args.frame_interval
+    return args.train_frame_interval if subset == "train" else args.val_frame_interval
+
+
+def _norm(args: argparse.Namespace) -> dict[str, list[float]]:
+    return {
+        "rgb_mean": args.rgb_mean,
+        "rgb_std": args.rgb_std,
+        "flow_mean": args.of_mean,
+        "flow_std": args.of_std,
+    }
+
+
+def _short_side(args: argparse.Namespace) -> int:
+    return args.short_side or round(args.clip_size * 8 / 7)
+
+
+def make_dataset(
+    records: Sequence[VideoRecord], args: argparse.Namespace, *, subset: str, input_dims: int
+) -> VideoClipDataset:
+    """``subset`` "train" (random clips, augmentation) or "val" (``--eval-mode`` clips)."""
+    if subset == "train":
+        transform = ClipTrainPreset(
+            crop_size=args.clip_size,
+            short_side=_short_side(args),
+            crop_type=args.train_crop,
+            scales=args.crop_scales,
+            hflip_prob=args.flip_prob,
+            srtg=args.srtg_augment,
+            **_norm(args),
+        )
+    else:
+        transform = ClipEvalPreset(
+            crop_size=args.clip_size,
+            short_side=_short_side(args),
+            center_crop=args.val_center_crop,
+            **_norm(args),
+        )
+    return VideoClipDataset(
+        records,
+        modality=args.modality,
+        clip_length=args.clip_length,
+        flow_clip_length=args.flow_clip_length,
+        sample_rate=_interval(args, subset),
+        strategy=args.sample_strategy,
+        mode="train" if subset == "train" else args.eval_mode,
+        num_segments=args.segments,
+        clips_per_video=args.clips_per_video if subset == "train" else 1,
+        input_dims=input_dims,
+        transform=transform,
+        skip_bad=args.skip_bad_videos,
+    )
+
+
+def load_records(args: argparse.Namespace) -> SplitResult:
+    """Train/val records from ``--data`` (+ ``--splits``), or TAO's separate ``--val-data``."""
+    if not args.data:
+        raise SystemExit("error: --data (a prepared data root) is required")
+    if args.val_data is None:
+        return load_split(
+            args.data,
+            args.splits,
+            split=args.split,
+            val_fraction=args.val_fraction,
+            seed=args.random_seed,
+        )
+    train_videos, val_videos = find_videos(args.data), find_videos(args.val_data)
+    class_names = sorted(train_videos)
+    labels = {name: index for index, name in enumerate(class_names)}
+
+    def records(videos: dict[str, dict[str, Path]]) -> list[VideoRecord]:
+        return [
+            VideoRecord(path=path, label=labels[cls], name=f"{cls}/{name}")
+            for cls, items in videos.items()
+            if cls in labels
+            for name, path in items.items()
+        ]
+
+    return SplitResult(records(train_videos), records(val_videos), class_names)
+
+
+# ----------------------------------------------------------------------------- network
+def resolve_network(args: argparse.Namespace) -> str:
+    """``--network``, else TAO's ``backbone`` + ``input_type`` (resnet18 + 3d -> tao_r3d_18)."""
+    if args.network:
+        return args.network
+    if args.backbone:
+        depth = args.backbone.lower().replace("resnet", "").lstrip("_")
+        return TAO_NETWORK_PREFIX[args.input_type or "3d"] + depth
+    return "r3d_18"
+
+
+def network_kwargs(name: str, args: argparse.Namespace, num_classes: int) -> dict[str, Any]:
+    """Keyword arguments for ``build_model``: explicit flags always (unknown ones raise),
+    input channels and frame counts only where the builder takes them."""
+    explicit = {
+        "num_classes": num_classes,
+        "dropout": args.dropout,
+        "num_fc": args.num_fc,
+        "rgb_network": args.rgb_network,
+        "of_network": args.of_network,
+        "rgb_pretrained": args.rgb_pretrained,
+        "of_pretrained": args.of_pretrained,
+        "sr_blocks": args.sr_blocks,
+        "gates": args.gates,
+        "gates_from_epoch": args.gates_from_epoch,
+    }
+    derived = {
+        "in_channels": MODALITY_CHANNELS.get(args.modality),
+        "num_frames": args.clip_length,
+        "rgb_frames": args.clip_length,
+        "of_frames": args.flow_clip_length or args.clip_length,
+    }
+    accepted = inspect.signature(get_entry(name).builder).parameters
+    kwargs = {key: value for key, value in explicit.items() if value is not None}
+    kwargs.update({key: value for key, value in derived.items() if key in accepted})
+    return kwargs
+
+
+def input_dims_of(name: str, args: argparse.Namespace) -> int:
+    """3 for (C, T, H, W) networks, 2 for stacked-frame (C·T, H, W) ones."""
+    layout = get_entry(name).input_layout
+    if layout == "joint":
+        layout = get_entry(args.rgb_network or "r3d_18").input_layout
+    return 2 if layout == "NCHW" else 3
+
+
+def _check_modality(name: str, args: argparse.Namespace) -> None:
+    is_joint = get_entry(name).input_layout == "joint"
+    if is_joint != (args.modality == "joint"):
+        raise SystemExit(
+            f"error: network {name!r} needs --modality {'joint' if is_joint else 'rgb or flow'}"
+        )
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from train.engine import fit
+
+    name = resolve_network(args)
+    _check_modality(name, args)
+    split = load_records(args)
+    dims = input_dims_of(name, args)
+    train_set = make_dataset(split.train, args, subset="train", input_dims=dims)
+    val_set = make_dataset(split.val, args, subset="val", input_dims=dims) if split.val else None
+    model = build_model(name, **network_kwargs(name, args, len(split.class_names)))
+    model.class_names = split.class_names
+    write_resolved_args(args, args.output_dir)
+    log.info(
+        "%s on %d train / %d val videos, %d classes",
+        name,
+        len(split.train),
+        len(split.val),
+        len(split.class_names),
+    )
+    summary = fit(model, train_set, val_set, args, family=FAMILY, class_names=split.class_names)
+    best, epoch = summary["best_metric"], summary["best_epoch"]
+    log.info("best validation video top-1 %.2f%% (epoch %s)", 100 * best, epoch)
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The checkpoint's model and its training arguments (data flags not given default to them)."""
+    from train.checkpoint import load_checkpoint, load_model
+
+    model = load_model(args.checkpoint, family=FAMILY)
+    saved = dict(load_checkpoint(args.checkpoint).get("args") or {})
+    return model, saved
+
+
+def _data_defaults() -> dict[str, Any]:
+    parser = argparse.ArgumentParser()
+    _add_data_arguments(parser)
+    _add_model_arguments(parser)
+    return vars(parser.parse_args([]))
+
+
+def _fill_from_checkpoint(args: argparse.Namespace, saved: dict[str, Any]) -> argparse.Namespace:
+    """Flags left unset (``None``) take the training run's value, else the usual default."""
+    defaults = _data_defaults()
+    for key in FROM_CHECKPOINT:
+        if getattr(args, key, None) is None:
+            setattr(args, key, saved.get(key, defaults.get(key)))
+    return args
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from train.engine import evaluate
+
+    model, saved = _restore(args)
+    args = _fill_from_checkpoint(args, saved)
+    split = load_records(args)
+    class_names = getattr(model, "class_names", None) or split.class_names
+    dims = input_dims_of(model.network_name, args)
+    dataset = make_dataset(split.val, args, subset="val", input_dims=dims)
+    result = evaluate(model, dataset, args, class_names=class_names, output_dir=args.output_dir)
+    print(f"clip top-1 {100 * result.clip_top1:.2f}%  video top-1 {100 * result.video_top1:.2f}%")
+    return 0
+
+
+def _inference_videos(root: Path) -> list[Path]:
+    """``root`` itself if it is a prepared video, else every prepared video below it."""
+    if is_complete_video(root):
+        return [root]
+    found = sorted(p for p in root.rglob("*") if p.is_dir() and is_complete_video(p))
+    return [p for p in found if not any(q in p.parents for q in found)]
+
+
+def cmd_inference(args: argparse.Namespace) -> int:
+    from train.engine import predict
+
+    model, saved = _restore(args)
+    args = _fill_from_checkpoint(args, saved)
+    videos = _inference_videos(Path(args.videos))
+    if not videos:
+        raise SystemExit(f"error: {args.videos}: no prepared videos (frames.db or rgb/) found")
+    records = [VideoRecord(path=p, label=-1, name=p.name) for p in videos]
+    dims = input_dims_of(model.network_name, args)
+    dataset = make_dataset(records, args, subset="val", input_dims=dims)
+    scores = predict(model, dataset, args)
+    class_names = model.class_names
+    lines = []
+    for index, path in enumerate(videos):
+        probs = scores[index]
+        order = probs.argsort()[::-1][: args.top_k]
+        print(f"{path} : {[class_names[int(order[0])]]}")
+        topk = [[class_names[int(i)], round(float(probs[i]), 6)] for i in order]
+        lines.append(json.dumps({"video": str(path), "label": topk[0][0], "top_k": topk}))
+    if args.jsonl:
+        Path(args.jsonl).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from export import read_metadata
+
+    name = read_metadata(args.onnx).get("network") or resolve_network(args)
+    split = load_records(args)
+    dims = input_dims_of(name, args)
+    calib = make_dataset(split.train, args, subset="val", input_dims=dims)
+    val = make_dataset(split.val, args, subset="val", input_dims=dims) if split.val else None
+    return export_cli.run_quantize(args, family=FAMILY, train_set=calib, val_set=val)
+
+
+# ----------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole pipeline on the embedded synthetic data, on CPU, in a few minutes."""
+    out = Path(args.out)
+    videos, data, run = out / "videos", out / "data", out / "run"
+    started = time.monotonic()
+    steps = [
+        ["synth", "--out", str(videos)],
+        ["prepare", "--videos", str(videos), "--out", str(data), "--short-side", "72",
+         "--workers", str(args.workers)],
+        ["train", "--data", str(data), "--splits", str(videos / "splits"), "--network",
+         args.network, "--clip-length", "8", "--clip-size", "64", "--short-side", "72",
+         "--train-frame-interval", "2", "--val-frame-interval", "2",
+         "--batch-size", "8", "--lr-base", "0.05", "--lr-schedule", "cosine",
+         "--warmup-epochs", "1", "--end-epoch", str(args.epochs), "--workers", str(args.workers),
+         "--output-dir", str(run), "--log-interval", "5", "--no-auto-resume"],
+        ["evaluate", "--checkpoint", str(run / "best.pth"), "--data", str(data), "--splits",
+         str(videos / "splits"), "--output-dir", str(run / "eval"), "--eval-mode", "conv",
+         "--segments", "4", "--workers", str(args.workers)],
+        ["export", "--checkpoint", str(run / "best.pth"), "--onnx", str(out / "model.onnx")],
+        ["inference", "--checkpoint", str(run / "best.pth"), "--videos", str(data / "jpg"),
+         "--data", str(data), "--jsonl", str(out / "inference.jsonl"),
+         "--workers", str(args.workers)],
+    ]  # fmt: skip
+    for step in steps:
+        log.info("demo: train_hmdb.py %s", " ".join(step))
+        if main(step) != 0:
+            log.error("demo: step %r failed", step[0])
+            return 1
+    from train.checkpoint import load_checkpoint
+
+    best = load_checkpoint(run / "best.pth").get("best_metric", float("nan"))
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    minutes = (time.monotonic() - started) / 60
+    print(
+        f"demo finished in {minutes:.1f} min, peak RSS {peak_gib:.2f} GiB; "
+        f"video-level validation accuracy: {100 * best:.2f}%"
+    )
+    return 0
+
+
+COMMANDS = {
+    "synth": synth_video.run,
+    "prepare": prepare.run,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "inference": cmd_inference,
+    "quantize": cmd_quantize,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = resolve_args(get_args_parser(), argv, SPEC_MAP)
+    setup_logging(getattr(args, "log_level", "INFO"))
+    command = COMMANDS.get(args.command) or args.func
+    return int(command(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,474 @@
+"""Skeleton action recognition (ST-GCN, NVIDIA PoseClassificationNet) on the shared engine.
+
+    python train_nvpose.py demo --output-dir demo_nvpose            # synth → train → eval → ONNX
+    python train_nvpose.py synth --output-dir data/synth
+    python train_nvpose.py convert --data poses.json --output-dir data/seq [--labels labels.csv]
+    python train_nvpose.py train -e configs/nvpose/experiment_nvidia.yaml \\
+        dataset.train_dataset.data_path=data/synth/train_data.npy train.num_epochs=20
+    python train_nvpose.py train --train-data train_data.npy --train-labels train_label.pkl \\
+        --val-data val_data.npy --val-labels val_label.pkl --label-map label_map.json
+    python train_nvpose.py evaluate --checkpoint results/best.pth --data val_data.npy \\
+        --labels val_label.pkl
+    python train_nvpose.py inference --checkpoint results/best.pth --data poses.json \\
+        --output-file results/actions.txt                 # + results/poses_actions.json
+    python train_nvpose.py export --checkpoint results/best.pth --onnx st_gcn.onnx
+    python train_nvpose.py onnx-infer --onnx st_gcn.onnx --input val_data.npy
+
+Every subcommand accepts a TAO ``pose_classification`` spec (``-e spec.yaml``; sections model,
+dataset, train, evaluate, inference, export, dataset_convert) and ``key=value`` overrides;
+precedence: command line > spec > defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data import skeleton_convert, skeleton_synth
+from data.skeleton_dataset import SkeletonDataset
+from network import build_model, list_models
+from network.graph import LAYOUTS, STRATEGIES
+from train.args import common_parser
+from train.config import resolve_args
+from train.logs import setup_logging
+
+logger = logging.getLogger("train_nvpose")
+
+FAMILY = "skeleton"
+TAO_SCHEDULES = {"MultiStep": "multistep", "AutoReduce": "plateau"}
+TAO_MODELS = {"ST-GCN": "st_gcn"}
+
+# TAO pose_classification spec key → argparse dest (or (dest, converter)).
+SPEC_MAP: dict[str, Any] = {
+    "results_dir": "output_dir",
+    "model.model_type": ("network", lambda name: TAO_MODELS.get(name, name)),
+    "model.pretrained_model_path": "pretrained",
+    "model.input_channels": "in_channels",
+    "model.dropout": "dropout",
+    "model.graph_layout": "graph_layout",
+    "model.graph_strategy": "graph_strategy",
+    "model.graph_legacy": "graph_legacy",
+    "model.edge_importance_weighting": "edge_importance_weighting",
+    "dataset.train_dataset.data_path": "train_data",
+    "dataset.train_dataset.label_path": "train_labels",
+    "dataset.val_dataset.data_path": "val_data",
+    "dataset.val_dataset.label_path": "val_labels",
+    "dataset.num_classes": "num_classes",
+    "dataset.label_map": "label_map",
+    "dataset.random_choose": "random_choose",
+    "dataset.random_move": "random_move",
+    "dataset.window_size": "window_size",
+    "dataset.batch_size": "batch_size",
+    "dataset.num_workers": "workers",
+    "train.results_dir": "output_dir",
+    "train.num_epochs": "end_epoch",
+    "train.checkpoint_interval": "checkpoint_interval",
+    "train.validation_interval": "eval_interval",
+    "train.seed": "random_seed",
+    "train.grad_clip": ("clip_grad", lambda value: float(value) or None),
+    "train.resume_training_checkpoint_path": "resume",
+    "train.optim.lr": "lr_base",
+    "train.optim.momentum": "momentum",
+    "train.optim.nesterov": "nesterov",
+    "train.optim.weight_decay": "weight_decay",
+    "train.optim.lr_scheduler": ("lr_schedule", lambda name: TAO_SCHEDULES.get(name, name)),
+    "train.optim.lr_steps": "lr_steps",
+    "train.optim.lr_decay": "lr_factor",
+    "train.optim.lr_monitor": "plateau_monitor",
+    "train.optim.patience": "plateau_patience",
+    "train.optim.min_lr": "min_lr",
+}
+COMMAND_SPEC_MAP: dict[str, dict[str, str]] = {
+    "evaluate": {
+        "evaluate.checkpoint": "checkpoint",
+        "evaluate.test_dataset.data_path": "data",
+        "evaluate.test_dataset.label_path": "labels",
+        "evaluate.results_dir": "output_dir",
+    },
+    "inference": {
+        "inference.checkpoint": "checkpoint",
+        "inference.test_dataset.data_path": "data",
+        "inference.output_file": "output_file",
+        "inference.results_dir": "output_dir",
+    },
+    "export": {"export.checkpoint": "checkpoint", "export.onnx_file": "onnx"},
+    "convert": {
+        **{
+            f"dataset_convert.{name}": name
+            for name in skeleton_convert.ConvertSettings.__dataclass_fields__
+        },
+        "dataset_convert.data": "data",
+        "dataset_convert.results_dir": "output_dir",
+    },
+}
+
+
+# ----------------------------------------------------------------------------- parser
+def _spec_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-e", "--experiment-spec", default=None, help="TAO YAML spec")
+    return parent
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model (None: the network's default)")
+    group.add_argument("--network", default="st_gcn", choices=list_models(family=FAMILY))
+    group.add_argument("--num-classes", type=int, default=None, help="default: from the labels")
+    group.add_argument("--in-channels", type=int, default=None)
+    group.add_argument("--graph-layout", default=None, help=f"{', '.join(LAYOUTS)} or a .yaml")
+    group.add_argument("--graph-strategy", default=None, choices=STRATEGIES)
+    group.add_argument(
+        "--graph-legacy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the reference's truncated hop distances (for its published checkpoints)",
+    )
+    group.add_argument("--edge-importance-weighting", action=argparse.BooleanOptionalAction)
+    group.add_argument("--dropout", type=float, default=None)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--train-data", default=None, help="(N, C, T, V, M) .npy")
+    group.add_argument("--train-labels", default=None, help="TAO .pkl, .json or .csv")
+    group.add_argument("--val-data", default=None)
+    group.add_argument("--val-labels", default=None)
+    group.add_argument("--label-map", default=None, help="JSON file {class: id}")
+    group.add_argument("--window-size", type=int, default=-1, help="train: pad (or crop) to T")
+    group.add_argument("--random-choose", action=argparse.BooleanOptionalAction, default=False)
+    group.add_argument("--random-move", action=argparse.BooleanOptionalAction, default=False)
+    group.add_argument("--rotate-3d", type=float, default=0.0, help="train: ± degrees about y")
+    group.add_argument("--scale-3d", type=float, default=0.0, help="train: scale 1 ± this")
+
+
+def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> None:
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True, help=".npy, or deepstream JSON file/folder")
+    if labels:
+        parser.add_argument("--labels", default=None)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The ``train_nvpose.py`` parser with one subparser per command."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    spec, common = _spec_parent(), common_parser()
+
+    skeleton_synth.add_arguments(
+        commands.add_parser("synth", parents=[spec], help="synthetic data")
+    )
+    convert = commands.add_parser("convert", parents=[spec], help="deepstream JSON → sequences")
+    skeleton_convert.add_arguments(convert)
+    train = commands.add_parser("train", parents=[common], help="train a network")
+    _add_model_arguments(train)
+    _add_data_arguments(train)
+    train.set_defaults(end_epoch=70, lr_base=0.1, lr_steps=[10, 60], batch_size=16, nesterov=True)
+    evaluate = commands.add_parser("evaluate", parents=[common], help="accuracy of a checkpoint")
+    _add_checkpoint_input(evaluate, labels=True)
+    inference = commands.add_parser("inference", parents=[common], help="class per sequence")
+    _add_checkpoint_input(inference, labels=False)
+    inference.add_argument("--output-file", default=None, help="default: <output-dir>/actions.txt")
+    defaults = skeleton_convert.ConvertSettings()
+    inference.add_argument("--pose-type", choices=list(skeleton_convert.POSE_TYPES), default="3dbp")
+    inference.add_argument("--sequence-length", type=int, default=defaults.sequence_length)
+    inference.add_argument("--sequence-overlap", type=float, default=defaults.sequence_overlap)
+    inference.add_argument("--max-gap", type=int, default=defaults.max_gap)
+    _add_deploy_commands(commands, spec)
+    demo = commands.add_parser("demo", parents=[common], help="synth → train → evaluate → export")
+    demo.add_argument("--samples-per-class", type=int, default=40)
+    demo.set_defaults(output_dir="demo_nvpose", end_epoch=12, workers=0, log_level="WARNING")
+    return parser
+
+
+def _add_deploy_commands(commands: Any, spec: argparse.ArgumentParser) -> None:
+    """``export``, ``onnx-infer``, ``trt-engine`` from the shared export package."""
+    from export import cli
+
+    table = {
+        "export": (cli.add_export_arguments, cli.run_export, "export a checkpoint to ONNX"),
+        "onnx-infer": (cli.add_ort_arguments, cli.run_ort, "classify with ONNX Runtime/TensorRT"),
+        "trt-engine": (cli.add_trt_arguments, cli.run_trt, "build a TensorRT engine (GPU)"),
+    }
+    for name, (add, run, help_text) in table.items():
+        sub = commands.add_parser(name, parents=[spec], help=help_text)
+        add(sub)
+        sub.set_defaults(deploy=run)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Resolve ``argv`` with the TAO spec map of its subcommand (``-e``, ``key=value``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((token for token in argv if not token.startswith("-")), "")
+    spec_map = {**SPEC_MAP, **COMMAND_SPEC_MAP.get(command, {})}
+    return resolve_args(get_args_parser(), argv, spec_map)
+
+
+# ----------------------------------------------------------------------------- helpers
+def read_label_map(label_map: str | dict | None) -> dict[str, int] | None:
+    """``{class: id}`` from a spec mapping or a JSON file; ids must be 0..K-1."""
+    if label_map is None:
+        return None
+    if not isinstance(label_map, dict):
+        path = Path(label_map)
+        try:
+            label_map = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a readable JSON label map ({error})") from error
+    mapping = {str(name): int(index) for name, index in label_map.items()}
+    if sorted(mapping.values()) != list(range(len(mapping))):
+        raise ValueError(
+            f"label map ids must be 0..{len(mapping) - 1}, got {sorted(mapping.values())}"
+        )
+    return mapping
+
+
+def class_names_of(
+    label_map: dict[str, int] | None, num_classes: int | None, labels: Sequence[int]
+) -> list[str]:
+    """Class names by id: from the label map, else ``class_<i>`` for max(label)+1 classes."""
+    if label_map:
+        return sorted(label_map, key=label_map.__getitem__)
+    count = num_classes or max(labels, default=-1) + 1
+    if count < 1:
+        raise ValueError("no class names: give --label-map or --num-classes, or labelled data")
+    return [f"class_{index}" for index in range(count)]
+
+
+def _need(args: argparse.Namespace, *names: str) -> None:
+    missing = [name for name in names if getattr(args, name, None) in (None, "")]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise SystemExit(f"error: {args.command} needs {flags} (or the spec entries for them)")
+
+
+def _train_datasets(
+    args: argparse.Namespace, label_map: dict[str, int] | None
+) -> tuple[SkeletonDataset, SkeletonDataset | None]:
+    num_classes = args.num_classes or (len(label_map) if label_map else None)
+    train_set = SkeletonDataset(
+        args.train_data, args.train_labels, label_map=label_map, num_classes=num_classes,
+        window_size=args.window_size, random_choose=args.random_choose,
+        random_move=args.random_move, rotate_3d=args.rotate_3d, scale_3d=args.scale_3d,
+    )  # fmt: skip
+    val_set = None
+    if args.val_data:
+        val_set = SkeletonDataset(
+            args.val_data, args.val_labels, label_map=label_map, num_classes=num_classes
+        )
+    return train_set, val_set
+
+
+def _build_network(args: argparse.Namespace, class_names: list[str], shape: tuple) -> Any:
+    channels, _, joints, _ = shape
+    model = build_model(
+        args.network, num_classes=len(class_names), in_channels=args.in_channels or channels,
+        graph_layout=args.graph_layout, graph_strategy=args.graph_strategy,
+        graph_legacy=args.graph_legacy,
+        edge_importance_weighting=args.edge_importance_weighting, dropout=args.dropout,
+    )  # fmt: skip
+    if model.A.shape[-1] != joints:
+        raise ValueError(
+            f"{args.train_data}: {joints} joints per pose, but graph layout "
+            f"{model.graph.layout.name!r} has {model.A.shape[-1]}"
+        )
+    return model
+
+
+def _dataset_for(
+    data: str, labels: str | None, class_names: list[str], frames: int
+) -> SkeletonDataset:
+    """A .npy (with optional labels) or deepstream JSON converted in memory to ``frames`` frames."""
+    if Path(data).suffix.lower() == ".npy":
+        label_map = {name: index for index, name in enumerate(class_names)}
+        return SkeletonDataset(data, labels, label_map=label_map, num_classes=len(class_names))
+    settings = skeleton_convert.ConvertSettings(sequence_length_max=frames)
+    return SkeletonDataset(skeleton_convert.convert_deepstream_json(data, settings))
+
+
+def _checkpoint_frames(checkpoint: str) -> int:
+    """The T the network was trained with (stored in the checkpoint's args), default 300."""
+    from train.checkpoint import load_checkpoint
+
+    stored = load_checkpoint(checkpoint).get("args") or {}
+    return int(stored.get("seq_length") or 300)
+
+
+# ----------------------------------------------------------------------------- commands
+def synth(args: argparse.Namespace) -> int:
+    """Write a synthetic dataset (deepstream JSON, npy + pkl)."""
+    return skeleton_synth.run(args)
+
+
+def convert(args: argparse.Namespace) -> int:
+    """deepstream-bodypose-3d JSON → per-object sequences (+ training set with --labels)."""
+    return skeleton_convert.run(args)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train on the shared engine; returns the engine's summary."""
+    from train.engine import fit
+
+    _need(args, "train_data", "train_labels")
+    label_map = read_label_map(args.label_map)
+    train_set, val_set = _train_datasets(args, label_map)
+    class_names = class_names_of(label_map, args.num_classes, train_set.labels)
+    model = _build_network(args, class_names, train_set.shape)
+    _, frames, _, persons = train_set.shape
+    # stored in args.yaml and the checkpoint: export and inference use the trained T and M
+    args.seq_length = args.window_size if args.window_size > 0 else frames
+    args.num_person = persons
+    summary = fit(model, train_set, val_set, args, family=FAMILY, class_names=class_names)
+    logger.info("best validation accuracy %.2f%% (epoch %s)", 100 * summary["best_metric"],
+                summary["best_epoch"])  # fmt: skip
+    return summary
+
+
+def evaluate(args: argparse.Namespace) -> Any:
+    """TAO-style evaluation of a checkpoint (confusion matrix in --output-dir)."""
+    from train import engine
+    from train.checkpoint import load_model
+
+    model = load_model(args.checkpoint, family=FAMILY)
+    names = list(model.class_names or [])
+    dataset = _dataset_for(args.data, args.labels, names, _checkpoint_frames(args.checkpoint))
+    result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
+    print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "
+          f"{100 * result.mean_class_accuracy:.2f}% on {result.num_clips} sequences")  # fmt: skip
+    return result
+
+
+def _annotate_json(
+    sequences: list[skeleton_convert.Sequence], actions: list[str], out_dir: Path
+) -> list[Path]:
+    """Copies of the source JSON files with ``"action"`` on every object of a classified window.
+
+    A frame covered by several (overlapping) windows takes the latest window's action.
+    """
+    by_frame: dict[tuple[str, int, int], str] = {}
+    for sequence, action in zip(sequences, actions):
+        for frame in range(sequence.first_frame, sequence.last_frame + 1):
+            by_frame[(sequence.source, sequence.object_id, frame)] = action
+    written = []
+    for source in dict.fromkeys(sequence.source for sequence in sequences):
+        batches = json.loads(Path(source).read_text())
+        for frame in (frame for batch in batches for frame in batch["batches"]):
+            for obj in frame.get("objects", []):
+                key = (source, int(obj["object_id"]), int(frame.get("frame_num", -1)))
+                if key in by_frame:
+                    obj["action"] = by_frame[key]
+        target = out_dir / f"{Path(source).stem}_actions.json"
+        target.write_text(json.dumps(batches))
+        written.append(target)
+    return written
+
+
+def inference(args: argparse.Namespace) -> list[str]:
+    """One predicted class name per sequence, written one per line (TAO); JSON input also gets
+    annotated copies ``<stem>_actions.json`` in --output-dir."""
+    from train.checkpoint import load_model
+    from train.engine import predict
+
+    model = load_model(args.checkpoint, family=FAMILY)
+    names = list(model.class_names or [])
+    frames = _checkpoint_frames(args.checkpoint)
+    sequences: list[skeleton_convert.Sequence] = []
+    if Path(args.data).suffix.lower() == ".npy":
+        dataset = SkeletonDataset(args.data)
+    else:
+        settings = skeleton_convert.ConvertSettings(
+            pose_type=args.pose_type, sequence_length_max=frames,
+            sequence_length=min(args.sequence_length, frames),
+            sequence_overlap=args.sequence_overlap, max_gap=args.max_gap,
+        )  # fmt: skip
+        files = skeleton_convert.input_files(args.data)
+        sequences = skeleton_convert.convert_files(files, settings)
+        dataset = SkeletonDataset(skeleton_convert.pad_sequences(sequences, settings))
+    scores = predict(model, dataset, args)
+    actions = [names[int(np.argmax(scores[i]))] if i in scores else "unknown"
+               for i in range(len(dataset.data))]  # fmt: skip
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output_file = Path(args.output_file or out_dir / "actions.txt")
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text("".join(f"{action}\n" for action in actions))
+    logger.info("%d predictions written to %s", len(actions), output_file)
+    if sequences:
+        for path in _annotate_json(sequences, actions, out_dir):
+            logger.info("annotated JSON written to %s", path)
+    return actions
+
+
+def export(args: argparse.Namespace) -> int:
+    """``export``/``onnx-infer``/``trt-engine`` through the shared export package."""
+    return args.deploy(args, family=FAMILY)
+
+
+def demo(args: argparse.Namespace) -> float:
+    """Synthetic data → tiny ST-GCN on CPU → evaluation → ONNX; returns validation accuracy."""
+    start = time.perf_counter()
+    out = Path(args.output_dir)
+    data, run = out / "data", out / "run"
+    per_class = args.samples_per_class
+    skeleton_synth.synthesize(
+        data, skeleton_synth.SynthSettings(train_per_class=per_class,
+                                           val_per_class=max(4, per_class // 4), max_frames=64),
+    )  # fmt: skip
+    common = ["--device", args.device or "cpu", "--workers", str(args.workers),
+              "--log-level", args.log_level, "--output-dir", str(run)]  # fmt: skip
+    train(parse_args([
+        "train", *common, "--network", "st_gcn_tiny", "--train-data", str(data / "train_data.npy"),
+        "--train-labels", str(data / "train_label.pkl"), "--val-data", str(data / "val_data.npy"),
+        "--val-labels", str(data / "val_label.pkl"), "--label-map", str(data / "label_map.json"),
+        "--end-epoch", str(args.end_epoch), "--lr-base", "0.05", "--lr-schedule", "cosine",
+        "--batch-size", "16", "--random-move", "--no-tensorboard",
+    ]))  # fmt: skip
+    result = evaluate(parse_args([
+        "evaluate", *common, "--checkpoint", str(run / "best.pth"),
+        "--data", str(data / "val_data.npy"), "--labels", str(data / "val_label.pkl"),
+    ]))  # fmt: skip
+    try:
+        from export.cli import export_checkpoint
+
+        report = export_checkpoint(run / "best.pth", out / "st_gcn_tiny.onnx", family=FAMILY)
+        print(report.summary())
+    except Exception as error:  # the demo's result stands without an ONNX file
+        logger.warning("ONNX export skipped: %s", error)
+    accuracy = 100 * result.clip_top1
+    print(f"demo done in {time.perf_counter() - start:.0f} s; validation accuracy {accuracy:.1f}%")
+    return accuracy
+
+
+COMMANDS = {
+    "synth": synth,
+    "convert": convert,
+    "train": train,
+    "evaluate": evaluate,
+    "inference": inference,
+    "export": export,
+    "onnx-infer": export,
+    "trt-engine": export,
+    "demo": demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(getattr(args, "log_level", "INFO"))
+    try:
+        outcome = COMMANDS[args.command](args)
+    except ValueError as error:  # bad input files or settings: one clear line
+        logger.error("%s", error)
+        return 2
+    return outcome if isinstance(outcome, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
