@@ -18,7 +18,12 @@ Commands (paths are examples)::
     python train_gesture.py inference --model results/gesture/model/model.pth \\
         --data_json data/gesture/data.json --data_type kpi_set --results_dir results/gesture/infer
     # ONNX, input "input" (N, 3, 160, 160) with a dynamic batch, output "fc_pred"
-    python train_gesture.py export --model results/gesture/model/model.pth
+    python train_gesture.py export -m results/gesture/model/model.pth -o gesturenet.onnx
+    # ONNX Runtime on crops; INT8 calibrated on train_set crops; TensorRT engine (GPU)
+    python train_gesture.py onnx-infer --onnx gesturenet.onnx \\
+        --input data/gesture/extracted/data/id01
+    python train_gesture.py quantize --onnx gesturenet.onnx --data_json data/gesture/data.json
+    python train_gesture.py trt-engine --onnx gesturenet.onnx --precision fp16
     # synth -> convert -> train -> evaluate -> export on the CPU in a few minutes
     python train_gesture.py demo --out /tmp/gesture_demo
 """
@@ -147,6 +152,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     inference.add_argument("--results_dir", "--results-dir", default=None, help="output folder")
     export = commands.add_parser("export", help="ONNX with a dynamic batch")
     _add_export_arguments(export)
+    _add_deploy_commands(commands)
     demo = commands.add_parser("demo", help="synth -> convert -> train -> evaluate -> export")
     _add_demo_arguments(demo)
     return parser
@@ -222,10 +228,33 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO")
 
 
+def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
+    """onnx-infer, quantize and trt-engine: the shared ``export.cli`` options, plus the data.json
+    crops that INT8 calibration needs."""
+    from export import cli
+
+    infer = commands.add_parser("onnx-infer", help="classify images with ONNX / TensorRT")
+    cli.add_ort_arguments(infer)
+    quantize = commands.add_parser("quantize", help="INT8 ONNX calibrated on train_set crops")
+    cli.add_quantize_arguments(quantize)
+    trt = commands.add_parser("trt-engine", help="TensorRT engine (GPU)")
+    cli.add_trt_arguments(trt)
+    for parser in (quantize, trt):
+        group = parser.add_argument_group("calibration data")
+        group.add_argument("--data_json", "--data-json", dest="data_json", default=None)
+        group.add_argument("--data_type", "--data-type", default="kpi_set", help="compared set")
+        group.add_argument("--image_root_path", "--image-root-path", default=None)
+        group.add_argument("--classes", nargs="+", default=list(GESTURE_CLASSES))
+        group.add_argument("--fold", type=int, default=None)
+        group.add_argument("--log-level", default="INFO")
+
+
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/gesture_demo"))
-    parser.add_argument("--num-users", type=int, default=12)
-    parser.add_argument("--images-per-class", type=int, default=12)
+    parser.add_argument("--num-users", type=int, default=gesture_synth.SynthConfig.num_users)
+    parser.add_argument(
+        "--images-per-class", type=int, default=gesture_synth.SynthConfig.images_per_class
+    )
     parser.add_argument("--image-size", type=int, default=64, help="network input side")
     parser.add_argument("--epochs", type=int, default=20, help="finetuning epochs")
     parser.add_argument("--seed", type=int, default=0)
@@ -269,13 +298,27 @@ def step_annealing(decay_step_size: float, lr_drop_rate: float) -> Callable[[flo
 
 def plan_stages(args: argparse.Namespace) -> list[Stage]:
     """The stages to run, by ``stage_order``; a stage with 0 epochs is skipped."""
-    stages = [
-        Stage("top_training", args.top_stage_order, args.top_epochs, args.top_optimizer,
-              args.top_lr, args.top_unfreeze, None, checkpointing=True),
-        Stage("finetuning", args.finetune_stage_order, args.finetune_epochs,
-              args.finetune_optimizer, args.finetune_lr, args.finetune_unfreeze,
-              args.decay_step_size, args.lr_drop_rate, args.enable_checkpointing),
-    ]  # fmt: skip
+    top = Stage(
+        name="top_training",
+        order=args.top_stage_order,
+        epochs=args.top_epochs,
+        optimizer=args.top_optimizer,
+        lr=args.top_lr,
+        num_layers_unfreeze=args.top_unfreeze,
+        decay_step_size=None,
+    )
+    finetune = Stage(
+        name="finetuning",
+        order=args.finetune_stage_order,
+        epochs=args.finetune_epochs,
+        optimizer=args.finetune_optimizer,
+        lr=args.finetune_lr,
+        num_layers_unfreeze=args.finetune_unfreeze,
+        decay_step_size=args.decay_step_size,
+        lr_drop_rate=args.lr_drop_rate,
+        checkpointing=args.enable_checkpointing,
+    )
+    stages = [top, finetune]
     for stage in stages:
         if stage.epochs < 0:
             raise ValueError(f"{stage.name}: train_epochs must be >= 0")
@@ -335,8 +378,23 @@ def _crop_dataset(
     image_size: tuple[int, int],
     gray_scale: bool,
     train: bool = False,
+    labelled_only: bool = True,
 ) -> GestureCropDataset:
+    """One set of data.json; ``labelled_only`` drops (with a warning) images whose class is not
+    in ``class_names``, which training and evaluation cannot score."""
     fold = args.fold if set_name != "kpi_set" else None
+    entries = read_data_json(data_json, set_name, fold=fold)
+    if labelled_only:
+        known = [e for e in entries if e.get("class") in class_names]
+        if len(known) < len(entries):
+            log.warning(
+                "%s %s: %d images of classes outside %s dropped",
+                data_json,
+                set_name,
+                len(entries) - len(known),
+                list(class_names),
+            )
+        entries = known
     augment = None
     if train and args.augment:
         augment = GestureAugment(
@@ -347,7 +405,7 @@ def _crop_dataset(
             occlusion_prob=args.occlusion_prob,
         )
     return GestureCropDataset(
-        read_data_json(data_json, set_name, fold=fold),
+        entries,
         image_root=_image_root(args, data_json),
         class_names=class_names,
         image_size=image_size,
@@ -410,7 +468,8 @@ def _run_stages(
     args: argparse.Namespace,
     criterion: nn.Module | None,
 ) -> Path:
-    """Each stage: freeze, then ``train.engine.fit`` in ``<output-dir>/<stage>``; the last run dir."""
+    """Each stage: freeze, then ``train.engine.fit`` in ``<output-dir>/<stage>``; returns the last
+    stage's run directory."""
     from train.engine import fit
 
     summary: dict[str, Any] = {}
@@ -419,14 +478,26 @@ def _run_stages(
         lr_lambda = None
         if stage.decay_step_size:
             lr_lambda = step_annealing(stage.decay_step_size, stage.lr_drop_rate)
-        log.info("stage %s: %d epochs, %s, lr %g, %d trainable tensors", stage.name, stage.epochs,
-                 stage.optimizer, stage.lr, len(trainable))  # fmt: skip
+        log.info(
+            "stage %s: %d epochs, %s, lr %g, %d trainable tensors",
+            stage.name,
+            stage.epochs,
+            stage.optimizer,
+            stage.lr,
+            len(trainable),
+        )
         summary = fit(
-            model, datasets[0], datasets[1], _stage_args(args, stage), family=FAMILY,
-            class_names=list(args.classes), criterion=criterion,
-            param_groups=[{"params": trainable}], lr_lambda=lr_lambda,
+            model,
+            datasets[0],
+            datasets[1],
+            _stage_args(args, stage),
+            family=FAMILY,
+            class_names=list(args.classes),
+            criterion=criterion,
+            param_groups=[{"params": trainable}],
+            lr_lambda=lr_lambda,
             output_dir=Path(args.output_dir) / stage.name,
-        )  # fmt: skip
+        )
     return Path(summary["run_dir"])
 
 
@@ -434,6 +505,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """top_training then finetuning on the shared engine; the final model in save_weights_path."""
     from network.weights import load_pretrained
     from train.distributed import is_main_process
+    from train.seeding import seed_everything
 
     if args.resume:
         log.warning("--resume is ignored: each stage resumes from <output-dir>/<stage>/latest.pth")
@@ -444,13 +516,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     class_names = list(args.classes)
     args.image_height, args.image_width = _image_size(args)
+    seed_everything(args.random_seed)  # the initial weights, before the engine seeds its run
     model = build_model(args.network, **_model_kwargs(args, len(class_names)))
     train_set, val_set = (
-        _crop_dataset(args, Path(args.data_json), name, class_names,
-                      image_size=(args.image_height, args.image_width),
-                      gray_scale=model.in_channels == 1, train=name == "train_set")
+        _crop_dataset(
+            args,
+            Path(args.data_json),
+            name,
+            class_names,
+            image_size=(args.image_height, args.image_width),
+            gray_scale=model.in_channels == 1,
+            train=name == "train_set",
+        )
         for name in ("train_set", "validation_set")
-    )  # fmt: skip
+    )
     if not len(train_set):
         log.error("%s: the train_set is empty", args.data_json)
         return 2
@@ -465,8 +544,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = Path(args.output_dir) / args.save_weights_path / FINAL_MODEL
     if is_main_process():
         _atomic_copy(best if best.is_file() else run_dir / "latest.pth", final)
-    log.info("final model (%s epoch of %s): %s", "best" if best.is_file() else "last",
-             stages[-1].name, final)  # fmt: skip
+    log.info(
+        "final model (%s epoch of %s): %s",
+        "best" if best.is_file() else "last",
+        stages[-1].name,
+        final,
+    )
     return 0
 
 
@@ -481,8 +564,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not data_json:
         log.error("evaluate needs --data_json (or evaluator.data_path in the spec)")
         return 2
-    dataset = _crop_dataset(args, Path(data_json), args.data_type, class_names,
-                            image_size=_image_size(args, stored), gray_scale=model.in_channels == 1)  # fmt: skip
+    dataset = _crop_dataset(
+        args,
+        Path(data_json),
+        args.data_type,
+        class_names,
+        image_size=_image_size(args, stored),
+        gray_scale=model.in_channels == 1,
+    )
     out_dir = Path(args.output_dir) / args.evaluation_exp_name
     result = evaluate(model, dataset, args, class_names=class_names, output_dir=out_dir)
     if not is_main_process():
@@ -522,17 +611,31 @@ def cmd_inference(args: argparse.Namespace) -> int:
     if not data_json:
         log.error("inference needs --data_json")
         return 2
-    dataset = _crop_dataset(args, Path(data_json), args.data_type, class_names,
-                            image_size=_image_size(args, stored), gray_scale=model.in_channels == 1)  # fmt: skip
+    dataset = _crop_dataset(
+        args,
+        Path(data_json),
+        args.data_type,
+        class_names,
+        image_size=_image_size(args, stored),
+        gray_scale=model.in_channels == 1,
+        labelled_only=False,
+    )
     scores = predict(model, dataset, args)
     rows = []
     for index, entry in enumerate(dataset.entries):
         probs = scores[index]
         best = int(probs.argmax())
-        rows.append({"image": entry["full_image_path"], "bbox_path": entry["bbox_path"],
-                     "label": entry.get("class"), "predicted_index": best,
-                     "predicted": class_names[best], "score": float(probs[best]),
-                     "scores": {n: float(p) for n, p in zip(class_names, probs)}})  # fmt: skip
+        rows.append(
+            {
+                "image": entry["full_image_path"],
+                "bbox_path": entry["bbox_path"],
+                "label": entry.get("class"),
+                "predicted_index": best,
+                "predicted": class_names[best],
+                "score": float(probs[best]),
+                "scores": {n: float(p) for n, p in zip(class_names, probs)},
+            }
+        )
     _write_predictions(
         rows, class_names, Path(args.results_dir or Path(args.output_dir) / "inference")
     )
@@ -549,46 +652,113 @@ def _write_predictions(
         writer = csv.writer(stream)
         writer.writerow(["image", "bbox_path", "label", "predicted", "score", *class_names])
         for row in rows:
-            writer.writerow([row["image"], row["bbox_path"], row["label"], row["predicted"],
-                             f"{row['score']:.6f}", *(f"{row['scores'][n]:.6f}" for n in class_names)])  # fmt: skip
+            writer.writerow(
+                [
+                    row["image"],
+                    row["bbox_path"],
+                    row["label"],
+                    row["predicted"],
+                    f"{row['score']:.6f}",
+                    *(f"{row['scores'][n]:.6f}" for n in class_names),
+                ]
+            )
     lines = [f"{row['image']} {row['predicted_index']} {row['score']:.6f}" for row in rows]
     (out_dir / "results.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     log.info("wrote %d predictions to %s", len(rows), out_dir)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """ONNX (input "input" (N, C, H, W), output "fc_pred") with a parity check."""
-    from export import export_onnx
-    from train.checkpoint import load_checkpoint, load_model
+    """ONNX (input "input" (N, C, H, W), output "fc_pred") through ``export.cli``, with its
+    parity check; the input size defaults to the trained one."""
+    from export import ParityError
+    from export.cli import export_checkpoint
 
-    model = load_model(args.model, family=FAMILY)
-    stored = load_checkpoint(args.model).get("args") or {}
+    shapes = None
     if args.input_dims:
-        dims = tuple(int(d) for d in args.input_dims.split(","))
-    else:
-        height = stored.get("image_height") or DEFAULT_IMAGE_SIZE[0]
-        width = stored.get("image_width") or DEFAULT_IMAGE_SIZE[1]
-        dims = (model.in_channels, int(height), int(width))
-    output = Path(args.output or Path(args.model).with_suffix(".onnx"))
-    metadata = {"labels": list(getattr(model, "class_names", None) or []),
-                "normalization": "RGB, x / 127.5 - 1"}  # fmt: skip
-    report = export_onnx(model, output, dims, input_names=["input"], output_names=["fc_pred"],
-                         opset=args.opset, metadata=metadata)  # fmt: skip
+        shapes = [tuple(int(d) for d in args.input_dims.split(","))]
+    try:
+        report = export_checkpoint(
+            args.model, args.output, family=FAMILY, input_shape=shapes, opset=args.opset
+        )
+    except ParityError as exc:
+        log.error("%s", exc)
+        return 2
     log.info("%s", report.summary())
     return 0
 
 
-def _demo_train_argv(out: Path, args: argparse.Namespace) -> list[str]:
-    """Tiny GestureNet at a small input: one top_training epoch, then finetuning."""
+def _calibration_sets(args: argparse.Namespace) -> tuple[GestureCropDataset, GestureCropDataset]:
+    """INT8 calibration (train_set crops) and comparison (``--data_type``) sets, preprocessed at
+    the ONNX file's input size."""
+    from export import read_metadata
+
+    if not args.data_json:
+        raise ValueError("INT8 calibration needs --data_json (its train_set crops)")
+    channels, height, width = read_metadata(args.onnx)["input_shape"][0]
+    options = {"image_size": (height, width), "gray_scale": channels == 1}
+    data_json = Path(args.data_json)
+    calib = _crop_dataset(args, data_json, "train_set", args.classes, **options)
+    compare = _crop_dataset(args, data_json, args.data_type, args.classes, **options)
+    return calib, compare
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """INT8 ONNX (ONNX Runtime) calibrated on train_set crops; FP32 vs INT8 accuracy."""
+    from export.cli import run_quantize
+
+    calib, compare = _calibration_sets(args)
+    return run_quantize(args, family=FAMILY, train_set=calib, val_set=compare)
+
+
+def cmd_onnx_infer(args: argparse.Namespace) -> int:
+    """Classify image files or folders with an ONNX file or a TensorRT engine."""
+    from export.cli import run_ort
+
+    return run_ort(args, family=FAMILY)
+
+
+def cmd_trt_engine(args: argparse.Namespace) -> int:
+    """A TensorRT engine (GPU); INT8 calibrates on train_set crops when --data_json is given."""
+    from export.cli import run_trt
+
+    calib = _calibration_sets(args)[0] if args.data_json else None
+    return run_trt(args, family=FAMILY, calib_set=calib)
+
+
+def _argv(command: str, options: dict[str, object], *switches: str) -> list[str]:
+    """``command --flag value ... switches`` as an argv list (values through ``str``)."""
+    pairs = [token for flag, value in options.items() for token in (flag, str(value))]
+    return [command, *pairs, *switches]
+
+
+def _demo_steps(args: argparse.Namespace) -> list[list[str]]:
+    """The demo's commands; a tiny GestureNet at a small input, one top_training epoch."""
+    out, model = args.out, args.out / "run" / "model" / FINAL_MODEL
+    # fmt: off
+    run_options = {"--device": args.device, "--workers": 0, "--log-level": args.log_level}
+    synth = {"--out": out / "set", "--num-users": args.num_users,
+             "--images-per-class": args.images_per_class, "--seed": args.seed}
+    convert = {"--dataset_spec": out / "set" / "dataset_config.json",
+               "--experiment_spec": out / "set" / "dataset_experiment_config.json",
+               "--k_folds": 0, "--output_filename": out / "data.json", "--experiment_name": "demo"}
+    train = {"--data_json": out / "data.json", "--output-dir": out / "run",
+             "--network": "gesturenet_tiny", "--image-height": args.image_size,
+             "--image-width": args.image_size, "--batch-size": 32, "--random-seed": args.seed,
+             "--top-epochs": 1, "--top-unfreeze": 2, "--top-lr": 3e-3,
+             "--finetune-epochs": args.epochs, "--finetune-optimizer": "adam",
+             "--finetune-lr": 3e-3, "--log-interval": 100, **run_options}
+    evaluate = {"--model": model, "--data_json": out / "data.json", "--data_type": "kpi_set",
+                "--output-dir": out / "run", **run_options}
+    export = {"--model": model, "--output": out / "gesturenet_tiny.onnx",
+              "--log-level": args.log_level}
+    # fmt: on
     return [
-        "train", "--data_json", str(out / "data.json"), "--output-dir", str(out / "run"),
-        "--network", "gesturenet_tiny", "--image-height", str(args.image_size),
-        "--image-width", str(args.image_size), "--batch-size", "32", "--workers", "0",
-        "--device", args.device, "--random-seed", str(args.seed), "--no-tensorboard",
-        "--top-epochs", "1", "--top-unfreeze", "2", "--top-lr", "3e-3",
-        "--finetune-epochs", str(args.epochs), "--finetune-optimizer", "adam",
-        "--finetune-lr", "3e-3", "--log-interval", "100", "--log-level", args.log_level,
-    ]  # fmt: skip
+        _argv("synth", synth),
+        _argv("convert", convert),
+        _argv("train", train, "--no-tensorboard"),
+        _argv("evaluate", evaluate),
+        _argv("export", export),
+    ]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -597,19 +767,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = args.out
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps = [
-        ["synth", "--out", str(out / "set"), "--num-users", str(args.num_users),
-         "--images-per-class", str(args.images_per_class), "--seed", str(args.seed)],
-        ["convert", "--dataset_spec", str(out / "set" / "dataset_config.json"),
-         "--experiment_spec", str(out / "set" / "dataset_experiment_config.json"),
-         "--k_folds", "0", "--output_filename", str(out / "data.json"), "--experiment_name", "demo"],
-        _demo_train_argv(out, args),
-        ["evaluate", "--model", str(out / "run" / "model" / FINAL_MODEL), "--data_json",
-         str(out / "data.json"), "--data_type", "kpi_set", "--output-dir", str(out / "run"),
-         "--workers", "0", "--device", args.device, "--log-level", args.log_level],
-        ["export", "--model", str(out / "run" / "model" / FINAL_MODEL), "--output",
-         str(out / "gesturenet_tiny.onnx"), "--log-level", args.log_level],
-    ]  # fmt: skip
+    steps = _demo_steps(args)
     for argv in steps:
         parsed = _parse(argv)
         code = COMMANDS[parsed.command](parsed)
@@ -620,8 +778,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     metrics_path = out / "run" / "evaluation" / "metrics.json"
     evaluated = json.loads(metrics_path.read_text(encoding="utf-8"))
     accuracy = evaluated["accuracy"]
-    print(f"demo: kpi accuracy {100 * accuracy:.2f}% on {evaluated['num_images']} images "
-          f"in {seconds:.0f} s")  # fmt: skip
+    print(
+        f"demo: kpi accuracy {100 * accuracy:.2f}% on {evaluated['num_images']} images "
+        f"in {seconds:.0f} s"
+    )
     return 0
 
 
@@ -632,6 +792,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": cmd_evaluate,
     "inference": cmd_inference,
     "export": cmd_export,
+    "onnx-infer": cmd_onnx_infer,
+    "quantize": cmd_quantize,
+    "trt-engine": cmd_trt_engine,
     "demo": cmd_demo,
 }
 

@@ -36,12 +36,15 @@ from data import prepare, synth_video
 from data.framestore import is_complete_video
 from data.splits import SplitResult, VideoRecord, find_videos, load_split
 from data.transforms import CROP_TYPES, ClipEvalPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset
+from data.video_dataset import VideoClipDataset, fix_malloc_mmap_threshold
 from export import cli as export_cli
 from network import build_model, get_entry
 from train.args import add_multigrid_arguments, common_parser
-from train.config import resolve_args, write_resolved_args
+from train.config import resolve_args
+from train.distributed import cleanup_distributed
+from train.engine import NonFiniteLossError
 from train.logs import setup_logging
+from train.seeding import seed_everything
 
 log = logging.getLogger("train_hmdb")
 
@@ -374,9 +377,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     dims = input_dims_of(name, args)
     train_set = make_dataset(split.train, args, subset="train", input_dims=dims)
     val_set = make_dataset(split.val, args, subset="val", input_dims=dims) if split.val else None
+    fix_malloc_mmap_threshold()  # before the DataLoader forks: keeps worker memory flat
+    seed_everything(args.random_seed)  # the initial weights too are a function of the seed
     model = build_model(name, **network_kwargs(name, args, len(split.class_names)))
     model.class_names = split.class_names
-    write_resolved_args(args, args.output_dir)
     log.info(
         "%s on %d train / %d val videos, %d classes",
         name,
@@ -530,7 +534,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = resolve_args(get_args_parser(), argv, SPEC_MAP)
     setup_logging(getattr(args, "log_level", "INFO"))
     command = COMMANDS.get(args.command) or args.func
-    return int(command(args) or 0)
+    try:
+        return int(command(args) or 0)
+    except NonFiniteLossError as error:
+        log.error("%s", error)
+        return 1
+    finally:
+        cleanup_distributed()
 
 
 if __name__ == "__main__":

@@ -150,8 +150,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> None:
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True, help=".npy, or deepstream JSON file/folder")
+    parser.add_argument("--checkpoint", default=None, help="required (flag or spec)")
+    parser.add_argument("--data", default=None, help=".npy, or deepstream JSON file/folder")
     if labels:
         parser.add_argument("--labels", default=None)
 
@@ -200,6 +200,9 @@ def _add_deploy_commands(commands: Any, spec: argparse.ArgumentParser) -> None:
     for name, (add, run, help_text) in table.items():
         sub = commands.add_parser(name, parents=[spec], help=help_text)
         add(sub)
+        if name == "export":
+            for action in sub._actions:
+                action.required = False  # export.checkpoint may come from the spec; checked
         sub.set_defaults(deploy=run)
 
 
@@ -208,7 +211,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((token for token in argv if not token.startswith("-")), "")
     spec_map = {**SPEC_MAP, **COMMAND_SPEC_MAP.get(command, {})}
-    return resolve_args(get_args_parser(), argv, spec_map)
+    args = resolve_args(get_args_parser(), argv, spec_map)
+    for name, value in vars(args).items():
+        # train.config wraps spec booleans of --x/--no-x flags (nargs=0) in a list: [False]
+        # would read as true. Unwrap until train.config treats nargs=0 as a single value.
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], bool):
+            setattr(args, name, value[0])
+    return args
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -309,6 +318,7 @@ def synth(args: argparse.Namespace) -> int:
 
 def convert(args: argparse.Namespace) -> int:
     """deepstream-bodypose-3d JSON → per-object sequences (+ training set with --labels)."""
+    _need(args, "data", "output_dir")
     return skeleton_convert.run(args)
 
 
@@ -336,6 +346,7 @@ def evaluate(args: argparse.Namespace) -> Any:
     from train import engine
     from train.checkpoint import load_model
 
+    _need(args, "checkpoint", "data")
     model = load_model(args.checkpoint, family=FAMILY)
     names = list(model.class_names or [])
     dataset = _dataset_for(args.data, args.labels, names, _checkpoint_frames(args.checkpoint))
@@ -376,6 +387,7 @@ def inference(args: argparse.Namespace) -> list[str]:
     from train.checkpoint import load_model
     from train.engine import predict
 
+    _need(args, "checkpoint", "data")
     model = load_model(args.checkpoint, family=FAMILY)
     names = list(model.class_names or [])
     frames = _checkpoint_frames(args.checkpoint)
@@ -408,6 +420,8 @@ def inference(args: argparse.Namespace) -> list[str]:
 
 def export(args: argparse.Namespace) -> int:
     """``export``/``onnx-infer``/``trt-engine`` through the shared export package."""
+    if args.command == "export":
+        _need(args, "checkpoint")
     return args.deploy(args, family=FAMILY)
 
 

@@ -2,22 +2,26 @@
 
     python benchmarks/loader.py                      # 40 videos x 64 frames at 128x170, 0/1/2 workers
     python benchmarks/loader.py --workers 0 4 8 --videos 200 --srtg
+    python benchmarks/loader.py --mmap-threshold-kib 128   # flat worker memory, see below
 
 Writes synthetic videos to a temporary directory in four forms holding the same frames:
 (a) our ``frames.db`` (index + metadata), (b) a legacy dataset2database ``frames.db`` (no index,
 no n_frames), (c) TAO PNG folders (``rgb/000001.png``), (d) the bound: the JPEG bytes of (a) held
 in memory. Each row runs the same training pipeline: ``VideoClipDataset`` consecutive random
 clips (16 frames, rate 2), ``ClipTrainPreset`` random crop 112 + flip, default collate, through a
-DataLoader. A first pass warms up (worker start, page cache, store caches); the second pass is
-timed (the fastest of ``--repeats`` passes). ``/ bound`` is clips/s divided by (d) at the same worker count (target >= 0.75 for (a)).
+DataLoader. A first pass warms up (worker start, page cache, store caches); then ``--repeats``
+passes are timed and the fastest is reported. ``/ bound`` is clips/s divided by (d) at the same
+worker count (target >= 0.75 for (a)).
 RSS columns: each worker's peak resident memory (max over workers) at its first clip, at the end
 of pass 1 and at the end of the last pass; equal values mean memory does not grow with clips read.
+With glibc's default allocator settings worker memory creeps up over the first passes (the
+dynamic mmap threshold moves clip-sized buffers to the heap); ``--mmap-threshold-kib 128`` calls
+``data.video_dataset.fix_malloc_mmap_threshold`` before the workers fork and keeps it flat.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import resource
 import sys
@@ -29,13 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.framestore import FrameDBWriter, FrameFolderWriter, FrameStore, encode_image
 from data.splits import VideoRecord
 from data.transforms import ClipTrainPreset
-from data.video_dataset import VideoClipDataset
+from data.video_dataset import VideoClipDataset, fix_malloc_mmap_threshold
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -89,7 +94,7 @@ def synthetic_frames(n: int, height: int, width: int, seed: int) -> np.ndarray:
 def write_sources(root: Path, args: argparse.Namespace) -> dict[str, list]:
     """Write the three on-disk layouts; return the records and the in-memory JPEG bytes."""
     sources = {"db": [], "legacy": [], "png": [], "memory": []}
-    for i in range(args.videos):
+    for i in tqdm(range(args.videos), desc="writing videos", unit="video"):
         frames = synthetic_frames(args.frames, args.height, args.width, seed=i)
         jpegs = [encode_image(f, quality=args.quality) for f in frames]
         name = f"video_{i:03d}"
@@ -148,21 +153,6 @@ class RSSProbe(Dataset):
 
 
 # ----------------------------------------------------------------------------- measuring
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def fix_mmap_threshold(kib: int) -> bool:
-    """Serve allocations above ``kib`` with mmap, returned to the OS on free (glibc only).
-
-    glibc raises its threshold after each large free, so clip-sized buffers move to the heap,
-    which keeps its peak: a fixed threshold keeps worker memory flat. Inherited through fork.
-    """
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, kib * 1024))
-    except OSError:
-        return False
-
-
 def run_pass(loader: DataLoader) -> tuple[float, int, dict[int, tuple[int, int]]]:
     """One full pass: seconds, clips, and per process (peak RSS at first item, at last item)."""
     rss: dict[int, tuple[int, int]] = {}
@@ -234,7 +224,7 @@ def format_table(rows: list[tuple[str, int, dict]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.mmap_threshold_kib and not fix_mmap_threshold(args.mmap_threshold_kib):
+    if args.mmap_threshold_kib and not fix_malloc_mmap_threshold(args.mmap_threshold_kib):
         print("warning: could not set the glibc mmap threshold (not glibc?)")
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         start = time.perf_counter()

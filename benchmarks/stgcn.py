@@ -12,6 +12,7 @@ weights; the outputs are compared before timing. Target: eager ≥ 2× baseline.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import tempfile
 import time
@@ -67,15 +68,17 @@ class Baseline(nn.Module):
         return m.fcn(x).view(n, -1)
 
 
-def time_runs(run: Callable[[], object], repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    run()
-    times = []
+def time_interleaved(runs: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds per call of each run; runs alternate so load drifts hit all alike."""
+    for run in runs:
+        run()  # warm-up
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for run, record in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            record.append(time.perf_counter() - start)
+    return [float(np.median(record)) for record in times]
 
 
 def onnx_runner(model: STGCN, x: torch.Tensor) -> Callable[[], object] | str:
@@ -85,10 +88,13 @@ def onnx_runner(model: STGCN, x: torch.Tensor) -> Callable[[], object] | str:
     except ImportError as error:
         return f"onnxruntime not available ({error})"
     path = Path(tempfile.mkdtemp()) / "st_gcn.onnx"
+    # the TorchScript exporter; torch ≥ 2.5 needs dynamo=False to pick it, 2.4 lacks the flag
+    legacy = (
+        {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    )
     torch.onnx.export(
         model, (x,), str(path), input_names=["input"], output_names=["fc_pred"],
-        opset_version=17, dynamic_axes={"input": {0: "batch"}, "fc_pred": {0: "batch"}},
-        dynamo=False,
+        opset_version=17, dynamic_axes={"input": {0: "batch"}, "fc_pred": {0: "batch"}}, **legacy,
     )  # fmt: skip
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -134,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     runner = "skipped" if args.no_onnx else onnx_runner(model, x)
     if callable(runner):
         rows.append(("onnxruntime (opset 17)", runner))
-    rates = [(name, args.batch_size / time_runs(run, args.repeats)) for name, run in rows]
+    seconds = time_interleaved([run for _, run in rows], args.repeats)
+    rates = [(name, args.batch_size / s) for (name, _), s in zip(rows, seconds)]
     base = rates[0][1]
     print(f"{'path':<30} {'seq/s':>9} {'vs baseline':>12}")
     for name, rate in rates:

@@ -226,10 +226,11 @@ def _read_frames(path: Path, args: list[str], width: int, height: int) -> Iterat
         proc.stdout.close()
         rc = proc.wait()
         errors.join()
-    if rc != 0:
-        raise VideoDecodeError(f"{path}: ffmpeg failed ({_last_line(b''.join(errors.chunks))})")
+    message = _last_line(b"".join(errors.chunks))
     if count == 0:
-        raise VideoDecodeError(f"{path}: no frames decoded")
+        raise VideoDecodeError(f"{path}: no frames decoded (ffmpeg: {message})")
+    if rc != 0:
+        raise VideoDecodeError(f"{path}: ffmpeg failed ({message})")
 
 
 class _Drain(threading.Thread):

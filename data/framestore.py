@@ -187,16 +187,14 @@ class FrameStore:
         indices = [int(i) for i in indices]
         decode = decode_rgb if stream == "rgb" else decode_gray
         # Decode each distinct frame once; duplicates (looped short videos) are copies.
+        unique = list(dict.fromkeys(indices))
         decoded: dict[int, np.ndarray] = {}
-        for i, data in zip(dict.fromkeys(indices), self._encoded_unique(indices, stream)):
+        for i, data in zip(unique, self.read_encoded(unique, stream)):
             frame = decode(data)
             if frame is None:
                 raise FrameStoreError(f"{self.video_dir}: {stream} frame {i} is not decodable")
             decoded[i] = frame
         return _stack([decoded[i] for i in indices], self.video_dir, stream)
-
-    def _encoded_unique(self, indices: list[int], stream: str) -> list[bytes]:
-        return self.read_encoded(list(dict.fromkeys(indices)), stream)
 
     def close(self) -> None:
         """Release per-process resources (connections are otherwise reused)."""
@@ -205,6 +203,8 @@ class FrameStore:
         if stream not in STREAMS:
             raise ValueError(f"unknown stream {stream!r}; expected one of {STREAMS}")
         n = self.num_frames(stream)
+        if n == 0 and indices:
+            raise FrameStoreError(f"{self.video_dir}: no {stream} frames (flow needs --flow)")
         bad = [i for i in indices if not 0 <= i < n]
         if bad:
             raise FrameStoreError(
@@ -487,11 +487,11 @@ class FrameDBWriter(_AtomicVideoWriter):
 
 
 class FrameFolderWriter(_AtomicVideoWriter):
-    """Writes the TAO layout ``rgb/000001.png ...``, ``u/000001.jpg ...``, ``v/...``.
+    """Writes the TAO layout ``rgb/000000.png ...``, ``u/000000.jpg ...``, ``v/...``.
 
-    RGB names are 1-based ``%06d`` as the TAO recipe converters write them; flow frame k
-    (between frames k and k+1, 0-based) is named ``%06d % (k + 1)`` as the recipe does.
-    ``metadata`` given to ``close`` is not stored (the layout has no place for it).
+    Names are 0-based ``%06d`` as in the TAO documentation (its recipe converters start at
+    000001; readers index by sorted position, so both work). Flow image k is the flow from
+    frame k to frame k+1. ``metadata`` given to ``close`` is not stored (no place for it).
     """
 
     def __init__(
@@ -510,8 +510,8 @@ class FrameFolderWriter(_AtomicVideoWriter):
 
     def add_encoded(self, stream: str, data: bytes, fmt: str) -> None:
         """Append already encoded bytes with file suffix ``fmt`` (png or jpg)."""
-        self.counts[stream] += 1
         (self.tmp_dir / stream / f"{self.counts[stream]:06d}.{fmt}").write_bytes(data)
+        self.counts[stream] += 1
 
     def _finish(self, metadata: dict) -> None:
         del metadata

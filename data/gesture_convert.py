@@ -1,4 +1,4 @@
-"""``train_gesture.py convert``: TAO GestureNet ``dataset_convert`` (shared/reference/gesture.md §4).
+"""``train_gesture.py convert``: TAO GestureNet ``dataset_convert`` (reference/gesture.md §4).
 
 Two steps, as TAO splits them over its two spec files:
 
@@ -36,7 +36,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.gesture_annotation import GESTURE_CLASSES, AnnotationError, parse_annotation
+from data.gesture_annotation import (
+    GESTURE_CLASSES,
+    Annotation,
+    AnnotationError,
+    parse_annotation,
+)
 
 __all__ = [
     "DatasetSpec",
@@ -244,7 +249,7 @@ def _user_of(image: Path, set_dir: Path, metadata: Mapping[str, Any], uid_name: 
 
 
 def _subsample_frames(
-    annotation_files: list[Path], parsed: dict[Path, Any], rate: int
+    annotation_files: list[Path], parsed: dict[Path, Annotation], rate: int
 ) -> set[Path]:
     """Every ``rate``-th frame of each recording (images sharing a folder), by file name."""
     by_recording: dict[str, list[Path]] = defaultdict(list)
@@ -260,7 +265,7 @@ def _subsample_frames(
 
 def _extract_one(
     path: Path,
-    annotation: Any,
+    annotation: Annotation,
     spec: DatasetSpec,
     set_name: str,
     set_meta: Mapping[str, Any],
@@ -428,6 +433,9 @@ def sample_by_class_weights(
     for entry in entries:
         by_class[entry["class"]].append(entry)
     weighted = [c for c in class_weights if by_class.get(c) and class_weights[c] > 0]
+    absent = [c for c in class_weights if not by_class.get(c)]
+    if absent:
+        log.warning("class_weights names classes without train images: %s", absent)
     if not weighted:
         return list(entries)
     total_weight = sum(class_weights[c] for c in weighted)

@@ -50,6 +50,12 @@ POSES: dict[str, tuple[int, int, int, int, int]] = {
     "rock": (0, 1, 0, 0, 1),
     "three": (0, 1, 1, 1, 0),
 }
+# Palm half-axes (x, y) in hand units; a thumbs-up shows the fist from the side (wide, low).
+PALM_AXES = {"thumbs_up": (0.5, 0.36)}
+DEFAULT_PALM_AXES = (0.45, 0.5)
+# Knuckles of fingers curled towards the camera: (x, y) centres; radius KNUCKLE_RADIUS.
+KNUCKLES = {"thumbs_up": ((0.46, -0.24), (0.5, -0.08), (0.5, 0.08), (0.46, 0.24))}
+KNUCKLE_RADIUS = 0.11
 # The "random" class: hand shapes that are none of the five gestures.
 RANDOM_POSES = ("point", "call", "rock", "three")
 SKIN_TONES_BGR = ((189, 224, 255), (148, 192, 241), (110, 160, 224), (72, 118, 188), (45, 80, 141))
@@ -58,9 +64,9 @@ LOCATIONS = ("indoor", "outdoor")
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Size of the synthetic set; the defaults make a demo-sized set (~700 images)."""
+    """Size of the synthetic set; the defaults make the demo set (864 images)."""
 
-    num_users: int = 10
+    num_users: int = 12
     images_per_class: int = 12
     image_width: int = 160
     image_height: int = 120
@@ -122,7 +128,7 @@ def draw_hand(
     mirror: bool,
     skin_bgr: tuple[int, int, int],
 ) -> tuple[int, int, int, int]:
-    """Draw ``pose`` on ``canvas`` (H, W, 3) uint8 BGR in place; returns the hand box (x, y, w, h)."""
+    """Draw ``pose`` on ``canvas`` (H, W, 3) uint8 BGR in place; the hand box (x, y, w, h)."""
     mask = np.zeros(canvas.shape[:2], np.uint8)
     width = max(2, round(FINGER_WIDTH * size))
     extended = POSES[pose]
@@ -134,12 +140,21 @@ def draw_hand(
         )
         _capsule(canvas, mask, seg[0], seg[1], width, skin_bgr)
     palm = _to_image(np.asarray([[0.0, 0.0]]), centre, size, angle, mirror)[0]
-    axes = (round(0.45 * size), round(0.5 * size))
+    half_x, half_y = PALM_AXES.get(pose, DEFAULT_PALM_AXES)
+    axes = (round(half_x * size), round(half_y * size))
     palm_xy = (round(palm[0]), round(palm[1]))
     dark = tuple(int(c * 0.6) for c in skin_bgr)
     cv2.ellipse(canvas, palm_xy, (axes[0] + 1, axes[1] + 1), angle, 0, 360, dark, -1, cv2.LINE_AA)
     cv2.ellipse(canvas, palm_xy, axes, angle, 0, 360, skin_bgr, -1, cv2.LINE_AA)
     cv2.ellipse(mask, palm_xy, (axes[0] + 1, axes[1] + 1), angle, 0, 360, 255, -1)
+    radius = max(2, round(KNUCKLE_RADIUS * size))
+    for knuckle in _to_image(
+        np.asarray(KNUCKLES.get(pose, ()), float).reshape(-1, 2), centre, size, angle, mirror
+    ):
+        xy = (round(knuckle[0]), round(knuckle[1]))
+        cv2.circle(canvas, xy, radius + 1, dark, -1, cv2.LINE_AA)
+        cv2.circle(canvas, xy, radius, skin_bgr, -1, cv2.LINE_AA)
+        cv2.circle(mask, xy, radius + 1, 255, -1)
     if pose == "ok":
         _draw_ok_ring(canvas, mask, centre, size, angle, mirror, skin_bgr, width)
     # Anti-aliased edges reach one pixel past the hard-edged mask.

@@ -4,7 +4,7 @@ Input ``ROOT/<class>/<video>.(mp4|avi|mkv|webm|mov)``. Output, per video:
 
 * ``--layout sqlite`` (default): ``DATA/jpg/<class>/<video>/frames.db`` + ``n_frames``
   (see data/framestore.py; flow u/v go into the same database);
-* ``--layout frames``: the TAO folders ``DATA/<class>/<video>/rgb/000001.png ...``, ``u/``, ``v/``.
+* ``--layout frames``: the TAO folders ``DATA/<class>/<video>/rgb/000000.png ...``, ``u/``, ``v/``.
 
 Each video is written under a hidden ``.partial`` name and renamed when complete, so a re-run
 skips finished videos and redoes interrupted ones. Problems with one file (unreadable, truncated,

@@ -402,8 +402,8 @@ def convert(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``convert`` flags (TAO ``dataset_convert`` names with dashes)."""
     defaults = ConvertSettings()
-    parser.add_argument("--data", required=True, help="deepstream-bodypose-3d JSON file or folder")
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--data", help="deepstream-bodypose-3d JSON file or folder (required)")
+    parser.add_argument("--output-dir", help="where the arrays go (required)")
     parser.add_argument(
         "--labels", default=None, help="CSV: object_id,class[,start_frame,end_frame,source]"
     )

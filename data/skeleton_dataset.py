@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 MOVE_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
 MOVE_SCALES = (0.9, 1.0, 1.1)
 MOVE_SHIFTS = (-0.2, -0.1, 0.0, 0.1, 0.2)
+CSV_LABEL_HEADERS = ("label", "labels", "class", "class_id", "action")
 
 
 def auto_pad(x: np.ndarray, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -122,8 +123,8 @@ def _read_label_rows(path: Path) -> tuple[list[str], list]:
     elif suffix == ".csv":
         with path.open(newline="") as handle:
             rows = [row for row in csv.reader(handle) if row]
-        if rows and not rows[0][-1].strip().lstrip("-").isdigit():
-            rows = rows[1:]  # header
+        if rows and rows[0][-1].strip().lower() in CSV_LABEL_HEADERS:
+            rows = rows[1:]
         value = [[r[0] for r in rows], [r[-1].strip() for r in rows]]
     else:
         raise ValueError(f"{path}: labels must be .pkl, .json or .csv")

@@ -88,7 +88,7 @@ def _base(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
 def _move(direction: int) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
-        travel = rng.uniform(0.45, 0.65) * w
+        travel = rng.uniform(0.55, 0.75) * w
         start = w / 2 - direction * travel / 2 + rng.uniform(-0.05, 0.05) * w
         tr.x = start + direction * travel * np.linspace(0, 1, f)
         return tr
@@ -99,7 +99,7 @@ def _move(direction: int) -> Callable[[np.random.Generator, int, int, int], Trac
 def _zoom(grow: bool) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
-        small, ratio = rng.uniform(0.1, 0.14) * h, rng.uniform(2.2, 3.0)
+        small, ratio = rng.uniform(0.1, 0.13) * h, rng.uniform(2.5, 3.5)
         exponent = np.linspace(0, 1, f) if grow else np.linspace(1, 0, f)
         tr.scale = small * ratio**exponent
         return tr
@@ -111,7 +111,7 @@ def _rotate(sign: int) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
         # Degrees per frame for a 32-frame video; a shorter video turns faster.
-        speed = rng.uniform(5.0, 9.0) * 32 / f
+        speed = rng.uniform(7.0, 11.0) * 32 / f
         tr.angle = rng.uniform(0, 360) + sign * speed * np.arange(f)
         return tr
 
@@ -160,11 +160,13 @@ CLASSES: dict[str, Callable[[np.random.Generator, int, int, int], Track]] = {
 
 # ----------------------------------------------------------------------------- rendering
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Smooth random texture ``(h, w, 3)`` float32 in mid grey levels."""
-    coarse = cv2.resize(rng.uniform(-1, 1, (4, 5, 3)).astype(np.float32), (w, h), cv2.INTER_CUBIC)
-    fine = cv2.resize(rng.uniform(-1, 1, (12, 16, 3)).astype(np.float32), (w, h), cv2.INTER_CUBIC)
-    base = rng.uniform(80, 170, size=3).astype(np.float32)
-    return np.clip(base + 35 * coarse + 15 * fine, 0, 255)
+    """Smooth random texture ``(h, w, 3)`` float32: mid grey with a mild tint. Low contrast and
+    colour on purpose: a distinctive background would let a network memorise each video."""
+    coarse = cv2.resize(rng.uniform(-1, 1, (4, 5)).astype(np.float32), (w, h), cv2.INTER_CUBIC)
+    fine = cv2.resize(rng.uniform(-1, 1, (12, 16)).astype(np.float32), (w, h), cv2.INTER_CUBIC)
+    grey = rng.uniform(100, 150) + 25 * coarse + 12 * fine
+    tint = rng.uniform(-12, 12, size=3).astype(np.float32)
+    return np.clip(grey[..., None] + tint, 0, 255)
 
 
 def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
@@ -203,7 +205,7 @@ def render_video(
     background = _background(rng, sw, sh)
     colour = _object_colour(rng, background)
     outline = colour * 0.35
-    jitter = np.clip(np.cumsum(rng.normal(0, 0.8, size=(frames, 2)), axis=0), -MARGIN, MARGIN)
+    jitter = np.clip(np.cumsum(rng.normal(0, 0.5, size=(frames, 2)), axis=0), -MARGIN, MARGIN)
     out = np.empty((frames, h, w, 3), np.uint8)
     for t in range(frames):
         mask = _mask(track, t, sw, sh)
@@ -225,7 +227,7 @@ def video_rng(seed: int, class_name: str, index: int) -> np.random.Generator:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output video root ROOT")
     parser.add_argument("--classes", nargs="+", choices=list(CLASSES), default=list(CLASSES))
-    parser.add_argument("--videos-per-class", type=int, default=12)
+    parser.add_argument("--videos-per-class", type=int, default=16)
     parser.add_argument("--frames", type=int, default=32, help="frames per video")
     parser.add_argument("--size", type=_parse_size, default=(96, 72), help="WxH, even numbers")
     parser.add_argument("--fps", type=float, default=12.0)

@@ -95,7 +95,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--dynamic-time",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="also leave T free (TensorRT then needs a T range in its profile)",
+        help="also leave T free (TensorRT engines still fix T at the exported length)",
     )
     group.add_argument("--opset", type=int, default=17)
     group.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (fp32)")

@@ -227,7 +227,8 @@ class TrtClassifier:
         self.path = Path(engine_path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such TensorRT engine")
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime
+        self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise ValueError(f"{self.path}: not an engine of this TensorRT version/GPU")

@@ -32,7 +32,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DepthSpec:
-    """blocks: residual blocks per stage; convs: convs per block; bottleneck: 1×1-3×3-1×1 blocks."""
+    """blocks: residual blocks per stage; convs: convs per block; bottleneck: 1×1-3×3-1×1."""
 
     blocks: tuple[int, int, int, int]
     convs: int
@@ -61,7 +61,7 @@ def _norm(channels: int, use_batch_norm: bool) -> nn.Module:
 
 
 class ConvUnit(nn.Module):
-    """conv → (BN) → optional ReLU: one counted layer. ``(N, C_in, H, W) → (N, C_out, H', W')``."""
+    """conv → (BN) → optional ReLU, one counted layer: ``(N, C_in, H, W) → (N, C_out, H', W')``."""
 
     def __init__(
         self,
@@ -141,7 +141,7 @@ class ResidualBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
     def layer_groups(self) -> list[nn.Module]:
-        """One group per counted conv; the shortcut projection goes with the last unit (same add)."""
+        """One group per counted conv; the shortcut projection joins the last unit (same sum)."""
         groups: list[nn.Module] = list(self.units[:-1])
         groups.append(nn.ModuleList([self.units[-1], self.shortcut]))
         return groups

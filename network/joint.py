@@ -71,6 +71,16 @@ class JointStreamNet(Classifier):
             if hasattr(stream, "set_epoch"):
                 stream.set_epoch(epoch)
 
+    def gate_pass_fraction(self) -> float | None:
+        """Mean of the streams' SRTG gate pass fractions; ``None`` when no gate ran."""
+        fractions = [
+            fraction
+            for stream in (self.rgb, self.flow)
+            if hasattr(stream, "gate_pass_fraction")
+            and (fraction := stream.gate_pass_fraction()) is not None
+        ]
+        return sum(fractions) / len(fractions) if fractions else None
+
 
 def _register(name: str, default_network: str, tags: tuple[str, ...]) -> None:
     def build(

@@ -76,7 +76,7 @@ class SqueezeRecursion(nn.Module):
         self.last_pass_fraction: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squeezed = x.mean(dim=(3, 4)).transpose(1, 2)  # (N, T, C)
+        squeezed = x.mean(dim=(3, 4)).transpose(1, 2).contiguous()  # (N, T, C)
         hidden, _ = self.recurrent(squeezed)
         scale = RECALIBRATIONS[self.recalibration](hidden).transpose(1, 2)[..., None, None]
         recalibrated = x * scale.to(x.dtype)

@@ -12,7 +12,6 @@ permuted copies and no loop over partitions or joints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +137,6 @@ class STGCN(Classifier):
         )
         self.num_features = width
         self.fcn = nn.Conv2d(width, num_classes, kernel_size=1)
-        self.register_load_state_dict_pre_hook(_check_stored_adjacency)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) → (N, F) features pooled over time, joints and persons."""
@@ -160,15 +158,16 @@ class STGCN(Classifier):
         self.num_classes = num_classes
         self.fcn = nn.Conv2d(self.num_features, num_classes, kernel_size=1).to(self.A.device)
 
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        _check_stored_adjacency(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
-def _check_stored_adjacency(
-    module: STGCN, state_dict: Mapping[str, Any], prefix: str, *args: Any
-) -> None:
+
+def _check_stored_adjacency(module: STGCN, state_dict: dict[str, Any], prefix: str) -> None:
     """Accept a reference checkpoint's persistent ``A`` only if it equals the configured graph."""
-    stored = state_dict.get(prefix + "A") if hasattr(state_dict, "get") else None
+    stored = state_dict.pop(prefix + "A", None)
     if stored is None:
         return
-    state_dict.pop(prefix + "A")  # type: ignore[attr-defined]
     if stored.shape != module.A.shape or not torch.allclose(
         stored.to(module.A), module.A, atol=1e-6
     ):

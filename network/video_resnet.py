@@ -141,7 +141,14 @@ class BasicBlock(_ResidualBlock):
     """Two convolutions of ``conv`` type; output ``planes`` channels."""
 
     def __init__(
-        self, in_planes: int, planes: int, *, conv: ConvType, stride: Stride3d, expansion: int, sr
+        self,
+        in_planes: int,
+        planes: int,
+        *,
+        conv: ConvType,
+        stride: Stride3d,
+        expansion: int,
+        sr: nn.Module,
     ) -> None:
         super().__init__(in_planes, planes, stride, sr)
         mid = _midplanes(in_planes, planes)
@@ -165,7 +172,14 @@ class Bottleneck(_ResidualBlock):
     """1×1×1 → ``conv`` → 1×1×1; output ``planes · expansion`` channels."""
 
     def __init__(
-        self, in_planes: int, planes: int, *, conv: ConvType, stride: Stride3d, expansion: int, sr
+        self,
+        in_planes: int,
+        planes: int,
+        *,
+        conv: ConvType,
+        stride: Stride3d,
+        expansion: int,
+        sr: nn.Module,
     ) -> None:
         super().__init__(in_planes, planes * expansion, stride, sr)
         mid = _midplanes(in_planes, planes)
@@ -232,22 +246,20 @@ class VideoResNet(PooledLinearClassifier):
         for index, (width, depth, conv) in enumerate(zip(widths, depths, convs)):
             conv_type, s = CONV_TYPES[conv], 1 if index == 0 else 2
             stride = (s if temporal_stride and conv_type.strides_time else 1, s, s)
-            blocks = []
-            for block_index in range(depth):
-                out_planes = width * (expansion if block == "bottleneck" else 1)
-                sr = SqueezeRecursion(out_planes, **sr_options) if sr_options else nn.Identity()
-                blocks.append(
-                    BLOCKS[block](
-                        in_planes,
-                        width,
-                        conv=conv_type,
-                        stride=stride if block_index == 0 else (1, 1, 1),
-                        expansion=expansion,
-                        sr=sr,
-                    )
+            out_planes = width * (expansion if block == "bottleneck" else 1)
+            blocks = [
+                BLOCKS[block](
+                    in_planes if block_index == 0 else out_planes,
+                    width,
+                    conv=conv_type,
+                    stride=stride if block_index == 0 else (1, 1, 1),
+                    expansion=expansion,
+                    sr=SqueezeRecursion(out_planes, **sr_options) if sr_options else nn.Identity(),
                 )
-                in_planes = out_planes
+                for block_index in range(depth)
+            ]
             self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
+            in_planes = out_planes
         self.num_features = in_planes
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_planes, num_classes)

@@ -71,11 +71,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes_equal_one_process(tmp_path):
-    context = mp.get_context("spawn")
-    results = context.SimpleQueue()
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "ddp"), results), nprocs=2, join=True)
+    # fork where there is one: the children inherit the imported modules (spawn re-imports torch).
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    results = mp.get_context(method).SimpleQueue()
+    args = (2, _free_port(), str(tmp_path / "ddp"), results)
+    mp.start_processes(_worker, args=args, nprocs=2, join=True, start_method=method)
     assert sorted(results.get() for _ in range(2)) == [(0, 3.0), (1, 3.0)]
     _train(tmp_path / "single", GLOBAL_BATCH)
     ddp_rows, single_rows = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "single")

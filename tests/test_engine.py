@@ -299,3 +299,16 @@ def test_pretrained_and_explicit_resume(tmp_path):
     resumed, summary, _ = _run(tmp_path, "c", "--end-epoch", "1", "--resume", str(source))
     assert summary["epoch"] == 1 and not (tmp_path / "c" / "latest.pth").exists()
     assert weights_equal(resumed.state_dict(), trained.state_dict())
+
+
+def test_regularization_loss_is_added(tmp_path):
+    def strong() -> ToyClassifier:
+        return ToyClassifier(dropout=0.0, reg=1.0)
+
+    plain, _, plain_rows = _run(
+        tmp_path, "plain", "--end-epoch", "1", model_fn=_no_dropout, val=False
+    )
+    regular, _, rows = _run(tmp_path, "reg", "--end-epoch", "1", model_fn=strong, val=False)
+    assert regular.body.weight.norm() < 0.8 * plain.body.weight.norm()
+    # The penalty is part of the reported loss.
+    assert rows[0]["train_loss"] > plain_rows[0]["train_loss"] + 0.5

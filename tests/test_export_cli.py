@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import cv2
 import numpy as np
@@ -150,3 +151,17 @@ def test_inference_with_the_wrong_family_or_input(exported, tmp_path, capsys) ->
     args = _parse(cli.add_ort_arguments, ["--onnx", str(exported["skeleton"]), "--input", "x.npy"])
     assert cli.run_ort(args, family="skeleton") == 2
     assert "x.npy: no such skeleton file" in capsys.readouterr().err
+
+
+def test_skeleton_deepstream_json_inference(exported, tmp_path, capsys) -> None:
+    rng = np.random.default_rng(2)
+    frames = [
+        {"batch_id": 0, "frame_num": i, "objects": [
+            {"object_id": 7, "pose3d": rng.uniform(1, 2, (34, 4)).ravel().tolist()}
+        ]}
+        for i in range(20)
+    ]  # fmt: skip
+    path = tmp_path / "poses.json"
+    path.write_text(json.dumps([{"num_frames_in_batch": 20, "batches": frames}]))
+    lines = _infer(capsys, "skeleton", exported["skeleton"], "--input", str(path))
+    assert len(lines) == 1 and lines[0].startswith(f"{path}[0] : ")

@@ -60,6 +60,9 @@ def test_read_order_duplicates_and_shape(stores, frames, kind):
 def test_png_folders_are_lossless_and_numpy_indices(stores, frames):
     store = open_store(stores["folders"])
     np.testing.assert_array_equal(store.read(np.arange(N)), frames)
+    rgb = sorted(p.name for p in (stores["folders"] / "rgb").iterdir())
+    assert rgb[0] == "000000.png" and rgb[-1] == f"{N - 1:06d}.png"
+    assert sorted(p.name for p in (stores["folders"] / "u").iterdir())[-1] == f"{N - 2:06d}.jpg"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "folders"])

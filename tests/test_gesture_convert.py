@@ -158,15 +158,25 @@ def _make_set(root: Path) -> None:
 
 
 def _specs(root: Path, **experiment: object) -> tuple[Path, Path]:
-    dataset = {"mount_dir_path": str(root), "kpi_users": ["u0"], "bbox_enlarge_ratio": 1.0,
-               "convert_bbox_square": True, "classes": ["ok", "fist"]}  # fmt: skip
+    dataset = {
+        "mount_dir_path": str(root),
+        "kpi_users": ["u0"],
+        "bbox_enlarge_ratio": 1.0,
+        "convert_bbox_square": True,
+        "classes": ["ok", "fist"],
+    }
     exp = {
         "set_list": {"train_val": ["data"], "kpi": ["data"]},
-        "uid_list": {"uid_name": "user_id", "predefined_val_users": False, "val_fraction": 0.25,
-                     "validation": [], "kpi": ["u1"]},
+        "uid_list": {
+            "uid_name": "user_id",
+            "predefined_val_users": False,
+            "val_fraction": 0.25,
+            "validation": [],
+            "kpi": ["u1"],
+        },
         "image_feature_filter": {"train_val": {"*": [{"location": "outdoor"}]}, "kpi": {}},
         "sampling": {"sampling_mode": "average", "use_class_weights": False, "class_weights": {}},
-    }  # fmt: skip
+    }
     exp.update(experiment)
     paths = (root / "dataset_config.json", root / "experiment.json")
     for path, spec in zip(paths, (dataset, exp)):

@@ -49,8 +49,9 @@ def test_synth_is_deterministic(synth_root: Path, tmp_path: Path) -> None:
 
 def test_drawn_box_covers_the_hand_pixels() -> None:
     canvas = np.zeros((100, 100, 3), np.uint8)
-    x, y, w, h = draw_hand(canvas, "stop", centre=(50, 60), size=30, angle=10, mirror=False,
-                           skin_bgr=(120, 160, 220))  # fmt: skip
+    x, y, w, h = draw_hand(
+        canvas, "stop", centre=(50, 60), size=30, angle=10, mirror=False, skin_bgr=(120, 160, 220)
+    )
     ys, xs = np.nonzero(canvas.any(axis=2))
     assert xs.min() >= x and xs.max() < x + w and ys.min() >= y and ys.max() < y + h
 
@@ -66,15 +67,21 @@ def _entries(root: Path, count: int) -> list[dict]:
 
 
 def test_crop_dataset_items(tmp_path: Path) -> None:
-    dataset = GestureCropDataset(_entries(tmp_path, 2), image_root=tmp_path,
-                                 class_names=GESTURE_CLASSES, image_size=(16, 24))  # fmt: skip
+    dataset = GestureCropDataset(
+        _entries(tmp_path, 2), image_root=tmp_path, class_names=GESTURE_CLASSES, image_size=(16, 24)
+    )
     assert len(dataset) == 1  # the missing crop is skipped
     inputs, target, sample_id = dataset[0]
     assert inputs.shape == (3, 16, 24) and inputs.dtype == torch.float32
     assert target == GESTURE_CLASSES.index("ok") and sample_id == 0
     assert torch.allclose(inputs[0], torch.ones(16, 24)) and inputs[2].max() < -0.99  # RGB order
-    gray = GestureCropDataset(_entries(tmp_path, 1), image_root=tmp_path,
-                              class_names=["ok"], image_size=(8, 8), gray_scale=True)  # fmt: skip
+    gray = GestureCropDataset(
+        _entries(tmp_path, 1),
+        image_root=tmp_path,
+        class_names=["ok"],
+        image_size=(8, 8),
+        gray_scale=True,
+    )
     assert gray[0][0].shape == (1, 8, 8)
 
 

@@ -82,6 +82,14 @@ def test_top5_with_more_classes_counts_rank():
     assert result.mean_class_accuracy == pytest.approx(1 / 3)
 
 
+def test_ties_rank_like_argmax():
+    acc = ScoreAccumulator(3)
+    acc.update(torch.zeros(3, 3), [0, 1, 2], [0, 1, 2])  # constant scores: argmax says class 0
+    result = acc.result()
+    assert result.clip_top1 == result.video_top1 == pytest.approx(1 / 3)
+    np.testing.assert_array_equal(result.confusion, [[1, 0, 0], [1, 0, 0], [1, 0, 0]])
+
+
 def test_bad_input_is_rejected_clearly():
     acc = ScoreAccumulator(3)
     with pytest.raises(ValueError, match=r"shape \(B, 3\)"):

@@ -77,6 +77,14 @@ def test_schedule_without_lr_steps_splits_the_whole_run():
     assert schedule.finetune_start is None
 
 
+@pytest.mark.parametrize(
+    ("epochs", "phases"),
+    [(4, (0, 1, 2, 3)), (5, (0, 0, 1, 2, 3)), (2, (0, 3)), (1, (3,))],
+)
+def test_short_stages_keep_every_phase_and_always_the_full_shape(epochs, phases):
+    assert MultigridSchedule.from_lr_steps([], epochs, [8, 4, 2, 1]).phases == phases
+
+
 @pytest.mark.parametrize("long_cycles", [True, False])
 def test_last_lr_stage_is_a_base_shape_finetune(long_cycles):
     sampler = _sampler(long_cycles=long_cycles)  # lr steps 4, 8; 10 epochs
@@ -192,6 +200,8 @@ def test_long_cycles_need_a_schedule_and_ranks_are_checked():
         )
     with pytest.raises(ValueError, match="ranks"):
         _sampler(num_samples=1, world_size=2)
+    with pytest.raises(ValueError, match="base_batch"):
+        _sampler(base_batch=0)
 
 
 class _ShapeDataset(Dataset):

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data import prepare
-from data.ffmpeg_io import VideoDecodeError, parse_stream_info, probe, read_video
+from data.ffmpeg_io import VideoDecodeError, ffmpeg_exe, parse_stream_info, probe, read_video
 from data.flow import FlowStream, flow_to_uv, iter_flow_uv
 from data.framestore import open_store, partial_dir
-from tests.video_fixtures import make_frames, make_video
+from tests.video_fixtures import make_frames, make_video, make_zero_frame_video
 
 N = 12
 
@@ -90,9 +91,19 @@ def test_bad_inputs_are_reported_and_skipped(tmp_path):
     (src / "bad").mkdir()
     data = (src / "good" / "name with spaces ü.mp4").read_bytes()
     (src / "bad" / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    plain = make_video(tmp_path / "plain.mp4", make_frames(30, 48, 64))
+    faststart = tmp_path / "faststart.mp4"  # index first: a cut file still opens
+    subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(plain), "-c", "copy",
+         "-movflags", "+faststart", str(faststart)],
+        check=True,
+    )  # fmt: skip
+    cut = faststart.read_bytes()
+    (src / "bad" / "cut.mp4").write_bytes(cut[: len(cut) // 2])
     (src / "bad" / "fake.avi").write_text("not a video")
     (src / "bad" / "readme.txt").write_text("notes")
-    (src / "bad" / "zero.mkv").write_bytes(b"")
+    (src / "bad" / "empty.mkv").write_bytes(b"")
+    make_zero_frame_video(src / "bad" / "zero.avi")
     os.close(os.open(os.fsencode(src / "bad") + b"/\xff\xfe.mp4", os.O_CREAT | os.O_WRONLY))
     (src / "empty_class").mkdir()
     (src / "stray.mp4").write_bytes(data)
@@ -101,16 +112,25 @@ def test_bad_inputs_are_reported_and_skipped(tmp_path):
     assert run_prepare(src, out, "--workers", "2", "--height", "32") == 1
     report = summary(out)
     assert report["good/name with spaces ü.mp4"][0] == "written"
-    for name in ("bad/truncated.mp4", "bad/fake.avi", "bad/zero.mkv"):
+    for name in (
+        "bad/truncated.mp4",
+        "bad/cut.mp4",
+        "bad/fake.avi",
+        "bad/empty.mkv",
+        "bad/zero.avi",
+    ):
         status, reason = report[name]
         assert status == "failed" and name.split("/")[1] in reason
+    assert "no frames decoded" in report["bad/zero.avi"][1]
+    assert "truncated, decoded" in report["bad/cut.mp4"][1]
     assert report["bad/readme.txt"] == ("skipped", "not a video file")
     assert report["empty_class/"][0] == "skipped"
     assert report["stray.mp4"][0] == "skipped"
     assert any("UTF-8" in reason for _, reason in report.values())
     assert "splits/" not in report
     assert open_store(out / "jpg" / "good" / "name with spaces ü").num_frames() == 6
-    assert sorted(p.name for p in (out / "jpg").iterdir()) == ["good"]
+    assert [p.parent.parent.name for p in (out / "jpg").glob("*/*/frames.db")] == ["good"]
+    assert not list((out / "jpg").glob("*/.*"))  # no partial leftovers
 
 
 def test_resume_skips_complete_and_redoes_partial(src, tmp_path):

@@ -21,12 +21,6 @@ def run_synth(out, *extra: str) -> int:
     return synth_video.run(parser.parse_args(["--out", str(out), *extra]))
 
 
-def object_mask(video: np.ndarray) -> np.ndarray:
-    """Pixels that differ strongly from the per-pixel median over time ~ the object."""
-    gray = video.astype(np.float32).mean(axis=-1)
-    return np.abs(gray - np.median(gray, axis=0)) > 40
-
-
 def test_render_is_deterministic_and_seeded():
     a = render_video("grow", video_rng(0, "grow", 3), **SMALL)
     b = render_video("grow", video_rng(0, "grow", 3), **SMALL)
@@ -44,52 +38,62 @@ def test_every_class_renders_a_visible_object(class_name):
     assert video.std() > 10
 
 
-def _centroid_x(video: np.ndarray) -> np.ndarray:
-    mask = object_mask(video)
-    xs = np.arange(video.shape[2])[None, None, :]
-    return (mask * xs).sum(axis=(1, 2)) / np.maximum(mask.sum(axis=(1, 2)), 1)
+def track(class_name: str, index: int, frames: int = 32, size=(96, 72)):
+    return CLASSES[class_name](video_rng(0, class_name, index), frames, *size)
 
 
-def _area(video: np.ndarray) -> np.ndarray:
-    return object_mask(video).sum(axis=(1, 2))
-
-
-@pytest.mark.parametrize("index", range(3))
-def test_motion_pairs_move_as_named(index):
-    size = (96, 72)
-    left = render_video("move_left", video_rng(0, "move_left", index), size=size)
-    right = render_video("move_right", video_rng(0, "move_right", index), size=size)
-    assert _centroid_x(left)[-4:].mean() < _centroid_x(left)[:4].mean() - 20
-    assert _centroid_x(right)[-4:].mean() > _centroid_x(right)[:4].mean() + 20
-    grow = _area(render_video("grow", video_rng(0, "grow", index), size=size))
-    shrink = _area(render_video("shrink", video_rng(0, "shrink", index), size=size))
-    assert grow[-1] > 3 * grow[0] and shrink[0] > 3 * shrink[-1]
+@pytest.mark.parametrize("index", range(4))
+def test_tracks_follow_class_semantics(index):
+    w = 96
+    left, right = track("move_left", index), track("move_right", index)
+    assert left.x[-1] < left.x[0] - 0.5 * w and right.x[-1] > right.x[0] + 0.5 * w
+    grow, shrink = track("grow", index), track("shrink", index)
+    assert grow.scale[-1] > 2.4 * grow.scale[0] and shrink.scale[0] > 2.4 * shrink.scale[-1]
+    assert np.all(np.diff(track("rotate_clockwise", index).angle) > 5)
+    assert np.all(np.diff(track("rotate_anticlockwise", index).angle) < -5)
+    appear, disappear = track("appear", index), track("disappear", index)
+    assert appear.alpha[0] == 0 and appear.alpha[-1] == 1 and np.all(np.diff(appear.alpha) >= 0)
+    assert disappear.alpha[0] == 1 and disappear.alpha[-1] == 0
+    assert track("wobble_star", index).shape == "star"
+    assert track("wobble_ring", index).shape == "ring"
+    for name in list(CLASSES)[:8]:
+        assert track(name, index).shape in synth_video.MOTION_SHAPES
 
 
 def test_left_and_right_cover_the_same_positions():
     """Position alone does not give the direction away: left-movers start where right-movers
-    end."""
-    starts_left = [
-        _centroid_x(render_video("move_left", video_rng(0, "move_left", i)))[0] for i in range(8)
-    ]
-    ends_right = [
-        _centroid_x(render_video("move_right", video_rng(0, "move_right", i)))[-1] for i in range(8)
-    ]
-    assert abs(np.mean(starts_left) - np.mean(ends_right)) < 15
+    end, and the other way round."""
+    lefts = np.array([track("move_left", i).x for i in range(16)])
+    rights = np.array([track("move_right", i).x for i in range(16)])
+    assert abs(lefts[:, 0].mean() - rights[:, -1].mean()) < 4
+    assert abs(lefts[:, -1].mean() - rights[:, 0].mean()) < 4
 
 
-def test_rotation_direction():
-    cw = render_video("rotate_clockwise", video_rng(0, "rotate_clockwise", 0), frames=8)
-    acw = render_video("rotate_anticlockwise", video_rng(0, "rotate_anticlockwise", 0), frames=8)
-    for video, sign in ((cw, 1), (acw, -1)):
-        mask = object_mask(video)
-        angles = []
-        for m in mask[[0, 1]]:
-            ys, xs = np.nonzero(m)
-            cov = np.cov(np.stack([xs, ys]))
-            angles.append(0.5 * np.degrees(np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])))
-        turn = (angles[1] - angles[0] + 90) % 180 - 90
-        assert sign * turn > 2  # principal axis turns the named way (y points down)
+def _moments(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Area, centroid x, y and principal-axis angle (degrees, y down) of a coverage mask."""
+    ys, xs = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]]
+    area = mask.sum()
+    cx, cy = (mask * xs).sum() / area, (mask * ys).sum() / area
+    cxx, cyy = (mask * (xs - cx) ** 2).sum(), (mask * (ys - cy) ** 2).sum()
+    cxy = (mask * (xs - cx) * (ys - cy)).sum()
+    return area, cx, cy, 0.5 * np.degrees(np.arctan2(2 * cxy, cxx - cyy))
+
+
+def test_rendered_object_follows_its_track():
+    t = synth_video.Track(
+        x=np.array([30.0, 50.0]),
+        y=np.array([40.0, 30.0]),
+        scale=np.array([10.0, 20.0]),
+        angle=np.array([0.0, 20.0]),
+        alpha=np.ones(2),
+        shape="bar",
+    )
+    (a0, x0, y0, ang0), (a1, x1, y1, ang1) = (
+        _moments(synth_video._mask(t, i, 96, 72)) for i in (0, 1)
+    )
+    assert abs(x0 - 30) < 0.5 and abs(y0 - 40) < 0.5 and abs(x1 - 50) < 0.5 and abs(y1 - 30) < 0.5
+    assert 3.5 < a1 / a0 < 4.5  # area grows with scale squared
+    assert abs(ang0) < 1 and abs(ang1 - 20) < 2  # +angle turns clockwise on screen (y down)
 
 
 def test_synth_command_writes_videos_and_splits(tmp_path):

@@ -16,7 +16,7 @@ from network.mtnet import MTConv, temporal_cossim_pool
 from network.resnet2d import init_from_imagenet
 from network.softpool import soft_pool3d
 from network.srtg import SqueezeRecursion, cycle_consistent
-from network.summary import summarize
+from network.summary import count_macs, main, summarize
 from network.weights import load_pretrained
 
 
@@ -282,3 +282,20 @@ def test_joint_from_two_checkpoints_with_other_class_counts(tmp_path):
     with torch.no_grad():
         logits = joint(torch.randn(2, 3, 4, 32, 32), torch.randn(2, 8, 32, 32))
     assert logits.shape == (2, 3)
+
+
+# --- Summary tool -------------------------------------------------------------------------------
+
+
+def test_meta_mac_count_equals_a_real_forward():
+    model = build_model("srtg_r3d_tiny", num_classes=4).eval()
+    real, _ = count_macs(model, (torch.randn(1, 3, 8, 32, 32),))
+    assert real == summarize("srtg_r3d_tiny", frames=8, size=32, num_classes=4).macs_per_clip
+    assert real > 16 * 8 * 16 * 16 * 3 * 3 * 7 * 7  # at least the stem conv's MACs
+
+
+def test_summary_cli_prints_a_table(capsys):
+    assert main(["r3d_tiny", "joint_tiny", "--frames", "8", "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "| r3d_tiny | 0.96 |" in out and "| joint_tiny |" in out
+    assert main([]) == 2

@@ -6,11 +6,12 @@ puts the repository root on ``sys.path``).
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from data.ffmpeg_io import write_video
+from data.ffmpeg_io import ffmpeg_exe, write_video
 from data.framestore import FrameDBWriter, FrameFolderWriter
 
 
@@ -42,6 +43,17 @@ def make_video(path: Path, frames: np.ndarray | None = None, *, fps: float = 10.
     """Encode ``frames`` (default :func:`make_frames`) as an mp4 at ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_video(path, make_frames() if frames is None else frames, fps=fps)
+
+
+def make_zero_frame_video(path: Path) -> Path:
+    """A valid AVI container whose video stream holds no frame."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", "color=c=red:s=32x32:d=1", "-frames:v", "0", "-c:v", "mpeg4", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
 
 
 def _fill(writer, frames: np.ndarray, u: np.ndarray | None, v: np.ndarray | None) -> None:
@@ -77,7 +89,7 @@ def make_tao_folder(
     v: np.ndarray | None = None,
     image_format: str = "png",
 ) -> Path:
-    """Write the TAO layout ``video_dir/{rgb,u,v}/000001.<ext> ...``."""
+    """Write the TAO layout ``video_dir/{rgb,u,v}/000000.<ext> ...``."""
     with FrameFolderWriter(video_dir, image_format=image_format) as writer:
         _fill(writer, frames, u, v)
     return video_dir

@@ -236,8 +236,15 @@ def load_model(
             f"{path}: checkpoint of family {stored!r} ({state.get('network')}), "
             f"this command needs a {family!r} model"
         )
+    # Files named in the kwargs (stream or ImageNet initialisations) were read at training time
+    # and their tensors are in the checkpoint; they need not exist where the model is rebuilt.
+    kwargs = {
+        key: value
+        for key, value in dict(state.get("network_kwargs") or {}).items()
+        if "pretrained" not in key
+    }
     try:
-        model = build_model(state["network"], **dict(state.get("network_kwargs") or {}))
+        model = build_model(state["network"], **kwargs)
     except KeyError as error:
         raise ValueError(f"{path}: {error.args[0]}") from None
     model.load_state_dict(state["model"])

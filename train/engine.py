@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -36,10 +35,11 @@ from train.distributed import (
     init_distributed,
     reduce_across_processes,
 )
+from train.evaluation import evaluate, evaluate_loader, predict
 from train.history import RunHistory, plot_curves
 from train.loaders import build_eval_loader, build_train_loader, multigrid_enabled, set_loader_epoch
 from train.logs import log_to_file
-from train.metrics import EvalResult, ScoreAccumulator, save_confusion, tao_report
+from train.metrics import EvalResult
 from train.monitor import SpeedMonitor
 from train.multigrid import BN_BASE_SIZE, sub_batch_norm
 from train.optim import build_optimizer, parameter_groups
@@ -202,17 +202,27 @@ def _setup(
         progress=progress,
         history=RunHistory(run_dir, tensorboard=args.tensorboard) if info.rank == 0 else None,
     )
+    _announce(ctx, len(train_set))
+    return ctx
+
+
+def _announce(ctx: _Context, num_items: int) -> None:
+    """Refuse a loader without batches; log what is about to be trained."""
+    if len(ctx.train_loader) == 0:
+        raise ValueError(
+            f"the training set ({num_items} items) gives no batch of {ctx.args.batch_size} "
+            f"on each of {ctx.info.world_size} process(es)"
+        )
     log.info(
         "training %s: %d train items, %d steps/epoch, %s, epochs %d..%d, output %s",
-        getattr(model, "network_name", type(model).__name__),
-        len(train_set),
+        getattr(ctx.plain, "network_name", type(ctx.plain).__name__),
+        num_items,
         len(ctx.train_loader),
-        precision.describe(),
-        progress.epoch + 1,
-        args.end_epoch,
-        run_dir,
+        ctx.precision.describe(),
+        ctx.progress.epoch + 1,
+        ctx.args.end_epoch,
+        ctx.run_dir,
     )
-    return ctx
 
 
 def _load_pretrained(model: nn.Module, path: str) -> None:
@@ -291,7 +301,7 @@ def _run_epoch(ctx: _Context, epoch: int) -> dict[str, Any]:
     improved = False
     if ctx.val_loader is not None and due:
         # The unwrapped module: DDP would sync buffers in forward, but ranks hold unequal shards.
-        result = _evaluate_loader(
+        result = evaluate_loader(
             ctx.plain,
             ctx.val_loader,
             info=ctx.info,
@@ -555,9 +565,10 @@ def _log_step(
     remaining_epochs = ctx.args.end_epoch - epoch - 1
     eta = elapsed / (index + 1) * ((num_batches - index - 1) + remaining_epochs * num_batches)
     shape = tuple((inputs[0] if isinstance(inputs, tuple | list) else inputs).shape)
+    gate = _gate_pass_fraction(ctx.plain)
     log.info(
         "Epoch[%d/%d] Iter[%d/%d] loss %.4f top-1 %.3f top-5 %.3f lr %.3e batch %s "
-        "ETA %s mem %s %s",
+        "ETA %s mem %s %s%s",
         epoch + 1,
         ctx.args.end_epoch,
         index + 1,
@@ -570,47 +581,25 @@ def _log_step(
         _format_duration(eta),
         ctx.precision.memory(),
         monitor.format(),
+        "" if gate is None else f" gate-pass {gate:.2f}",
     )
     if ctx.history is not None:
-        step = ctx.progress.step
-        ctx.history.scalars({"train/loss": loss, "train/top1": top1, "train/lr": lr}, step)
+        scalars = {"train/loss": loss, "train/top1": top1, "train/lr": lr}
+        if gate is not None:
+            scalars["train/gate_pass_fraction"] = gate
+        ctx.history.scalars(scalars, ctx.progress.step)
+
+
+def _gate_pass_fraction(model: nn.Module) -> float | None:
+    """SRTG: the share of the last batch that the temporal gates let through (None: no gates)."""
+    fraction = getattr(model, "gate_pass_fraction", None)
+    return fraction() if callable(fraction) else None
 
 
 def _format_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     hours, rest = divmod(seconds, 3600)
     return f"{hours:d}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-@torch.no_grad()
-def _evaluate_loader(
-    model: nn.Module,
-    loader: DataLoader,
-    *,
-    info: DistInfo,
-    precision: Precision,
-    channels_last: bool,
-    num_classes: int,
-    desc: str,
-) -> EvalResult:
-    """Scores of every clip, gathered over processes; clip- and video-level metrics."""
-    from tqdm import tqdm
-
-    criterion = nn.CrossEntropyLoss(reduction="none")
-    accumulator = ScoreAccumulator(num_classes)
-    model.eval()
-    for inputs, targets, sample_ids in tqdm(
-        loader, desc=desc, leave=False, disable=info.rank != 0, dynamic_ncols=True
-    ):
-        inputs = move_to_device(inputs, info.device, channels_last=channels_last)
-        with precision.autocast():
-            logits = forward_model(model, inputs).float()
-        targets = torch.as_tensor(targets)
-        known = bool((targets >= 0).all())
-        losses = criterion(logits, targets.to(logits.device)) if known else None
-        accumulator.update(logits, targets, sample_ids, loss=losses)
-    accumulator.gather()
-    return accumulator.result()
 
 
 def _finish(ctx: _Context) -> None:
@@ -625,70 +614,3 @@ def _finish(ctx: _Context) -> None:
         ctx.progress.best_epoch,
         ctx.run_dir,
     )
-
-
-def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
-    args: argparse.Namespace,
-    *,
-    class_names: Sequence[str],
-    output_dir: str | Path | None = None,
-    collate_fn: Callable | None = None,
-) -> EvalResult:
-    """Clip- and video-level evaluation (scores averaged per ``sample_id`` across batches).
-
-    With ``output_dir`` (rank 0): ``confusion.csv``/``confusion.png`` and ``evaluation.txt`` (the
-    TAO printout, also logged). Each process evaluates a disjoint shard under torchrun.
-    """
-    info = init_distributed(args.device)
-    model = model.to(info.device)
-    if args.channels_last:
-        to_channels_last(model)
-    loader = build_eval_loader(dataset, args, info, collate_fn=collate_fn)
-    result = _evaluate_loader(
-        model,
-        loader,
-        info=info,
-        precision=Precision.from_args(args, info.device),
-        channels_last=args.channels_last,
-        num_classes=len(class_names),
-        desc="evaluate",
-    )
-    if info.rank == 0:
-        report = tao_report(result, list(class_names))
-        log.info("evaluation\n%s", report)
-        if output_dir is not None:
-            out = Path(output_dir)
-            save_confusion(result, list(class_names), out)
-            (out / "evaluation.txt").write_text(report + "\n", encoding="utf-8")
-    return result
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    dataset: Dataset,
-    args: argparse.Namespace,
-    *,
-    collate_fn: Callable | None = None,
-) -> dict[int, np.ndarray]:
-    """Mean softmax probabilities (K,) per ``sample_id`` over all its clips (targets ignored)."""
-    from tqdm import tqdm
-
-    info = init_distributed(args.device)
-    model = model.to(info.device).eval()
-    precision = Precision.from_args(args, info.device)
-    loader = build_eval_loader(dataset, args, info, collate_fn=collate_fn)
-    accumulator: ScoreAccumulator | None = None
-    for inputs, _targets, sample_ids in tqdm(loader, desc="predict", disable=info.rank != 0):
-        inputs = move_to_device(inputs, info.device, channels_last=args.channels_last)
-        with precision.autocast():
-            logits = forward_model(model, inputs).float()
-        accumulator = accumulator or ScoreAccumulator(logits.shape[1])
-        accumulator.update(logits, torch.zeros(len(sample_ids), dtype=torch.long), sample_ids)
-    if accumulator is None:
-        return {}
-    accumulator.gather()
-    ids, probs = accumulator.video_scores()
-    return {int(i): p for i, p in zip(ids, probs)}

@@ -238,8 +238,9 @@ def _topk_accuracy(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
     """Fraction of rows whose target is among the k highest scores (k capped at K)."""
     k = min(k, scores.shape[1])
     target_scores = np.take_along_axis(scores, targets[:, None], axis=1)
-    # Rank = number of classes scoring strictly higher; ties count in the target's favour.
-    rank = (scores > target_scores).sum(axis=1)
+    # Ties rank the lower class index first, as argmax does: constant scores are not all right.
+    tied_before = (scores == target_scores) & (np.arange(scores.shape[1]) < targets[:, None])
+    rank = ((scores > target_scores) | tied_before).sum(axis=1)
     return float((rank < k).mean())
 
 

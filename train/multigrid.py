@@ -95,6 +95,11 @@ def long_cycle_shapes(
 
     B=48, T=16, S=224 → (384, 4, 158), (192, 8, 158), (96, 8, 224), (48, 16, 224).
     """
+    if min(base_batch, base_frames, base_size, size_multiple) < 1:
+        raise ValueError(
+            "base_batch, base_frames, base_size and size_multiple must be >= 1, got "
+            f"{base_batch}, {base_frames}, {base_size}, {size_multiple}"
+        )
     shapes = []
     for frames_factor, size_factor in LONG_CYCLE_FACTORS:
         frames = max(1, round(base_frames * frames_factor))
@@ -127,6 +132,21 @@ def cycle_shapes(
     return short_cycle_shapes(long_shape, base_size, size_multiple=size_multiple)
 
 
+def _phase_offsets(epochs: int, cumulative: Sequence[float]) -> list[int]:
+    """First epoch of each phase within a stage of ``epochs`` epochs: ∝ ``cumulative`` weights,
+    at least one epoch per phase when there are enough, and always one at the full shape."""
+    offsets, previous = [0], 0
+    for phase, fraction in enumerate(cumulative[:-1]):
+        later_phases = len(cumulative) - 1 - phase
+        if epochs > later_phases:
+            offset = min(max(round(epochs * fraction), previous + 1), epochs - later_phases)
+        else:  # too short for every phase: skip the smallest shapes, keep the full one
+            offset = min(round(epochs * fraction), epochs - 1)
+        offsets.append(max(offset, previous))
+        previous = offsets[-1]
+    return offsets
+
+
 @dataclass(frozen=True)
 class MultigridSchedule:
     """The long-cycle phase (0..3, 3 = full shape) of every epoch ``0 .. len(phases) - 1``;
@@ -152,7 +172,7 @@ class MultigridSchedule:
         phases = [FULL_PHASE] * end_epoch
         cumulative = [sum(phase_weights[: i + 1]) / sum(phase_weights) for i in range(4)]
         for start, end in split_stages:
-            phase_starts = [start] + [start + round((end - start) * c) for c in cumulative[:-1]]
+            phase_starts = [start + offset for offset in _phase_offsets(end - start, cumulative)]
             for phase, (first, last) in enumerate(zip(phase_starts, [*phase_starts[1:], end])):
                 phases[first:last] = [phase] * (last - first)
         finetune_start = stages[-1][0] if len(stages) > 1 else None
