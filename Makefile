@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) train_hmdb.py demo --out demo_out
 
 test: $(STAMP)
-	OMP_NUM_THREADS=2 $(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

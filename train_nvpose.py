@@ -211,13 +211,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((token for token in argv if not token.startswith("-")), "")
     spec_map = {**SPEC_MAP, **COMMAND_SPEC_MAP.get(command, {})}
-    args = resolve_args(get_args_parser(), argv, spec_map)
-    for name, value in vars(args).items():
-        # train.config wraps spec booleans of --x/--no-x flags (nargs=0) in a list: [False]
-        # would read as true. Unwrap until train.config treats nargs=0 as a single value.
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], bool):
-            setattr(args, name, value[0])
-    return args
+    return resolve_args(get_args_parser(), argv, spec_map)
 
 
 # ----------------------------------------------------------------------------- helpers

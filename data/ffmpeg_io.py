@@ -111,16 +111,24 @@ def _probe_ffprobe(path: Path, exe: str) -> VideoInfo:
         raise VideoDecodeError(f"{path}: no video stream")
     s = streams[0]
     num, _, den = s.get("avg_frame_rate", "0/1").partition("/")
-    fps = float(num) / float(den or 1) if float(den or 1) else 0.0
-    duration = float(s.get("duration") or info.get("format", {}).get("duration") or 0.0)
-    frames = int(s.get("nb_frames") or round(duration * fps))
+    fps = _number(num) / _number(den) if _number(den) else 0.0
+    duration = _number(s.get("duration")) or _number(info.get("format", {}).get("duration"))
+    frames = int(_number(s.get("nb_frames"))) or round(duration * fps)
     width, height = int(s["width"]), int(s["height"])
-    rotation = int(float(s.get("tags", {}).get("rotate", 0)))
+    rotation = _number(s.get("tags", {}).get("rotate"))
     for side in s.get("side_data_list", []):
-        rotation = int(float(side.get("rotation", rotation)))
-    if rotation % 180:
+        rotation = _number(side.get("rotation", rotation))
+    if round(rotation) % 180:
         width, height = height, width
     return VideoInfo(fps=fps, width=width, height=height, num_frames=frames, duration=duration)
+
+
+def _number(value: object) -> float:
+    """ffprobe fields are strings, sometimes "N/A" or missing: those count as 0."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 _STREAM_RE = re.compile(r"Stream #\S+.*?: Video: (?P<rest>.*)")

@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,7 @@ SHAPES = {
     "ring": _CIRCLE,
 }
 MOTION_SHAPES = ("triangle", "bar", "pacman", "arrow")
+ELONGATED_SHAPES = ("bar", "arrow", "triangle")
 
 
 @dataclass
@@ -72,14 +75,15 @@ class Track:
 
 
 def _base(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
-    """A roughly static object: random place, size, orientation, slow drift and spin."""
+    """A roughly static object: random place, size and orientation, slow drift, no spin (so only
+    the rotation classes turn)."""
     t = np.arange(f, dtype=np.float64)
     drift = rng.uniform(-0.04, 0.04, size=2) * (w, h) / max(1, f - 1)
     return Track(
         x=rng.uniform(0.35, 0.65) * w + drift[0] * t,
         y=rng.uniform(0.35, 0.65) * h + drift[1] * t,
         scale=np.full(f, rng.uniform(0.2, 0.28) * h),
-        angle=rng.uniform(0, 360) + rng.uniform(-1.0, 1.0) * t,
+        angle=np.full(f, rng.uniform(0, 360)),
         alpha=np.ones(f),
         shape=str(rng.choice(MOTION_SHAPES)),
     )
@@ -99,7 +103,7 @@ def _move(direction: int) -> Callable[[np.random.Generator, int, int, int], Trac
 def _zoom(grow: bool) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
-        small, ratio = rng.uniform(0.1, 0.13) * h, rng.uniform(2.5, 3.5)
+        small, ratio = rng.uniform(0.09, 0.12) * h, rng.uniform(3.0, 4.0)
         exponent = np.linspace(0, 1, f) if grow else np.linspace(1, 0, f)
         tr.scale = small * ratio**exponent
         return tr
@@ -110,9 +114,12 @@ def _zoom(grow: bool) -> Callable[[np.random.Generator, int, int, int], Track]:
 def _rotate(sign: int) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
-        # Degrees per frame for a 32-frame video; a shorter video turns faster.
-        speed = rng.uniform(7.0, 11.0) * 32 / f
+        # Degrees per frame for a 32-frame video; a shorter video turns faster. Larger,
+        # elongated shapes: the tips then move several pixels per frame even at 48 px.
+        speed = rng.uniform(10.0, 14.0) * 32 / f
         tr.angle = rng.uniform(0, 360) + sign * speed * np.arange(f)
+        tr.scale = np.full(f, rng.uniform(0.28, 0.36) * h)
+        tr.shape = str(rng.choice(ELONGATED_SHAPES))
         return tr
 
     return track
@@ -133,10 +140,11 @@ def _wobble(shape: str) -> Callable[[np.random.Generator, int, int, int], Track]
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
         t = np.arange(f)
-        amp, period = rng.uniform(0.03, 0.06) * w, rng.uniform(8, 14)
+        amp, period = rng.uniform(0.05, 0.08) * w, rng.uniform(6, 10)
         phase = rng.uniform(0, 2 * math.pi, size=2)
         tr.x = tr.x + amp * np.sin(2 * math.pi * t / period + phase[0])
         tr.y = tr.y + amp * np.sin(2 * math.pi * t / period + phase[1])
+        tr.scale = np.full(f, rng.uniform(0.26, 0.32) * h)
         tr.shape = shape
         return tr
 
@@ -227,12 +235,13 @@ def video_rng(seed: int, class_name: str, index: int) -> np.random.Generator:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output video root ROOT")
     parser.add_argument("--classes", nargs="+", choices=list(CLASSES), default=list(CLASSES))
-    parser.add_argument("--videos-per-class", type=int, default=16)
+    parser.add_argument("--videos-per-class", type=int, default=24)
     parser.add_argument("--frames", type=int, default=32, help="frames per video")
     parser.add_argument("--size", type=_parse_size, default=(96, 72), help="WxH, even numbers")
     parser.add_argument("--fps", type=float, default=12.0)
     parser.add_argument("--test-fraction", type=float, default=0.25, help="val share per split")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -249,10 +258,16 @@ def run(args: argparse.Namespace) -> int:
     """Write the videos and split files; returns 0."""
     names = {c: [f"{c}_{i:03d}.mp4" for i in range(args.videos_per_class)] for c in args.classes}
     jobs = [(c, i, name) for c in args.classes for i, name in enumerate(names[c])]
-    for class_name, index, name in tqdm(jobs, desc="synth", unit="video", dynamic_ncols=True):
+
+    def make(job: tuple[str, int, str]) -> None:
+        class_name, index, name = job
         rng = video_rng(args.seed, class_name, index)
         frames = render_video(class_name, rng, frames=args.frames, size=args.size)
         write_video(args.out / class_name / name, frames, fps=args.fps)
+
+    # Threads suffice: encoding runs in ffmpeg processes and OpenCV/numpy release the GIL.
+    with ThreadPoolExecutor(max(1, args.workers)) as pool:
+        list(tqdm(pool.map(make, jobs), total=len(jobs), desc="synth", unit="video"))
     write_splits(args.out / "splits", names, args.test_fraction, args.seed)
     log.info(
         "synth: %d videos in %d classes (%d frames, %dx%d) under %s",

@@ -133,3 +133,18 @@ def test_args_yaml_round_trip(tmp_path, spec_file):
     written = yaml.safe_load(path.read_text())
     assert written["lr_steps"] == [3, 4] and written["clip_length"] == 3
     assert "handler" not in written and written["experiment_spec"] == str(spec_file)
+
+
+def test_spec_boolean_for_a_no_flag_is_a_single_value(tmp_path):
+    """``--x/--no-x`` flags (nargs=0) take a spec boolean as is: ``false`` must not become ``[False]``."""
+    import argparse
+
+    from train.config import resolve_args
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("model:\n  edge_importance: false\n", encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-e", "--experiment-spec")
+    parser.add_argument("--edge-importance", action=argparse.BooleanOptionalAction, default=True)
+    args = resolve_args(parser, ["-e", str(spec)], {"model.edge_importance": "edge_importance"})
+    assert args.edge_importance is False

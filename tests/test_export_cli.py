@@ -165,3 +165,11 @@ def test_skeleton_deepstream_json_inference(exported, tmp_path, capsys) -> None:
     path.write_text(json.dumps([{"num_frames_in_batch": 20, "batches": frames}]))
     lines = _infer(capsys, "skeleton", exported["skeleton"], "--input", str(path))
     assert len(lines) == 1 and lines[0].startswith(f"{path}[0] : ")
+
+
+def test_add_subcommands_wires_the_family(tmp_path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_subcommands(parser.add_subparsers(dest="command"), family="gesture")
+    args = parser.parse_args(["export", "--checkpoint", str(tmp_path / "missing.pth")])
+    assert args.func(args) == 2 and "missing.pth" in capsys.readouterr().err
+    assert parser.parse_args(["trt-engine", "--onnx", "m.onnx"]).precision == "fp16"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import prepare
+from data import ffmpeg_io, prepare
 from data.ffmpeg_io import VideoDecodeError, ffmpeg_exe, parse_stream_info, probe, read_video
 from data.flow import FlowStream, flow_to_uv, iter_flow_uv
 from data.framestore import open_store, partial_dir
@@ -211,3 +211,25 @@ def test_flow_direction(method):
     assert np.median(u[centre]) > 180 and abs(float(np.median(v[centre])) - 128) < 16
     with pytest.raises(ValueError, match="unknown flow method"):
         FlowStream(method="tvl1")
+
+
+def test_probe_with_ffprobe_output(src, monkeypatch):
+    canned = {
+        "streams": [
+            {"codec_type": "audio"},
+            {
+                "codec_type": "video",
+                "width": 640,
+                "height": 360,
+                "avg_frame_rate": "30000/1001",
+                "nb_frames": "N/A",
+                "side_data_list": [{"rotation": 90}],
+            },
+        ],
+        "format": {"duration": "2.002"},
+    }
+    monkeypatch.setattr(ffmpeg_io, "ffprobe_exe", lambda: "ffprobe")
+    monkeypatch.setattr(ffmpeg_io.ffmpeg, "probe", lambda path, cmd: canned)
+    info = probe(src / "walk" / "w1.mp4")
+    assert (info.width, info.height, info.num_frames) == (360, 640, 60)
+    assert abs(info.fps - 29.97) < 0.01

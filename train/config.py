@@ -244,7 +244,8 @@ def _typed_defaults(
 
 
 def _convert(action: argparse.Action, value: Any, source: str) -> Any:
-    many = action.nargs in ("*", "+") or isinstance(action.nargs, int)
+    # nargs=0 (--x/--no-x flags) takes a single value, like nargs=None
+    many = action.nargs in ("*", "+") or (isinstance(action.nargs, int) and action.nargs > 0)
     if many and not isinstance(value, list | tuple):
         value = [value]
     try:
