@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from data import prepare, synth_video
-from data.framestore import is_complete_video
-from data.splits import SplitResult, VideoRecord, find_videos, load_split
+from data.framestore import FrameStoreError, is_complete_video
+from data.splits import SplitError, SplitResult, VideoRecord, find_videos, load_split
 from data.transforms import CROP_TYPES, ClipEvalPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset, fix_malloc_mmap_threshold
+from data.video_dataset import VideoClipDataset, VideoReadError, fix_malloc_mmap_threshold
 from export import cli as export_cli
 from network import build_model, get_entry
 from train.args import add_multigrid_arguments, common_parser
@@ -518,6 +518,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+USER_ERRORS = (SplitError, FrameStoreError, VideoReadError, FileNotFoundError)
+
 COMMANDS = {
     "synth": synth_video.run,
     "prepare": prepare.run,
@@ -539,6 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as error:
         log.error("%s", error)
         return 1
+    except USER_ERRORS as error:  # bad input: one line naming the file, no traceback
+        log.error("%s", error)
+        return 2
     finally:
         cleanup_distributed()
 
