@@ -194,11 +194,14 @@ def process(jobs: list[Job], opts: Options, workers: int) -> list[Outcome]:
             return [_tick(bar, prepare_video(job, opts)) for job in jobs]
         # spawn: workers start clean (no inherited threads or open files from the caller).
         # A worker that dies (e.g. killed for memory) fails its video instead of hanging the run.
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
-        ) as pool:
+        )
+        try:
             futures = {pool.submit(prepare_video, job, opts): job for job in jobs}
             return [_tick(bar, _result(f, futures[f])) for f in as_completed(futures)]
+        finally:
+            pool.shutdown(cancel_futures=True)  # on Ctrl-C, queued videos are not started
 
 
 def _tick(bar: tqdm, outcome: Outcome) -> Outcome:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # Camera-jitter margin (pixels) around the visible frame.
 MARGIN = 4
 # Unit-size shapes, vertices as (x, y) with y down. All have a visible orientation, so rotation
-# shows; the star and ring are reserved for the appearance pair.
+# shows; the cross and ring are reserved for the appearance pair.
 _CIRCLE = [(math.cos(a), math.sin(a)) for a in np.linspace(0, 2 * math.pi, 40, endpoint=False)]
 SHAPES = {
     "triangle": [(1.0, 0.0), (-0.7, -0.75), (-0.7, 0.75)],
@@ -51,10 +51,19 @@ SHAPES = {
         (0.1, 0.3),
         (0.1, 0.8),
     ],
-    "star": [
-        (r * math.cos(a - math.pi / 2), r * math.sin(a - math.pi / 2))
-        for k in range(10)
-        for r, a in [(1.0 if k % 2 == 0 else 0.45, k * math.pi / 5)]
+    "cross": [
+        (1.0, 0.3),
+        (0.3, 0.3),
+        (0.3, 1.0),
+        (-0.3, 1.0),
+        (-0.3, 0.3),
+        (-1.0, 0.3),
+        (-1.0, -0.3),
+        (-0.3, -0.3),
+        (-0.3, -1.0),
+        (0.3, -1.0),
+        (0.3, -0.3),
+        (1.0, -0.3),
     ],
     "ring": _CIRCLE,
 }
@@ -103,7 +112,7 @@ def _move(direction: int) -> Callable[[np.random.Generator, int, int, int], Trac
 def _zoom(grow: bool) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
-        small, ratio = rng.uniform(0.09, 0.12) * h, rng.uniform(3.0, 4.0)
+        small, ratio = rng.uniform(0.11, 0.14) * h, rng.uniform(2.5, 3.2)
         exponent = np.linspace(0, 1, f) if grow else np.linspace(1, 0, f)
         tr.scale = small * ratio**exponent
         return tr
@@ -114,9 +123,10 @@ def _zoom(grow: bool) -> Callable[[np.random.Generator, int, int, int], Track]:
 def _rotate(sign: int) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
-        # Degrees per frame for a 32-frame video; a shorter video turns faster. Larger,
-        # elongated shapes: the tips then move several pixels per frame even at 48 px.
-        speed = rng.uniform(10.0, 14.0) * 32 / f
+        # Degrees per frame for a 32-frame video (a shorter video turns faster): slow enough
+        # that the tips of these larger, elongated shapes move a few pixels per frame, which
+        # small early receptive fields can follow.
+        speed = rng.uniform(5.0, 8.0) * 32 / f
         tr.angle = rng.uniform(0, 360) + sign * speed * np.arange(f)
         tr.scale = np.full(f, rng.uniform(0.28, 0.36) * h)
         tr.shape = str(rng.choice(ELONGATED_SHAPES))
@@ -128,8 +138,10 @@ def _rotate(sign: int) -> Callable[[np.random.Generator, int, int, int], Track]:
 def _fade(appear: bool) -> Callable[[np.random.Generator, int, int, int], Track]:
     def track(rng: np.random.Generator, f: int, w: int, h: int) -> Track:
         tr = _base(rng, f, w, h)
-        start = rng.uniform(0.15, 0.3) * f
-        ramp = np.clip((np.arange(f) - start) / (rng.uniform(0.4, 0.55) * f), 0, 1)
+        # A quick fade near the middle: unlike growing, the object is full size throughout,
+        # and a half-length clip around the centre still sees the change.
+        start = rng.uniform(0.3, 0.45) * f
+        ramp = np.clip((np.arange(f) - start) / (rng.uniform(0.2, 0.3) * f), 0, 1)
         tr.alpha = ramp if appear else 1 - ramp
         return tr
 
@@ -161,7 +173,7 @@ CLASSES: dict[str, Callable[[np.random.Generator, int, int, int], Track]] = {
     "rotate_anticlockwise": _rotate(-1),
     "appear": _fade(appear=True),
     "disappear": _fade(appear=False),
-    "wobble_star": _wobble("star"),
+    "wobble_cross": _wobble("cross"),
     "wobble_ring": _wobble("ring"),
 }
 

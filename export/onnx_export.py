@@ -1,12 +1,13 @@
 """ONNX export with TAO tensor names, metadata, onnx.checker and a parity check against PyTorch.
 
 We use the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), not dynamo:
-- it writes the requested opset 17 (the dynamo exporter starts at opset 18 and down-converts);
+- it writes the requested opset 17 (on torch 2.14 the dynamo exporter starts at opset 18 and
+  down-converts, and has no ONNX function for ``aten._cdist_forward``, which a gate might use);
 - it maps ``nn.LSTM``/``nn.GRU`` to single ONNX ``LSTM``/``GRU`` nodes, which ONNX Runtime and
-  TensorRT run fast, and handles ``cdist``/``argmin``/``topk`` used by the SRTG gate and MTNet's
-  cosine-similarity pooling (the dynamo exporter has no ONNX function for ``aten._cdist_forward``
-  in torch 2.14);
-- it is the same code path on every torch from 2.4 to 2.14 (``dynamo`` only exists from 2.5).
+  TensorRT run fast, and exports the SRTG gate (``ArgMin``, ``Where``) and MTNet's
+  cosine-similarity pooling (``TopK``, ``GatherElements``) as graph operators;
+- it is the same code path on every torch from 2.4 to 2.14 (``dynamo=False`` is passed only
+  where the keyword exists).
 
 Tracing records one path through Python control flow; the tracer warnings that say so are kept
 in the report and logged, and the parity check at another batch size catches a frozen shape.
@@ -45,7 +46,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Input tensor names per family, as the TAO deployables name them (video: by modality).
-VIDEO_INPUT_NAMES = {"rgb": "input_rgb", "of": "input_of"}
+VIDEO_INPUT_NAMES = {"rgb": "input_rgb", "of": "input_of", "flow": "input_of"}
 SINGLE_INPUT_NAME = "input"
 JOINT_INPUT_NAMES = ("input_rgb", "input_of")
 # The time axis of a 4-D input (C, T, H, W) or (C, T, V, M), counted with the batch axis.
