@@ -219,8 +219,11 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", required=True, help="checkpoint (.pth)")
-    parser.add_argument("-o", "--output", default=None, help="default: the model path as .onnx")
+    # TAO's -m/-o, and --checkpoint/--onnx as in the other family scripts.
+    parser.add_argument("-m", "--model", "--checkpoint", required=True, help="checkpoint (.pth)")
+    parser.add_argument(
+        "-o", "--output", "--onnx", default=None, help="default: the model path as .onnx"
+    )
     parser.add_argument(
         "--input_dims", "--input-dims", default=None, help="C,H,W (default: trained)"
     )

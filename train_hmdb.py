@@ -10,7 +10,7 @@ Commands (``python train_hmdb.py COMMAND --help`` lists every flag)::
         --splits data/synth_videos/splits --eval-mode conv --segments 10
     python train_hmdb.py inference --checkpoint runs/r3d18/best.pth --videos data/synth/jpg
     python train_hmdb.py export --checkpoint runs/r3d18/best.pth --onnx r3d18.onnx
-    python train_hmdb.py onnx-infer --model r3d18.onnx --input data/synth/jpg/<class>/<video>
+    python train_hmdb.py onnx-infer --onnx r3d18.onnx --input data/synth/jpg/<class>/<video>
     python train_hmdb.py quantize --onnx r3d18.onnx --data data/synth --splits ...
     python train_hmdb.py demo --out demo_out                                # everything above, CPU
     torchrun --nproc_per_node 4 train_hmdb.py train ...                     # DDP
@@ -221,7 +221,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     quantize = commands.add_parser("quantize", parents=[common_parser()], help="INT8 ONNX")
     export_cli.add_quantize_arguments(quantize)
     _add_data_arguments(quantize)
-    _add_model_arguments(quantize)
+    quantize.set_defaults(**dict.fromkeys(FROM_CHECKPOINT))
     demo = commands.add_parser("demo", help="synth -> prepare -> train -> evaluate -> export")
     demo.add_argument("--out", default="demo_out", help="working folder")
     demo.add_argument("--network", default="r3d_tiny")
@@ -470,12 +470,35 @@ def cmd_inference(args: argparse.Namespace) -> int:
     return 0
 
 
+# ONNX metadata "preprocess" keys (export/checkpoint_info.py) -> this script's flags.
+ONNX_PREPROCESS_FLAGS = {
+    "clip_length": "clip_length",
+    "flow_length": "flow_clip_length",
+    "short_side": "short_side",
+    "sample_rate": "frame_interval",
+    "strategy": "sample_strategy",
+    "center_crop": "val_center_crop",
+    "modality": "modality",
+    "rgb_mean": "rgb_mean",
+    "rgb_std": "rgb_std",
+    "flow_mean": "of_mean",
+    "flow_std": "of_std",
+}
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
+    """INT8 calibration and FP32/INT8 comparison, preprocessed as the ONNX file was trained."""
     from export import read_metadata
 
-    name = read_metadata(args.onnx).get("network") or resolve_network(args)
+    preprocess = read_metadata(args.onnx).get("preprocess") or {}
+    saved = {
+        flag: preprocess[key] for key, flag in ONNX_PREPROCESS_FLAGS.items() if key in preprocess
+    }
+    if "crop_size" in preprocess:
+        saved["clip_size"] = int(preprocess["crop_size"][0])
+    args = _fill_from_checkpoint(args, saved)
     split = load_records(args)
-    dims = input_dims_of(name, args)
+    dims = int((preprocess.get("input_dims") or [3])[0])
     calib = make_dataset(split.train, args, subset="val", input_dims=dims)
     val = make_dataset(split.val, args, subset="val", input_dims=dims) if split.val else None
     return export_cli.run_quantize(args, family=FAMILY, train_set=calib, val_set=val)

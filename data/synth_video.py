@@ -247,7 +247,7 @@ def video_rng(seed: int, class_name: str, index: int) -> np.random.Generator:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output video root ROOT")
     parser.add_argument("--classes", nargs="+", choices=list(CLASSES), default=list(CLASSES))
-    parser.add_argument("--videos-per-class", type=int, default=24)
+    parser.add_argument("--videos-per-class", type=int, default=32)
     parser.add_argument("--frames", type=int, default=32, help="frames per video")
     parser.add_argument("--size", type=_parse_size, default=(96, 72), help="WxH, even numbers")
     parser.add_argument("--fps", type=float, default=12.0)

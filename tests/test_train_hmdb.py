@@ -94,6 +94,13 @@ def test_export_writes_onnx_with_parity(prepared, tmp_path, capsys):
     assert onnx_path.is_file()
     assert "max |onnx - torch|" in capsys.readouterr().out
 
+    # INT8 takes the clip shape and preprocessing from the ONNX metadata, not from the flags.
+    data = ["--data", str(prepared["data"]), "--splits", str(prepared["splits"])]
+    quantize = ["quantize", "--onnx", str(onnx_path), *data, "--calib-samples", "4", *FAST]
+    assert train_hmdb.main([*quantize, "--calib-batch-size", "2"]) == 0
+    assert (tmp_path / "model.int8.onnx").is_file()
+    assert "INT8 top-1" in capsys.readouterr().out
+
 
 def test_tao_spec_maps_onto_flags_and_command_line_wins(prepared, tmp_path):
     spec = {
