@@ -511,7 +511,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     videos, data, run = out / "videos", out / "data", out / "run"
     started = time.monotonic()
     steps = [
-        ["synth", "--out", str(videos), "--videos-per-class", "20"],
+        ["synth", "--out", str(videos)],
         ["prepare", "--videos", str(videos), "--out", str(data), "--short-side", "72",
          "--workers", str(args.workers)],
         # No flips: the synthetic classes include mirror pairs (left/right, clockwise/anti-).

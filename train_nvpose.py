@@ -182,10 +182,37 @@ def get_args_parser() -> argparse.ArgumentParser:
     inference.add_argument("--sequence-overlap", type=float, default=defaults.sequence_overlap)
     inference.add_argument("--max-gap", type=int, default=defaults.max_gap)
     _add_deploy_commands(commands, spec)
+    quantize = commands.add_parser(
+        "quantize", parents=[spec], help="INT8 ONNX + FP32/INT8 accuracy"
+    )
+    _add_quantize_arguments(quantize)
     demo = commands.add_parser("demo", parents=[common], help="synth → train → evaluate → export")
     demo.add_argument("--samples-per-class", type=int, default=40)
     demo.set_defaults(output_dir="demo_nvpose", end_epoch=12, workers=0, log_level="WARNING")
     return parser
+
+
+def _add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
+    from export import cli
+
+    cli.add_quantize_arguments(parser)
+    parser.add_argument("--train-data", required=True, help="calibration .npy (N, C, T, V, M)")
+    parser.add_argument("--val-data", default=None, help="comparison .npy")
+    parser.add_argument("--val-labels", default=None, help="labels of --val-data")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def quantize(args: argparse.Namespace) -> int:
+    """INT8 calibrated on ``--train-data`` sequences, compared with FP32 on ``--val-data``."""
+    from export import cli, read_metadata
+
+    class_names = read_metadata(args.onnx).get("labels") or []
+    label_map = {name: index for index, name in enumerate(class_names)} or None
+    calib = SkeletonDataset(args.train_data)
+    val = None
+    if args.val_data:
+        val = SkeletonDataset(args.val_data, args.val_labels, label_map=label_map)
+    return cli.run_quantize(args, family=FAMILY, train_set=calib, val_set=val)
 
 
 def _add_deploy_commands(commands: Any, spec: argparse.ArgumentParser) -> None:
@@ -463,6 +490,7 @@ COMMANDS = {
     "export": export,
     "onnx-infer": export,
     "trt-engine": export,
+    "quantize": quantize,
     "demo": demo,
 }
 

@@ -87,6 +87,13 @@ def test_end_to_end(synth_dir, tmp_path) -> None:
                               "--onnx", str(onnx_path)]) == 0  # fmt: skip
     assert onnx_path.stat().st_size > 0
 
+    assert train_nvpose.main([
+        "quantize", "--onnx", str(onnx_path), "--calib-samples", "4", "--calib-batch-size", "2",
+        "--train-data", str(synth_dir / "train_data.npy"),
+        "--val-data", str(synth_dir / "val_data.npy"), "--val-labels", str(synth_dir / "val_label.pkl"),
+    ]) == 0  # fmt: skip
+    assert (tmp_path / "model.int8.onnx").stat().st_size > 0
+
 
 def test_bad_input_gives_exit_code(tmp_path, caplog) -> None:
     broken = tmp_path / "broken.json"
