@@ -25,8 +25,6 @@ __all__ = [
     "GestureNet",
     "count_weighted_layers",
     "freeze_all_but_last",
-    "gesturenet",
-    "gesturenet_tiny",
 ]
 
 
@@ -293,48 +291,41 @@ def freeze_all_but_last(model: GestureNet, num_layers_unfreeze: int) -> list[nn.
     return [p for p in model.parameters() if p.requires_grad]
 
 
-@register_model("gesturenet", family="gesture", input_layout="NCHW")
-def gesturenet(
-    *,
-    num_classes: int = 6,
-    num_layers: int = 18,
-    gray_scale_input: bool = False,
-    use_batch_norm: bool = True,
-    kernel_regularizer_type: str = "l2",
-    kernel_regularizer_factor: float = 1e-3,
-    dropout: float = 0.0,
-) -> GestureNet:
-    """GestureNet at full width (64/128/256/512), 160×160 input by default."""
-    return GestureNet(
-        num_classes=num_classes,
-        num_layers=num_layers,
-        gray_scale_input=gray_scale_input,
-        use_batch_norm=use_batch_norm,
-        kernel_regularizer_type=kernel_regularizer_type,
-        kernel_regularizer_factor=kernel_regularizer_factor,
-        dropout=dropout,
-    )
+# Registered variants: name -> (default num_layers, widths, default regulariser factor, tags, doc).
+VARIANTS: dict[str, tuple[int, tuple[int, ...], float, tuple[str, ...], str]] = {
+    "gesturenet": (18, (64, 128, 256, 512), 1e-3, (),
+                   "GestureNet at full width (64/128/256/512), 160×160 input by default."),
+    "gesturenet_tiny": (10, (16, 32, 64, 128), 1e-4, ("tiny",),
+                        "A narrow (16/32/64/128) 10-layer GestureNet for tests and the CPU demo."),
+}  # fmt: skip
 
 
-@register_model("gesturenet_tiny", family="gesture", input_layout="NCHW", tags=("tiny",))
-def gesturenet_tiny(
-    *,
-    num_classes: int = 6,
-    num_layers: int = 10,
-    gray_scale_input: bool = False,
-    use_batch_norm: bool = True,
-    kernel_regularizer_type: str = "l2",
-    kernel_regularizer_factor: float = 1e-4,
-    dropout: float = 0.0,
-) -> GestureNet:
-    """A narrow (16/32/64/128) 10-layer GestureNet for tests and the CPU demo."""
-    return GestureNet(
-        num_classes=num_classes,
-        num_layers=num_layers,
-        gray_scale_input=gray_scale_input,
-        use_batch_norm=use_batch_norm,
-        kernel_regularizer_type=kernel_regularizer_type,
-        kernel_regularizer_factor=kernel_regularizer_factor,
-        dropout=dropout,
-        widths=(16, 32, 64, 128),
-    )
+def _register(name: str, layers: int, widths, factor: float, tags, doc: str) -> None:
+    def build(
+        *,
+        num_classes: int = 6,
+        num_layers: int = layers,
+        gray_scale_input: bool = False,
+        use_batch_norm: bool = True,
+        kernel_regularizer_type: str = "l2",
+        kernel_regularizer_factor: float = factor,
+        dropout: float = 0.0,
+    ) -> GestureNet:
+        return GestureNet(
+            num_classes=num_classes,
+            num_layers=num_layers,
+            gray_scale_input=gray_scale_input,
+            use_batch_norm=use_batch_norm,
+            kernel_regularizer_type=kernel_regularizer_type,
+            kernel_regularizer_factor=kernel_regularizer_factor,
+            dropout=dropout,
+            widths=widths,
+        )
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    register_model(name, family="gesture", input_layout="NCHW", tags=tags)(build)
+
+
+for _name, _variant in VARIANTS.items():
+    _register(_name, *_variant)

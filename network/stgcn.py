@@ -177,53 +177,41 @@ def _check_stored_adjacency(module: STGCN, state_dict: dict[str, Any], prefix: s
         )
 
 
-def _build(stages_name: str, **kwargs: Any) -> STGCN:
-    return STGCN(stages=STAGES[stages_name], **kwargs)
+# Registered variants: name -> (stages, default dropout, tags, docstring).
+VARIANTS: dict[str, tuple[str, float, tuple[str, ...], str]] = {
+    "st_gcn": ("st_gcn", 0.5, ("tao",), "ST-GCN as in TAO PoseClassificationNet (3.1 M "
+               "parameters for nvidia, 6 classes)."),
+    "st_gcn_tiny": ("st_gcn_tiny", 0.0, ("tiny",), "Three narrow blocks (16, 32 stride 2, 32) "
+                    "for tests and the demo."),
+}  # fmt: skip
 
 
-@register_model("st_gcn", family="skeleton", input_layout="NCTVM", tags=("tao",))
-def st_gcn(
-    *,
-    num_classes: int = 6,
-    in_channels: int = 3,
-    graph_layout: str = "nvidia",
-    graph_strategy: str = "spatial",
-    graph_legacy: bool = False,
-    edge_importance_weighting: bool = True,
-    dropout: float = 0.5,
-) -> STGCN:
-    """ST-GCN as in TAO PoseClassificationNet (3.1 M parameters for nvidia, 6 classes)."""
-    return _build(
-        "st_gcn",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        graph_layout=graph_layout,
-        graph_strategy=graph_strategy,
-        graph_legacy=graph_legacy,
-        edge_importance_weighting=edge_importance_weighting,
-        dropout=dropout,
-    )
+def _register(name: str, stages_name: str, default_dropout: float, tags, doc: str) -> None:
+    def build(
+        *,
+        num_classes: int = 6,
+        in_channels: int = 3,
+        graph_layout: str = "nvidia",
+        graph_strategy: str = "spatial",
+        graph_legacy: bool = False,
+        edge_importance_weighting: bool = True,
+        dropout: float = default_dropout,
+    ) -> STGCN:
+        return STGCN(
+            stages=STAGES[stages_name],
+            num_classes=num_classes,
+            in_channels=in_channels,
+            graph_layout=graph_layout,
+            graph_strategy=graph_strategy,
+            graph_legacy=graph_legacy,
+            edge_importance_weighting=edge_importance_weighting,
+            dropout=dropout,
+        )
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    register_model(name, family="skeleton", input_layout="NCTVM", tags=tags)(build)
 
 
-@register_model("st_gcn_tiny", family="skeleton", input_layout="NCTVM", tags=("tiny",))
-def st_gcn_tiny(
-    *,
-    num_classes: int = 6,
-    in_channels: int = 3,
-    graph_layout: str = "nvidia",
-    graph_strategy: str = "spatial",
-    graph_legacy: bool = False,
-    edge_importance_weighting: bool = True,
-    dropout: float = 0.0,
-) -> STGCN:
-    """Three narrow blocks (16, 32 stride 2, 32) for tests and the demo."""
-    return _build(
-        "st_gcn_tiny",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        graph_layout=graph_layout,
-        graph_strategy=graph_strategy,
-        graph_legacy=graph_legacy,
-        edge_importance_weighting=edge_importance_weighting,
-        dropout=dropout,
-    )
+for _name, _variant in VARIANTS.items():
+    _register(_name, *_variant)
