@@ -36,8 +36,6 @@ import csv
 import json
 import logging
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +47,7 @@ import torch
 from torch import nn
 
 from data import gesture_convert, gesture_synth
+from data.atomic import atomic_write_bytes
 from data.gesture_annotation import GESTURE_CLASSES
 from data.gesture_dataset import GestureAugment, GestureCropDataset, class_counts, read_data_json
 from network import build_model, list_models
@@ -426,13 +425,6 @@ def _class_weighted_loss(dataset: GestureCropDataset) -> nn.Module:
     return nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
 def _load_trained(args: argparse.Namespace) -> tuple[nn.Module, list[str], dict[str, Any]]:
     """The model of ``--model`` (default ``<output-dir>/<save-weights-path>/model.pth``)."""
     from train.checkpoint import load_checkpoint, load_model
@@ -546,7 +538,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = run_dir / "best.pth"
     final = Path(args.output_dir) / args.save_weights_path / FINAL_MODEL
     if is_main_process():
-        _atomic_copy(best if best.is_file() else run_dir / "latest.pth", final)
+        atomic_write_bytes(final, (best if best.is_file() else run_dir / "latest.pth").read_bytes())
     log.info(
         "final model (%s epoch of %s): %s",
         "best" if best.is_file() else "last",

@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from data.atomic import atomic_write_bytes
 from data.gesture_annotation import (
     GESTURE_CLASSES,
     Annotation,
@@ -47,7 +47,6 @@ __all__ = [
     "DatasetSpec",
     "ExperimentSpec",
     "add_arguments",
-    "atomic_write_bytes",
     "convert",
     "crop_box",
     "filter_entries",
@@ -160,17 +159,6 @@ def _read_spec(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a spec must be a JSON object")
     return raw
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def crop_box(
@@ -309,7 +297,7 @@ def _extract_one(
     if not ok:
         report.skip(path, "crop could not be encoded")
         return None
-    atomic_write_bytes(crop_path, encoded.tobytes())
+    atomic_write_bytes(crop_path, encoded.tobytes(), fsync=False)
     report.kept += 1
     metadata = {**set_meta.get(uid, {}), **annotation.metadata, uid_name: uid}
     return {

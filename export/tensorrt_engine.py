@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data.atomic import atomic_write_bytes
 from export.metadata import read_metadata
 
 __all__ = [
@@ -76,17 +75,6 @@ class BatchProfile:
             )
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def make_entropy_calibrator(
     batches: Iterable[dict[str, np.ndarray]], cache_path: str | Path, batch_size: int
 ) -> Any:
@@ -126,7 +114,7 @@ def make_entropy_calibrator(
             return None
 
         def write_calibration_cache(self, cache: Any) -> None:
-            _atomic_write_bytes(cache_path, bytes(cache))
+            atomic_write_bytes(cache_path, bytes(cache))
             logger.info("calibration: wrote %s", cache_path)
 
     return EntropyCalibrator()
@@ -193,7 +181,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"{onnx_path}: TensorRT failed to build the engine (see its log)")
-    _atomic_write_bytes(engine_path, bytes(serialized))
+    atomic_write_bytes(engine_path, bytes(serialized))
     metadata["tensorrt"] = {
         "precision": precision,
         "batch_profile": asdict(batch),
@@ -201,7 +189,7 @@ def build_engine(
         "version": trt.__version__,
         "onnx": str(onnx_path),
     }
-    _atomic_write_bytes(_sidecar(engine_path), json.dumps(metadata, indent=2).encode())
+    atomic_write_bytes(_sidecar(engine_path), json.dumps(metadata, indent=2).encode())
     return engine_path
 
 

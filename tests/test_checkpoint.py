@@ -15,6 +15,7 @@ import pytest
 import torch
 from test_engine_toys import ToyClassifier
 
+from data import atomic
 from train import checkpoint as ckpt
 
 
@@ -40,7 +41,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     def crash(_fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.os, "fsync", crash)
+    monkeypatch.setattr(atomic.os, "fsync", crash)
     with pytest.raises(OSError, match="disk full"):
         ckpt.atomic_save(_state(2.0), path)
     monkeypatch.undo()

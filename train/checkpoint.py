@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from data.atomic import atomic_write_bytes
 from train.config import plain_args
 
 __all__ = [
@@ -142,37 +141,7 @@ def atomic_save(state: Mapping[str, Any], *paths: str | Path) -> list[Path]:
     """
     buffer = io.BytesIO()
     torch.save(dict(state), buffer)
-    return [_atomic_write_bytes(buffer.getbuffer(), Path(path)) for path in paths]
-
-
-def _atomic_write_bytes(data: memoryview, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (not possible on Windows, where it is skipped)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return [atomic_write_bytes(path, buffer.getbuffer()) for path in paths]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
