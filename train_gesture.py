@@ -55,6 +55,7 @@ from network.gesturenet import freeze_all_but_last
 from train.args import OPTIMIZERS, common_parser
 from train.config import resolve_args
 from train.logs import setup_logging
+from train.runner import run_command
 
 log = logging.getLogger("train_gesture")
 
@@ -500,7 +501,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """top_training then finetuning on the shared engine; the final model in save_weights_path."""
     from network.weights import load_pretrained
     from train.distributed import is_main_process
-    from train.seeding import seed_everything
 
     if args.resume:
         log.warning("--resume is ignored: each stage resumes from <output-dir>/<stage>/latest.pth")
@@ -511,7 +511,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     class_names = list(args.classes)
     args.image_height, args.image_width = _image_size(args)
-    seed_everything(args.random_seed)  # the initial weights, before the engine seeds its run
     model = build_model(args.network, **_model_kwargs(args, len(class_names)))
     train_set, val_set = (
         _crop_dataset(
@@ -805,11 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(getattr(args, "log_level", "INFO"))
-    try:
-        return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 2
+    return run_command(COMMANDS[args.command], args)
 
 
 if __name__ == "__main__":

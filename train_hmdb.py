@@ -33,18 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from data import prepare, synth_video
-from data.framestore import FrameStoreError, is_complete_video
-from data.splits import SplitError, SplitResult, VideoRecord, find_videos, load_split
+from data.framestore import is_complete_video
+from data.splits import SplitResult, VideoRecord, find_videos, load_split
 from data.transforms import CROP_TYPES, ClipEvalPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset, VideoReadError, fix_malloc_mmap_threshold
+from data.video_dataset import VideoClipDataset, fix_malloc_mmap_threshold
 from export import cli as export_cli
 from network import build_model, get_entry
 from train.args import add_multigrid_arguments, common_parser
 from train.config import resolve_args
-from train.distributed import cleanup_distributed
-from train.engine import NonFiniteLossError
 from train.logs import setup_logging
-from train.seeding import seed_everything
+from train.runner import run_command
 
 log = logging.getLogger("train_hmdb")
 
@@ -379,7 +377,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_set = make_dataset(split.train, args, subset="train", input_dims=dims)
     val_set = make_dataset(split.val, args, subset="val", input_dims=dims) if split.val else None
     fix_malloc_mmap_threshold()  # before the DataLoader forks: keeps worker memory flat
-    seed_everything(args.random_seed)  # the initial weights too are a function of the seed
     model = build_model(name, **network_kwargs(name, args, len(split.class_names)))
     model.class_names = split.class_names
     log.info(
@@ -545,8 +542,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-USER_ERRORS = (SplitError, FrameStoreError, VideoReadError, FileNotFoundError)
-
 COMMANDS = {
     "synth": synth_video.run,
     "prepare": prepare.run,
@@ -562,17 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = resolve_args(get_args_parser(), argv, SPEC_MAP)
     setup_logging(getattr(args, "log_level", "INFO"))
-    command = COMMANDS.get(args.command) or args.func
-    try:
-        return int(command(args) or 0)
-    except NonFiniteLossError as error:
-        log.error("%s", error)
-        return 1
-    except USER_ERRORS as error:  # bad input: one line naming the file, no traceback
-        log.error("%s", error)
-        return 2
-    finally:
-        cleanup_distributed()
+    return run_command(COMMANDS.get(args.command) or args.func, args)
 
 
 if __name__ == "__main__":

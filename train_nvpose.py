@@ -39,6 +39,7 @@ from network.graph import LAYOUTS, STRATEGIES
 from train.args import common_parser
 from train.config import resolve_args
 from train.logs import setup_logging
+from train.runner import run_command
 
 logger = logging.getLogger("train_nvpose")
 
@@ -498,12 +499,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(getattr(args, "log_level", "INFO"))
-    try:
-        outcome = COMMANDS[args.command](args)
-    except ValueError as error:  # bad input files or settings: one clear line
-        logger.error("%s", error)
-        return 2
-    return outcome if isinstance(outcome, int) else 0
+    return run_command(COMMANDS[args.command], args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""Running one subcommand of a family script: seeding, error reporting, process-group cleanup.
+
+Every entry script ends with ``return run_command(COMMANDS[args.command], args)``, so all
+families get the same exit codes: 0 success, 1 training diverged, 2 bad input (one line naming the
+file, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+
+from data.framestore import FrameStoreError
+from data.safe_pickle import UnsafePickleError
+from data.video_dataset import VideoReadError
+from train.distributed import cleanup_distributed
+from train.engine import NonFiniteLossError
+from train.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "this input is wrong", raised with a message naming the file (SplitError
+# and the spec errors are ValueErrors).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FrameStoreError,
+    VideoReadError,
+    UnsafePickleError,
+)
+
+
+def run_command(
+    command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
+) -> int:
+    """Run ``command(args)`` and map its outcome to an exit code.
+
+    ``--random-seed`` is applied first, so that a network built by the command (before the engine
+    seeds each epoch) starts from the same weights in every run.
+    """
+    seed = getattr(args, "random_seed", None)
+    if seed is not None:
+        seed_everything(seed)
+    try:
+        outcome = command(args)
+    except NonFiniteLossError as error:
+        log.error("%s", error)
+        return 1
+    except USER_ERRORS as error:
+        log.error("%s", error)
+        return 2
+    finally:
+        cleanup_distributed()
+    return outcome if isinstance(outcome, int) else 0
