@@ -125,7 +125,7 @@ TAO_NETWORK_PREFIX = {"2d": "resnet2d_", "3d": "tao_r3d_"}
 
 
 # ----------------------------------------------------------------------------- arguments
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("data")
     group.add_argument("--data", help="prepared data root (train_hmdb.py prepare --out)")
     group.add_argument(
@@ -139,6 +139,11 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--val-data", default=None, help="TAO layout: a separate prepared validation root"
     )
+    return group
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = _add_split_arguments(parser)
     group.add_argument("--modality", choices=("rgb", "flow", "joint"), default="rgb")
     group.add_argument("--clip-length", type=int, default=16, help="frames per clip (T)")
     group.add_argument("--flow-clip-length", type=int, default=None, help="joint: flow frames")
@@ -218,8 +223,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     export_cli.add_subcommands(commands, family=FAMILY)
     quantize = commands.add_parser("quantize", parents=[common_parser()], help="INT8 ONNX")
     export_cli.add_quantize_arguments(quantize)
-    _add_data_arguments(quantize)
-    quantize.set_defaults(**dict.fromkeys(FROM_CHECKPOINT))
+    _add_split_arguments(quantize)
     demo = commands.add_parser("demo", help="synth -> prepare -> train -> evaluate -> export")
     demo.add_argument("--out", default="demo_out", help="working folder")
     demo.add_argument("--network", default="r3d_tiny")
@@ -467,37 +471,15 @@ def cmd_inference(args: argparse.Namespace) -> int:
     return 0
 
 
-# ONNX metadata "preprocess" keys (export/checkpoint_info.py) -> this script's flags.
-ONNX_PREPROCESS_FLAGS = {
-    "clip_length": "clip_length",
-    "flow_length": "flow_clip_length",
-    "short_side": "short_side",
-    "sample_rate": "frame_interval",
-    "strategy": "sample_strategy",
-    "center_crop": "val_center_crop",
-    "modality": "modality",
-    "rgb_mean": "rgb_mean",
-    "rgb_std": "rgb_std",
-    "flow_mean": "of_mean",
-    "flow_std": "of_std",
-}
-
-
 def cmd_quantize(args: argparse.Namespace) -> int:
-    """INT8 calibration and FP32/INT8 comparison, preprocessed as the ONNX file was trained."""
+    """INT8 calibration and FP32/INT8 comparison, preprocessed as the ONNX file says."""
     from export import read_metadata
+    from export.inputs import video_dataset
 
     preprocess = read_metadata(args.onnx).get("preprocess") or {}
-    saved = {
-        flag: preprocess[key] for key, flag in ONNX_PREPROCESS_FLAGS.items() if key in preprocess
-    }
-    if "crop_size" in preprocess:
-        saved["clip_size"] = int(preprocess["crop_size"][0])
-    args = _fill_from_checkpoint(args, saved)
     split = load_records(args)
-    dims = int((preprocess.get("input_dims") or [3])[0])
-    calib = make_dataset(split.train, args, subset="val", input_dims=dims)
-    val = make_dataset(split.val, args, subset="val", input_dims=dims) if split.val else None
+    calib = video_dataset(split.train, preprocess)
+    val = video_dataset(split.val, preprocess) if split.val else None
     return export_cli.run_quantize(args, family=FAMILY, train_set=calib, val_set=val)
 
 

@@ -14,7 +14,7 @@ image size, ...) comes from the ``preprocess`` entry of the ONNX metadata, writt
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,23 +104,33 @@ def _frame_iterator(path: Path) -> Iterator[np.ndarray]:
         yield _read_rgb(file)
 
 
-def _store_dataset(path: Path, pre: dict[str, Any], options: VideoOptions) -> Any:
-    """The evaluation dataset itself, over one prepared video (frames.db or rgb/, u/, v/)."""
-    from data.splits import VideoRecord
+def video_dataset(
+    records: Sequence[Any], pre: dict[str, Any], *, mode: str = "center", num_segments: int = 10
+) -> Any:
+    """The evaluation dataset of prepared videos ``records`` (``data.splits.VideoRecord``),
+    preprocessed as the ONNX metadata's ``preprocess`` entry ``pre`` says."""
     from data.video_dataset import VideoClipDataset
 
     return VideoClipDataset(
-        [VideoRecord(path=path, label=-1, name=path.name)],
+        records,
         modality=pre.get("modality", "rgb"),
         clip_length=int(pre["clip_length"]),
         flow_clip_length=pre.get("flow_length"),
         sample_rate=int(pre.get("sample_rate", 1)),
         strategy=pre.get("strategy", "consecutive"),
-        mode=options.mode,
-        num_segments=options.num_segments,
+        mode=mode,
+        num_segments=num_segments,
         input_dims=int((pre.get("input_dims") or [3])[0]),
         transform=_video_preset(pre),
     )
+
+
+def _store_dataset(path: Path, pre: dict[str, Any], options: VideoOptions) -> Any:
+    """The evaluation dataset itself, over one prepared video (frames.db or rgb/, u/, v/)."""
+    from data.splits import VideoRecord
+
+    record = VideoRecord(path=path, label=-1, name=path.name)
+    return video_dataset([record], pre, mode=options.mode, num_segments=options.num_segments)
 
 
 def _clip_indices(num_frames: int, pre: dict[str, Any], mode: str, segment: int, segments: int):
