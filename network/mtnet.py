@@ -43,22 +43,42 @@ def temporal_cossim_pool(x: torch.Tensor) -> torch.Tensor:
 
     g_t is the spatial mean of frame t, d_t = cos(g_t, g_{t+1})², m_t = (d_t + d_{t+1}) / 2; the
     T//2 largest m_t each select frame t+1, kept in temporal order. T ≤ 2 is returned unchanged.
+
+    There is no Python branch on T: for T ≤ 2 the top-k is empty and every frame is appended
+    instead, so a graph traced at one T (ONNX export) is right at every T ≥ 1.
     """
     n, c, t = x.shape[:3]
-    if t <= 2:
-        return x
     pooled = x.mean(dim=(3, 4))
     similarity = F.cosine_similarity(pooled[..., :-1], pooled[..., 1:], dim=1, eps=1e-4).square()
-    triplets = (similarity[:, :-1] + similarity[:, 1:]) / 2  # (N, T-2)
-    keep = triplets.topk(t // 2, dim=1).indices.sort(dim=1).values + 1
-    return x.gather(2, keep.view(n, 1, -1, 1, 1).expand(-1, c, -1, *x.shape[3:]))
+    triplets = (similarity[:, :-1] + similarity[:, 1:]) / 2  # (N, max(T-2, 0))
+    # t is an int, or a 0-dim tensor while tracing: the comparisons act as 0/1 factors
+    keep = triplets.topk(t // 2 * (t > 2), dim=1).indices.sort(dim=1).values + 1
+    every = torch.arange(t * (t <= 2), device=x.device).expand(n, -1)  # empty if T > 2
+    frames = torch.cat([keep, every], dim=1)
+    return x.gather(2, frames.view(n, 1, -1, 1, 1).expand(-1, c, -1, *x.shape[3:]))
 
 
 def halve_spatially(x: torch.Tensor, pool: str = "avg") -> torch.Tensor:
-    """(1,2,2) pooling with stride (1,2,2); sizes below 2 are left as they are."""
+    """(1,2,2) pooling with stride (1,2,2); sizes below 2 are left as they are.
+
+    The size test is on H and W, which an ONNX export keeps fixed (only N and T are dynamic): the
+    tracer freezes it, rightly, and warns.
+    """
     if min(x.shape[3:]) < 2:
         return x
     return LATERAL_POOLS[pool](x, (1, 2, 2), (1, 2, 2))
+
+
+def _resized(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` resized (trilinear) to the (T, H, W) of ``like``, when they differ.
+
+    While tracing it always resizes: the sizes are then symbolic, and a resize to the same size is
+    an exact identity, so an exported graph follows T instead of a comparison frozen at the traced
+    T. Eager code skips the needless copy.
+    """
+    if torch.jit.is_tracing() or x.shape[2:] != like.shape[2:]:
+        return F.interpolate(x, size=like.shape[2:], mode="trilinear")
+    return x
 
 
 def _norm(channels: int, groups: int, grouped: bool) -> nn.Module:
@@ -108,9 +128,9 @@ class MTConv(nn.Module):
         long_out = self.norm_long(long)
         if self.lateral:
             lateral = temporal_cossim_pool(halve_spatially(short, self.lateral_pool))
-            if lateral.shape[2:] != long.shape[2:]:
-                lateral = F.interpolate(lateral, size=long.shape[2:], mode="trilinear")
-            long_out = long_out + self.norm_short2long(self.conv_short2long(lateral))
+            long_out = long_out + self.norm_short2long(
+                self.conv_short2long(_resized(lateral, long))
+            )
         return self.norm_short(short), long_out
 
 
@@ -118,15 +138,13 @@ def _relu(pair: Pair) -> Pair:
     return F.relu(pair[0]), F.relu(pair[1])
 
 
-def _resized(identity: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if identity.shape[2:] == like.shape[2:]:
-        return identity
-    return F.interpolate(identity, size=like.shape[2:], mode="trilinear")
-
-
 class MTBlock(nn.Module):
     """MTConvs 1×1×1 → 1×1×1 → 3×3×3 (stride) → (1×1×1 | 1×3×3), per-path GRU recalibration,
-    residual add (identities resized when shapes differ) and ReLU."""
+    residual add and ReLU.
+
+    The identity always has the block output's (T, H, W): the downsample (1×1×1, stride s) and
+    conv2 (3×3×3, padding 1, stride s) both give ⌊(n − 1) / s⌋ + 1 frames or pixels.
+    """
 
     def __init__(
         self,
@@ -161,14 +179,15 @@ class MTBlock(nn.Module):
         out = _relu(self.conv2(_relu(self.conv1_2(_relu(self.conv1_1(x))))))
         short, long = self.conv3(out)
         short, long = self.sr_short(short), self.sr_long(long)
-        return (
-            F.relu(short + _resized(identity[0], short)),
-            F.relu(long + _resized(identity[1], long)),
-        )
+        return F.relu(short + identity[0]), F.relu(long + identity[1])
 
 
 class MTNet(PooledLinearClassifier):
-    """MTNet on clips (N, C, T, H, W) → logits (N, num_classes); any T ≥ 1 and H, W ≥ 8."""
+    """MTNet on clips (N, C, T, H, W) → logits (N, num_classes); any T ≥ 1 and H, W ≥ 8.
+
+    No Python branch depends on T, so an ONNX graph exported with a dynamic T axis holds at every
+    T ≥ 1 (tests/test_export_dynamic_time.py).
+    """
 
     def __init__(
         self,
