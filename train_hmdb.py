@@ -36,7 +36,7 @@ from data import prepare, synth_video
 from data.framestore import is_complete_video
 from data.splits import SplitResult, VideoRecord, find_videos, load_split
 from data.transforms import CROP_TYPES, ClipEvalPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset, fix_malloc_mmap_threshold
+from data.video_dataset import VideoClipDataset
 from export import cli as export_cli
 from network import build_model, get_entry
 from train.args import add_multigrid_arguments, common_parser
@@ -380,7 +380,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     dims = input_dims_of(name, args)
     train_set = make_dataset(split.train, args, subset="train", input_dims=dims)
     val_set = make_dataset(split.val, args, subset="val", input_dims=dims) if split.val else None
-    fix_malloc_mmap_threshold()  # before the DataLoader forks: keeps worker memory flat
     model = build_model(name, **network_kwargs(name, args, len(split.class_names)))
     model.class_names = split.class_names
     log.info(

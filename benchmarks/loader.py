@@ -16,7 +16,8 @@ RSS columns: each worker's peak resident memory (max over workers) at its first 
 of pass 1 and at the end of the last pass; equal values mean memory does not grow with clips read.
 With glibc's default allocator settings worker memory creeps up over the first passes (the
 dynamic mmap threshold moves clip-sized buffers to the heap); ``--mmap-threshold-kib 128`` calls
-``data.video_dataset.fix_malloc_mmap_threshold`` before the workers fork and keeps it flat.
+``train.malloc.return_buffers_to_os`` before the workers fork and keeps it flat (training sets it
+in each worker through ``train.seeding.worker_init_fn``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.framestore import FrameDBWriter, FrameFolderWriter, FrameStore, encode_image
 from data.splits import VideoRecord
 from data.transforms import ClipTrainPreset
-from data.video_dataset import VideoClipDataset, fix_malloc_mmap_threshold
+from data.video_dataset import VideoClipDataset
+from train.malloc import return_buffers_to_os
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -224,7 +226,7 @@ def format_table(rows: list[tuple[str, int, dict]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.mmap_threshold_kib and not fix_malloc_mmap_threshold(args.mmap_threshold_kib):
+    if args.mmap_threshold_kib and not return_buffers_to_os(args.mmap_threshold_kib):
         print("warning: could not set the glibc mmap threshold (not glibc?)")
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         start = time.perf_counter()

@@ -6,13 +6,21 @@
 Rows: ``baseline`` (written here, the reference's per-block code: 1×1 conv, ``einsum
 ('nkctv,kvw->nctw')`` on contiguous tensors), ``eager`` (network.stgcn, channels-last graph
 convolution) and ``onnxruntime`` (our model exported with opset 17). All rows share one set of
-weights; the outputs are compared before timing. Target: eager ≥ 2× baseline.
+weights; the outputs are compared before timing.
+
+Each row runs under two malloc settings, each in its own process: ``glibc`` (the defaults, as the
+reference code runs) and ``actrec`` (``train.malloc.reuse_large_buffers``, which every
+``train_nvpose.py`` command applies). ``vs baseline`` compares with the baseline as the reference
+runs (glibc); ``same malloc`` with the baseline under the row's own setting, which isolates the
+network code. Target: eager ≥ 2× baseline.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from network import build_model
 from network.stgcn import STGCN
+from train.malloc import reuse_large_buffers
 
 
 class BaselineGraphConv(nn.Module):
@@ -103,16 +112,13 @@ def onnx_runner(model: STGCN, x: torch.Tensor) -> Callable[[], object] | str:
     return lambda: session.run(None, feed)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--layout", default="nvidia")
-    parser.add_argument("--persons", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-onnx", action="store_true")
-    args = parser.parse_args(argv)
+MALLOC_SETTINGS = ("glibc", "actrec")
+
+
+def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """(path, seq/s) of each row in this process, after checking that the outputs agree."""
+    if args.malloc == "actrec" and not reuse_large_buffers():
+        raise SystemExit("the actrec malloc setting needs glibc")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -122,9 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(args.batch_size, 3, args.frames, v, args.persons)
     with torch.inference_mode():
         error = (model(x) - baseline(x)).abs().max().item()
-    print(
-        f"max |eager - baseline| = {error:.2e} on {tuple(x.shape)}, {torch.get_num_threads()} threads"
-    )
+    if error > 1e-4:
+        raise SystemExit(f"eager and baseline disagree: max |difference| = {error:.2e}")
 
     def eager(net: nn.Module) -> Callable[[], object]:
         def run() -> object:
@@ -140,14 +145,56 @@ def main(argv: list[str] | None = None) -> int:
     runner = "skipped" if args.no_onnx else onnx_runner(model, x)
     if callable(runner):
         rows.append(("onnxruntime (opset 17)", runner))
+    else:
+        print(f"onnxruntime: {runner}", file=sys.stderr)
     seconds = time_interleaved([run for _, run in rows], args.repeats)
-    rates = [(name, args.batch_size / s) for (name, _), s in zip(rows, seconds)]
-    base = rates[0][1]
-    print(f"{'path':<30} {'seq/s':>9} {'vs baseline':>12}")
-    for name, rate in rates:
-        print(f"{name:<30} {rate:9.2f} {rate / base:11.2f}x")
-    if not callable(runner):
-        print(f"onnxruntime: {runner}")
+    return [(name, args.batch_size / s) for (name, _), s in zip(rows, seconds)]
+
+
+def measure_in_child(args: argparse.Namespace, malloc: str) -> list[tuple[str, float]]:
+    """``measure`` in a fresh interpreter: malloc settings are per process and cannot be undone."""
+    argv = [sys.executable, __file__, "--malloc", malloc, "--child"]
+    for name, value in vars(args).items():
+        if name in {"malloc", "child"} or value in (None, False):
+            continue
+        argv += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the {malloc} run failed:\n{done.stderr.strip()}")
+    return [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--layout", default="nvidia")
+    parser.add_argument("--persons", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--malloc", choices=MALLOC_SETTINGS, nargs="+", default=MALLOC_SETTINGS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        args.malloc = args.malloc[0]
+        print(json.dumps(measure(args)))
+        return 0
+    results = {malloc: measure_in_child(args, malloc) for malloc in args.malloc}
+    reference = dict(results.get("glibc", next(iter(results.values()))))[
+        "baseline (reference einsum)"
+    ]
+    threads = args.threads or torch.get_num_threads()
+    print(
+        f"batch {args.batch_size}, T={args.frames}, {args.layout}, M={args.persons}, {threads} threads"
+    )
+    print(f"{'path':<30} {'malloc':<7} {'seq/s':>7} {'vs baseline':>12} {'same malloc':>12}")
+    for malloc, rows in results.items():
+        same = dict(rows)["baseline (reference einsum)"]
+        for name, rate in rows:
+            print(
+                f"{name:<30} {malloc:<7} {rate:7.2f} {rate / reference:11.2f}x {rate / same:11.2f}x"
+            )
     return 0
 
 

@@ -16,7 +16,6 @@ transform as ``size``.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -33,7 +32,7 @@ from data.framestore import FrameStore, open_store
 from data.splits import VideoRecord
 from data.transforms import ClipEvalPreset
 
-__all__ = ["MODALITY_STREAMS", "VideoClipDataset", "VideoReadError", "fix_malloc_mmap_threshold"]
+__all__ = ["MODALITY_STREAMS", "VideoClipDataset", "VideoReadError"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 MODALITY_STREAMS = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
 COUNT_STREAM = {"rgb": "rgb", "flow": "u"}  # the framestore stream that holds each one's frames
 MAX_SUBSTITUTES = 10  # skip_bad tries this many following videos before giving up
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 class VideoReadError(RuntimeError):
@@ -242,20 +240,6 @@ class VideoClipDataset(Dataset):
                 f"{tuple(clip.shape)}; with a device-side BatchAugment set input_dims there"
             )
         return clip.flatten(0, 1)  # (C, T, H, W) -> (C·T, H, W): all of R, then G, then B
-
-
-def fix_malloc_mmap_threshold(kib: int = 128) -> bool:
-    """Serve allocations above ``kib`` KiB with mmap, returned to the OS when freed (glibc only).
-
-    glibc raises its mmap threshold after each large free, so clip-sized buffers move to the heap
-    and worker memory creeps up over the first epochs (+130 MiB per worker in
-    benchmarks/loader.py); a fixed threshold keeps it flat. Call it once before the DataLoader
-    forks its workers (fork inherits it). Returns False where glibc is not available.
-    """
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, kib * 1024))
-    except (OSError, AttributeError):
-        return False
 
 
 def _read_stream(store: FrameStore, stream: str, indices: np.ndarray) -> Tensor:

@@ -2,7 +2,6 @@
 DataLoader workers over SQLite stores."""
 
 import logging
-import platform
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from torch.utils.data import DataLoader
 from data.framestore import open_store
 from data.splits import VideoRecord
 from data.transforms import ClipEvalPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset, VideoReadError, fix_malloc_mmap_threshold
+from data.video_dataset import VideoClipDataset, VideoReadError
 from tests.video_fixtures import make_flow, make_framedb, make_frames, make_tao_folder
 
 N = 12  # RGB frames per video; flow has N - 1
@@ -211,8 +210,3 @@ def test_dataloader_workers_over_sqlite(videos, tmp_path):
     torch.manual_seed(0)
     again = list(DataLoader(train, batch_size=4, num_workers=2))
     assert torch.equal(again[0][0], first[0])  # and reproducible from the seed
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc mallopt only")
-def test_fix_malloc_mmap_threshold_on_glibc():
-    assert fix_malloc_mmap_threshold(128) is True

@@ -2,7 +2,7 @@
 
 Every entry script ends with ``return run_command(COMMANDS[args.command], args)``, so all
 families get the same exit codes: 0 success, 1 training diverged, 2 bad input (one line naming the
-file, no traceback).
+file, no traceback). Every command also gets the same malloc settings (``train.malloc``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from data.safe_pickle import UnsafePickleError
 from data.video_dataset import VideoReadError
 from train.distributed import cleanup_distributed
 from train.engine import NonFiniteLossError
+from train.malloc import reuse_large_buffers
 from train.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,10 @@ def run_command(
     """Run ``command(args)`` and map its outcome to an exit code.
 
     ``--random-seed`` is applied first, so that a network built by the command (before the engine
-    seeds each epoch) starts from the same weights in every run.
+    seeds each epoch) starts from the same weights in every run. The process keeps its large
+    buffers for reuse (``train.malloc``): every subcommand computes on big tensors.
     """
+    reuse_large_buffers()
     seed = getattr(args, "random_seed", None)
     if seed is not None:
         seed_everything(seed)

@@ -12,6 +12,8 @@ import random
 import numpy as np
 import torch
 
+from train.malloc import return_buffers_to_os
+
 __all__ = ["epoch_seed", "seed_everything", "worker_init_fn"]
 
 _EPOCH_STRIDE = 1_000_003  # a prime, so (seed, epoch, rank) triples do not collide in practice
@@ -34,8 +36,10 @@ def worker_init_fn(worker_id: int) -> None:
     """Give each DataLoader worker its own Python/NumPy streams derived from torch's seed.
 
     torch seeds each worker with ``base_seed + worker_id`` (base_seed from the loader's
-    generator); NumPy and ``random`` would otherwise be copies of the parent's state.
+    generator); NumPy and ``random`` would otherwise be copies of the parent's state. Workers also
+    return their clip buffers to the OS, where the parent keeps its buffers (``train.malloc``).
     """
+    return_buffers_to_os()
     seed = torch.initial_seed() % (2**32)
     random.seed(seed)
     np.random.seed(seed)

@@ -1,0 +1,78 @@
+"""glibc malloc settings (train.malloc): where a large tensor's memory comes from.
+
+Each check runs in a fresh interpreter, because mallopt settings are process-wide, and reads
+glibc's own accounting (``mallinfo2``: ``hblkhd`` bytes in mmapped blocks, ``arena`` bytes of heap).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc"
+    or tuple(int(p) for p in platform.libc_ver()[1].split(".")[:2]) < (2, 33),
+    reason="needs glibc ≥ 2.33 (mallinfo2)",
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import ctypes, json, sys
+import torch
+from train import malloc
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+ok = getattr(malloc, sys.argv[1])()
+before = libc.mallinfo2()
+block = torch.empty(int(sys.argv[2]) << 20, dtype=torch.uint8)
+block.fill_(1)
+mapped = libc.mallinfo2().hblkhd - before.hblkhd
+del block
+kept = libc.mallinfo2().arena - before.arena  # heap growth still held after the free
+print(json.dumps({"ok": ok, "mapped_mib": mapped >> 20, "kept_mib": kept >> 20}))
+"""
+
+
+def _probe(setting: str, mib: int) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, setting, str(mib)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_compute_processes_keep_large_blocks_in_the_heap() -> None:
+    result = _probe("reuse_large_buffers", 200)  # above glibc's largest adaptive threshold
+    assert result["ok"] is True
+    assert result["mapped_mib"] == 0
+    assert result["kept_mib"] >= 150  # most of it kept after the free, ready for the next forward pass
+
+
+def test_workers_return_clip_buffers_to_the_os() -> None:
+    result = _probe("return_buffers_to_os", 2)
+    assert result["ok"] is True
+    assert result["mapped_mib"] >= 2
+    assert result["kept_mib"] < 2
+
+
+def test_runner_applies_the_compute_setting(monkeypatch) -> None:
+    import argparse
+
+    from train import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "reuse_large_buffers", lambda: calls.append(1) or True)
+    assert runner.run_command(lambda args: 0, argparse.Namespace()) == 0
+    assert calls == [1]
