@@ -10,18 +10,19 @@ Targets (issue 7): ORT FP32 ≥ 1.2× eager; INT8 ≥ 1.8× FP32. The INT8 model
 on random inputs, which is enough for speed; accuracy is measured by ``train_<family>.py
 quantize`` on the real (synthetic) validation sets.
 
-Every model is exported with the project's ``export_onnx`` (parity checked) before timing.
+Every model is exported with the project's ``export_onnx`` (parity checked) before timing. The
+process uses the malloc setting of the family scripts (``train.malloc.reuse_large_buffers``), and
+every timed call follows an untimed one of the same runtime (``benchmarks/timing.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import interleaved_median
 from export import export_onnx
 from export.ort_runtime import OrtClassifier
 from export.quantize import QUANT_FORMATS, quantize_int8
 from network import build_model
+from train.malloc import reuse_large_buffers
 
 # network name -> input shape without batch (issue 7: r3d_18 16×112×112, ST-GCN 300×34, 160×160)
 MODELS = {
@@ -56,23 +59,6 @@ def _inputs(shape: tuple[int, ...], batch: int) -> np.ndarray:
     return np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
 
 
-def _interleaved_median(
-    runs: dict[str, Callable[[np.ndarray], object]], x: np.ndarray, repeats: int, warmup: int
-) -> dict[str, float]:
-    """Median seconds per call of every runtime, timed in rounds (one call of each per round)
-    so that load from other processes on a shared machine hits all runtimes alike."""
-    for _ in range(warmup):
-        for run in runs.values():
-            run(x)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run(x)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def bench_network(name: str, args: argparse.Namespace, work: Path) -> list[Row]:
     shape = MODELS[name]
     torch.manual_seed(0)
@@ -92,12 +78,20 @@ def bench_network(name: str, args: argparse.Namespace, work: Path) -> list[Row]:
         reader = _calibration_reader(report.input_names[0], shape)
         path = quantize_int8(report.path, work / f"{name}.{fmt}.onnx", reader, quant_format=fmt)
         runs[f"ort int8 {fmt}"] = OrtClassifier(path, threads=args.threads).logits
-    latency = _interleaved_median(runs, _inputs(shape, LATENCY_BATCH), args.repeats, args.warmup)
-    big = _interleaved_median(runs, _inputs(shape, THROUGHPUT_BATCH), args.throughput_repeats, 1)
+    latency = _median_per_call(runs, _inputs(shape, LATENCY_BATCH), args.repeats, args.warmup)
+    big = _median_per_call(runs, _inputs(shape, THROUGHPUT_BATCH), args.throughput_repeats, 1)
     return [
         Row(name, runtime, 1000 * latency[runtime], THROUGHPUT_BATCH / big[runtime])
         for runtime in runs
     ]
+
+
+def _median_per_call(
+    runs: dict[str, Callable[[np.ndarray], object]], x: np.ndarray, repeats: int, warmup: int
+) -> dict[str, float]:
+    return interleaved_median(
+        {name: partial(run, x) for name, run in runs.items()}, repeats, warmup
+    )
 
 
 def _calibration_reader(input_name: str, shape: tuple[int, ...]):
@@ -152,6 +146,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    reuse_large_buffers()  # as every family command runs (train.runner)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="deploy-bench-") as work:
         for name in args.models:

@@ -23,16 +23,15 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import interleaved_median
 from network import build_model
 from network.stgcn import STGCN
 from train.malloc import reuse_large_buffers
@@ -75,19 +74,6 @@ class Baseline(nn.Module):
             x = block.relu(block.tcn(gcn(x, adjacency)) + res)
         x = nn.functional.avg_pool2d(x, x.size()[2:]).view(n, persons, -1, 1, 1).mean(dim=1)
         return m.fcn(x).view(n, -1)
-
-
-def time_interleaved(runs: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds per call of each run; runs alternate so load drifts hit all alike."""
-    for run in runs:
-        run()  # warm-up
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(repeats):
-        for run, record in zip(runs, times):
-            start = time.perf_counter()
-            run()
-            record.append(time.perf_counter() - start)
-    return [float(np.median(record)) for record in times]
 
 
 def onnx_runner(model: STGCN, x: torch.Tensor) -> Callable[[], object] | str:
@@ -147,8 +133,8 @@ def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
         rows.append(("onnxruntime (opset 17)", runner))
     else:
         print(f"onnxruntime: {runner}", file=sys.stderr)
-    seconds = time_interleaved([run for _, run in rows], args.repeats)
-    return [(name, args.batch_size / s) for (name, _), s in zip(rows, seconds)]
+    seconds = interleaved_median(dict(rows), args.repeats)
+    return [(name, args.batch_size / seconds[name]) for name, _ in rows]
 
 
 def measure_in_child(args: argparse.Namespace, malloc: str) -> list[tuple[str, float]]:
