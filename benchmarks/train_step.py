@@ -6,7 +6,8 @@
 Modes: ``fp32``; ``amp`` (bf16 autocast, CUDA only, n/a elsewhere); ``channels_last``
 (channels_last_3d memory format); ``compile`` (torch.compile). Each step is forward,
 cross-entropy, backward and an SGD step through the engine's own helpers (train.precision).
-One table, with each mode's speed as a ratio of the fp32 row of the same network.
+One table, with each mode's speed as a ratio of the fp32 row of the same network. The process uses
+the training scripts' malloc setting (``train.malloc.reuse_large_buffers``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from network import build_model
+from train.malloc import reuse_large_buffers
 from train.precision import Precision, forward_model, move_to_device, to_channels_last
 
 MODES = ("fp32", "amp", "channels_last", "compile")
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    reuse_large_buffers()  # as train_hmdb.py train runs (train.runner)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     title = (
         f"train step, batch {args.batch_size}, {args.clip_length}x{args.clip_size}x"
