@@ -253,7 +253,9 @@ def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("results/gesture_demo"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/gesture_demo"), help="working folder"
+    )
     parser.add_argument("--num-users", type=int, default=gesture_synth.SynthConfig.num_users)
     parser.add_argument(
         "--images-per-class", type=int, default=gesture_synth.SynthConfig.images_per_class

@@ -1,6 +1,6 @@
 """Skeleton action recognition (ST-GCN, NVIDIA PoseClassificationNet) on the shared engine.
 
-    python train_nvpose.py demo --output-dir demo_nvpose            # synth → train → eval → ONNX
+    python train_nvpose.py demo --out demo_nvpose                   # synth → train → eval → ONNX
     python train_nvpose.py synth --output-dir data/synth
     python train_nvpose.py convert --data poses.json --output-dir data/seq [--labels labels.csv]
     python train_nvpose.py train -e configs/nvpose/experiment_nvidia.yaml \\
@@ -188,6 +188,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     _add_quantize_arguments(quantize)
     demo = commands.add_parser("demo", parents=[common], help="synth → train → evaluate → export")
+    demo.add_argument(
+        "--out", dest="output_dir", help="working folder, as the other demos (= --output-dir)"
+    )
     demo.add_argument("--samples-per-class", type=int, default=40)
     demo.set_defaults(output_dir="demo_nvpose", end_epoch=12, workers=0, log_level="WARNING")
     return parser
