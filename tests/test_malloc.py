@@ -57,7 +57,9 @@ def test_compute_processes_keep_large_blocks_in_the_heap() -> None:
     result = _probe("reuse_large_buffers", 200)  # above glibc's largest adaptive threshold
     assert result["ok"] is True
     assert result["mapped_mib"] == 0
-    assert result["kept_mib"] >= 150  # most of it kept after the free, ready for the next forward pass
+    assert (
+        result["kept_mib"] >= 150
+    )  # most of it kept after the free, ready for the next forward pass
 
 
 def test_workers_return_clip_buffers_to_the_os() -> None:
