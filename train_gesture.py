@@ -374,6 +374,27 @@ def _image_root(args: argparse.Namespace, data_json: Path) -> Path:
     return Path(stored) if stored else Path(data_json).parent
 
 
+def _trained_model_dataset(
+    args: argparse.Namespace,
+    model: nn.Module,
+    class_names: Sequence[str],
+    stored: dict,
+    data_json: str | Path,
+    *,
+    labelled_only: bool = True,
+) -> GestureCropDataset:
+    """``--data_type`` of ``data_json`` at the input size and channels the trained model takes."""
+    return _crop_dataset(
+        args,
+        Path(data_json),
+        args.data_type,
+        class_names,
+        image_size=_image_size(args, stored),
+        gray_scale=model.in_channels == 1,
+        labelled_only=labelled_only,
+    )
+
+
 def _crop_dataset(
     args: argparse.Namespace,
     data_json: Path,
@@ -560,14 +581,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not data_json:
         log.error("evaluate needs --data_json (or evaluator.data_path in the spec)")
         return 2
-    dataset = _crop_dataset(
-        args,
-        Path(data_json),
-        args.data_type,
-        class_names,
-        image_size=_image_size(args, stored),
-        gray_scale=model.in_channels == 1,
-    )
+    dataset = _trained_model_dataset(args, model, class_names, stored, data_json)
     out_dir = Path(args.output_dir) / args.evaluation_exp_name
     result = evaluate(model, dataset, args, class_names=class_names, output_dir=out_dir)
     if not is_main_process():
@@ -607,14 +621,8 @@ def cmd_inference(args: argparse.Namespace) -> int:
     if not data_json:
         log.error("inference needs --data_json")
         return 2
-    dataset = _crop_dataset(
-        args,
-        Path(data_json),
-        args.data_type,
-        class_names,
-        image_size=_image_size(args, stored),
-        gray_scale=model.in_channels == 1,
-        labelled_only=False,
+    dataset = _trained_model_dataset(
+        args, model, class_names, stored, data_json, labelled_only=False
     )
     scores = predict(model, dataset, args)
     rows = []
