@@ -37,6 +37,7 @@ from train.args import add_multigrid_arguments, common_parser
 from train.engine import fit
 from train.history import read_metrics
 from train.logs import setup_logging
+from train.malloc import reuse_large_buffers
 
 # Row name -> multigrid flags.
 MODES: dict[str, tuple[str, ...]] = {
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     options = get_args_parser().parse_args(argv)
     if options.threads:
         torch.set_num_threads(options.threads)
+    reuse_large_buffers()  # as train_hmdb.py train runs (train.runner)
     setup_logging(logging.WARNING)
     with tempfile.TemporaryDirectory() as temp:
         work_dir = Path(options.output_dir or temp)
