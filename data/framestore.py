@@ -294,16 +294,18 @@ class FolderFrameStore(FrameStore):
 
     def _names(self, stream: str) -> list[str]:
         if stream not in self._listing:
-            self._listing[stream] = _list_images(self.video_dir / stream)
             if stream in ("u", "v"):
-                self._check_flow_pairs()
+                self._list_flow_pair()
+            else:
+                self._listing[stream] = _list_images(self.video_dir / stream)
         return self._listing[stream]
 
-    def _check_flow_pairs(self) -> None:
-        u = self._listing.setdefault("u", _list_images(self.video_dir / "u"))
-        v = self._listing.setdefault("v", _list_images(self.video_dir / "v"))
+    def _list_flow_pair(self) -> None:
+        """List ``u/`` and ``v/`` once, together: a flow frame needs both."""
+        u, v = _list_images(self.video_dir / "u"), _list_images(self.video_dir / "v")
         if u != v:
             raise FrameStoreError(f"{self.video_dir}: u/ and v/ hold different frame names")
+        self._listing.update(u=u, v=v)
 
     def num_frames(self, stream: str = "rgb") -> int:
         return len(self._names(stream))

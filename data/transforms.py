@@ -312,9 +312,10 @@ class _ClipPreset:
         if self.crop_size is not None and short_side < max(self.crop_size):
             raise ValueError(f"short_side {short_side} is smaller than the crop {self.crop_size}")
         self.short_side = short_side
+        # (mean, std) as (1, C, 1, 1) float32 tensors, built once: _one runs for every clip
         self.norm = {
-            "rgb": (tuple(rgb_mean), tuple(rgb_std)),
-            "flow": (tuple(flow_mean), tuple(flow_std)),
+            modality: tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in pair)
+            for modality, pair in (("rgb", (rgb_mean, rgb_std)), ("flow", (flow_mean, flow_std)))
         }
 
     def __call__(
@@ -347,10 +348,8 @@ class _ClipPreset:
         clip = clip.float().div_(255)
         if modality == "rgb":
             clip = self.photometric(clip)
-        mean, std = (
-            torch.tensor(v, dtype=clip.dtype, device=clip.device) for v in self.norm[modality]
-        )
-        clip = (clip - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        mean, std = (v.to(clip.device) for v in self.norm[modality])
+        clip = (clip - mean) / std
         return clip.permute(1, 0, 2, 3).contiguous()
 
     def draw_box(self, height: int, width: int, out_hw, short_side: int) -> Box:

@@ -101,7 +101,6 @@ class VideoClipDataset(Dataset):
         self.store_cache_size = store_cache_size
         self._bad_reads = multiprocessing.Value("i", 0)
         self._stores: OrderedDict[int, FrameStore] = OrderedDict()
-        self._stores_pid = os.getpid()
         self._warned: set[int] = set()
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
@@ -127,17 +126,13 @@ class VideoClipDataset(Dataset):
 
     # ------------------------------------------------------------------ reading
     def _read_with_fallback(self, video: int, k: int, shape) -> tuple[int, tuple[Tensor, ...]]:
-        try:
-            return video, self.read_clip(video, k, shape)
-        except VideoReadError as first:
-            if not self.skip_bad:
-                raise
-            self._count_bad(video, first)
-        for step in range(1, min(MAX_SUBSTITUTES, len(self.records) - 1) + 1):
+        for step in range(min(MAX_SUBSTITUTES, len(self.records) - 1) + 1):
             other = (video + step) % len(self.records)
             try:
                 return other, self.read_clip(other, k, shape)
             except VideoReadError as exc:
+                if not self.skip_bad:
+                    raise
                 self._count_bad(other, exc)
         raise VideoReadError(f"{self.records[video].path}: unreadable and no readable substitute")
 
@@ -154,7 +149,7 @@ class VideoClipDataset(Dataset):
         try:
             store = self._store(video)
             return self._sample_and_read(store, k, shape)
-        except (VideoReadError, KeyboardInterrupt):
+        except VideoReadError:
             raise
         except Exception as exc:
             raise VideoReadError(
@@ -214,8 +209,6 @@ class VideoClipDataset(Dataset):
         return self._rng
 
     def _store(self, video: int) -> FrameStore:
-        if self._stores_pid != os.getpid():  # a forked worker starts with its own cache
-            self._stores, self._stores_pid = OrderedDict(), os.getpid()
         store = self._stores.get(video)
         if store is None:
             store = self.open_video(video)
