@@ -451,11 +451,11 @@ def _class_weighted_loss(dataset: GestureCropDataset) -> nn.Module:
 
 def _load_trained(args: argparse.Namespace) -> tuple[nn.Module, list[str], dict[str, Any]]:
     """The model of ``--model`` (default ``<output-dir>/<save-weights-path>/model.pth``)."""
-    from train.checkpoint import load_checkpoint, load_model
+    from train.checkpoint import load_model
 
     path = Path(args.model or Path(args.output_dir) / args.save_weights_path / FINAL_MODEL)
     model = load_model(path, family=FAMILY)
-    stored = load_checkpoint(path).get("args") or {}
+    stored = model.train_args
     class_names = list(getattr(model, "class_names", None) or stored.get("classes") or [])
     return model, class_names, stored
 
@@ -574,6 +574,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on ``--data_type``."""
     from train.distributed import is_main_process
     from train.engine import evaluate
+    from train.evaluation import write_metrics_json
     from train.metrics import per_class_report, precision_recall_f1
 
     model, class_names, stored = _load_trained(args)
@@ -589,15 +590,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     precision, recall, f1 = precision_recall_f1(result.confusion)
     report = per_class_report(result, class_names)
     (out_dir / "per_class.txt").write_text(report + "\n", encoding="utf-8")
-    metrics = {
-        "accuracy": result.clip_top1,
-        "num_images": result.num_clips,
-        "per_class": {
-            name: {"precision": _finite(p), "recall": _finite(r), "f1": _finite(f)}
-            for name, p, r, f in zip(class_names, precision, recall, f1)
-        },
+    per_class = {
+        name: {"precision": _finite(p), "recall": _finite(r), "f1": _finite(f)}
+        for name, p, r, f in zip(class_names, precision, recall, f1)
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    # the engine's metrics.json, with TAO GestureNet's names and the per-class scores added
+    write_metrics_json(result, out_dir / "metrics.json", accuracy=result.clip_top1,
+                       num_images=result.num_clips, per_class=per_class)  # fmt: skip
     log.info(
         "%s: accuracy %.4f on %d images\n%s",
         args.data_type,

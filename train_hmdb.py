@@ -25,6 +25,7 @@ import argparse
 import inspect
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -397,11 +398,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The checkpoint's model and its training arguments (data flags not given default to them)."""
-    from train.checkpoint import load_checkpoint, load_model
+    from train.checkpoint import load_model
 
     model = load_model(args.checkpoint, family=FAMILY)
-    saved = dict(load_checkpoint(args.checkpoint).get("args") or {})
-    return model, saved
+    return model, model.train_args
 
 
 def _data_defaults() -> dict[str, Any]:
@@ -429,20 +429,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     class_names = getattr(model, "class_names", None) or split.class_names
     dims = input_dims_of(model.network_name, args)
     dataset = make_dataset(split.val, args, subset="val", input_dims=dims)
-    out = Path(args.output_dir)
-    result = evaluate(model, dataset, args, class_names=class_names, output_dir=out)
-    scores = {k: float(v) for k, v in result.as_dict().items() if v is not None}
-    (out / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    result = evaluate(model, dataset, args, class_names=class_names, output_dir=args.output_dir)
     print(f"clip top-1 {100 * result.clip_top1:.2f}%  video top-1 {100 * result.video_top1:.2f}%")
     return 0
 
 
 def _inference_videos(root: Path) -> list[Path]:
-    """``root`` itself if it is a prepared video, else every prepared video below it."""
-    if is_complete_video(root):
-        return [root]
-    found = sorted(p for p in root.rglob("*") if p.is_dir() and is_complete_video(p))
-    return [p for p in found if not any(q in p.parents for q in found)]
+    """``root`` itself if it is a prepared video, else every prepared video below it, sorted.
+
+    The walk does not enter a video (its frame folders can hold thousands of files) nor hidden
+    folders (``.name.partial`` leftovers of an interrupted ``prepare``).
+    """
+    found: list[Path] = []
+    for folder, subfolders, _ in os.walk(root):
+        if is_complete_video(Path(folder)):
+            found.append(Path(folder))
+            subfolders.clear()
+        else:
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+    return sorted(found)
 
 
 def cmd_inference(args: argparse.Namespace) -> int:

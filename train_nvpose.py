@@ -327,12 +327,9 @@ def _dataset_for(
     return SkeletonDataset(skeleton_convert.convert_deepstream_json(data, settings))
 
 
-def _checkpoint_frames(checkpoint: str) -> int:
-    """The T the network was trained with (stored in the checkpoint's args), default 300."""
-    from train.checkpoint import load_checkpoint
-
-    stored = load_checkpoint(checkpoint).get("args") or {}
-    return int(stored.get("seq_length") or 300)
+def _trained_frames(model: Any) -> int:
+    """The T the network was trained with (``load_model``'s ``train_args``), default 300."""
+    return int(model.train_args.get("seq_length") or 300)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -374,7 +371,7 @@ def evaluate(args: argparse.Namespace) -> Any:
     _need(args, "checkpoint", "data")
     model = load_model(args.checkpoint, family=FAMILY)
     names = list(model.class_names or [])
-    dataset = _dataset_for(args.data, args.labels, names, _checkpoint_frames(args.checkpoint))
+    dataset = _dataset_for(args.data, args.labels, names, _trained_frames(model))
     result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
     print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "
           f"{100 * result.mean_class_accuracy:.2f}% on {result.num_clips} sequences")  # fmt: skip
@@ -415,7 +412,7 @@ def inference(args: argparse.Namespace) -> list[str]:
     _need(args, "checkpoint", "data")
     model = load_model(args.checkpoint, family=FAMILY)
     names = list(model.class_names or [])
-    frames = _checkpoint_frames(args.checkpoint)
+    frames = _trained_frames(model)
     sequences: list[skeleton_convert.Sequence] = []
     if Path(args.data).suffix.lower() == ".npy":
         dataset = SkeletonDataset(args.data)

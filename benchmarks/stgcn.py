@@ -18,12 +18,12 @@ network code. Target: eager ≥ 2× baseline.
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
-import subprocess
+import multiprocessing
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -76,35 +76,26 @@ class Baseline(nn.Module):
         return m.fcn(x).view(n, -1)
 
 
-def onnx_runner(model: STGCN, x: torch.Tensor) -> Callable[[], object] | str:
-    """An ONNX Runtime session on ``model`` exported at opset 17, or the reason why not."""
+def onnx_runner(model: STGCN, x: torch.Tensor, work: Path) -> Callable[[], object] | str:
+    """ONNX Runtime on ``model`` exported by ``export_onnx`` into ``work``, or why not."""
     try:
-        import onnxruntime as ort
+        from export import export_onnx
+        from export.ort_runtime import OrtClassifier
     except ImportError as error:
-        return f"onnxruntime not available ({error})"
-    path = Path(tempfile.mkdtemp()) / "st_gcn.onnx"
-    # the TorchScript exporter; torch ≥ 2.5 needs dynamo=False to pick it, 2.4 lacks the flag
-    legacy = (
-        {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
-    )
-    torch.onnx.export(
-        model, (x,), str(path), input_names=["input"], output_names=["fc_pred"],
-        opset_version=17, dynamic_axes={"input": {0: "batch"}, "fc_pred": {0: "batch"}}, **legacy,
-    )  # fmt: skip
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {"input": x.numpy()}
-    return lambda: session.run(None, feed)
+        return f"onnx / onnxruntime not available ({error})"
+    report = export_onnx(model, work / "st_gcn.onnx", tuple(x.shape[1:]))
+    classifier = OrtClassifier(report.path, threads=torch.get_num_threads())
+    return partial(classifier.logits, x.numpy())
 
 
 MALLOC_SETTINGS = ("glibc", "actrec")
+BASELINE = "baseline (reference einsum)"
 
 
 def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
     """(path, seq/s) of each row in this process, after checking that the outputs agree."""
     if args.malloc == "actrec" and not reuse_large_buffers():
-        raise SystemExit("the actrec malloc setting needs glibc")
+        raise RuntimeError("the actrec malloc setting needs glibc")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -115,7 +106,7 @@ def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
     with torch.inference_mode():
         error = (model(x) - baseline(x)).abs().max().item()
     if error > 1e-4:
-        raise SystemExit(f"eager and baseline disagree: max |difference| = {error:.2e}")
+        raise RuntimeError(f"eager and baseline disagree: max |difference| = {error:.2e}")
 
     def eager(net: nn.Module) -> Callable[[], object]:
         def run() -> object:
@@ -124,30 +115,21 @@ def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
 
         return run
 
-    rows = [
-        ("baseline (reference einsum)", eager(baseline)),
-        ("eager (network.stgcn)", eager(model)),
-    ]
-    runner = "skipped" if args.no_onnx else onnx_runner(model, x)
-    if callable(runner):
-        rows.append(("onnxruntime (opset 17)", runner))
-    else:
-        print(f"onnxruntime: {runner}", file=sys.stderr)
-    seconds = interleaved_median(dict(rows), args.repeats)
-    return [(name, args.batch_size / seconds[name]) for name, _ in rows]
+    rows = {BASELINE: eager(baseline), "eager (network.stgcn)": eager(model)}
+    with tempfile.TemporaryDirectory(prefix="stgcn-bench-") as work:
+        runner = "skipped" if args.no_onnx else onnx_runner(model, x, Path(work))
+        if callable(runner):
+            rows["onnxruntime (opset 17)"] = runner
+        else:
+            print(f"onnxruntime: {runner}", file=sys.stderr)
+        seconds = interleaved_median(rows, args.repeats)
+    return [(name, args.batch_size / seconds[name]) for name in rows]
 
 
 def measure_in_child(args: argparse.Namespace, malloc: str) -> list[tuple[str, float]]:
     """``measure`` in a fresh interpreter: malloc settings are per process and cannot be undone."""
-    argv = [sys.executable, __file__, "--malloc", malloc, "--child"]
-    for name, value in vars(args).items():
-        if name in {"malloc", "child"} or value in (None, False):
-            continue
-        argv += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"the {malloc} run failed:\n{done.stderr.strip()}")
-    return [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, argparse.Namespace(**{**vars(args), "malloc": malloc})).result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,27 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-onnx", action="store_true")
     parser.add_argument("--malloc", choices=MALLOC_SETTINGS, nargs="+", default=MALLOC_SETTINGS)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        args.malloc = args.malloc[0]
-        print(json.dumps(measure(args)))
-        return 0
     results = {malloc: measure_in_child(args, malloc) for malloc in args.malloc}
-    reference = dict(results.get("glibc", next(iter(results.values()))))[
-        "baseline (reference einsum)"
-    ]
+    reference = dict(results.get("glibc", next(iter(results.values()))))[BASELINE]
     threads = args.threads or torch.get_num_threads()
-    print(
-        f"batch {args.batch_size}, T={args.frames}, {args.layout}, M={args.persons}, {threads} threads"
-    )
+    print(f"batch {args.batch_size}, T={args.frames}, {args.layout}, M={args.persons}, "
+          f"{threads} threads")  # fmt: skip
     print(f"{'path':<30} {'malloc':<7} {'seq/s':>7} {'vs baseline':>12} {'same malloc':>12}")
     for malloc, rows in results.items():
-        same = dict(rows)["baseline (reference einsum)"]
+        same = dict(rows)[BASELINE]
         for name, rate in rows:
-            print(
-                f"{name:<30} {malloc:<7} {rate:7.2f} {rate / reference:11.2f}x {rate / same:11.2f}x"
-            )
+            print(f"{name:<30} {malloc:<7} {rate:7.2f} {rate / reference:11.2f}x "
+                  f"{rate / same:11.2f}x")  # fmt: skip
     return 0
 
 

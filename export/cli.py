@@ -114,10 +114,10 @@ def export_checkpoint(
 ) -> ExportReport:
     """Rebuild the network of ``checkpoint`` (``train.checkpoint.load_model``) and export it."""
     from network import get_entry
-    from train.checkpoint import load_checkpoint, load_model
+    from train.checkpoint import load_model
 
     model = load_model(checkpoint, family=family)
-    args = dict(load_checkpoint(checkpoint).get("args") or {})
+    args = model.train_args
     layout = get_entry(model.network_name).input_layout
     shapes = (
         [tuple(s) for s in input_shape] if input_shape else input_shape_for(family, args, model)

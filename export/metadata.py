@@ -20,7 +20,7 @@ from typing import Any
 
 import onnx
 
-__all__ = ["KEY_PREFIX", "read_metadata", "write_metadata"]
+__all__ = ["KEY_PREFIX", "parse_metadata", "read_metadata", "write_metadata"]
 
 KEY_PREFIX = "actrec."
 
@@ -39,7 +39,9 @@ def write_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> None:
 def read_metadata(path_or_model: str | Path | onnx.ModelProto) -> dict[str, Any]:
     """The ``actrec.*`` metadata of an ONNX file (or loaded model) as Python values.
 
-    Only the graph header is needed, so the weights are not loaded from a path.
+    From a path this parses the whole file (external data files are not read); where an ONNX
+    Runtime session is open, ``parse_metadata(session.get_modelmeta().custom_metadata_map)``
+    avoids that second parse.
     """
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model
@@ -48,12 +50,17 @@ def read_metadata(path_or_model: str | Path | onnx.ModelProto) -> dict[str, Any]
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX file")
         model = onnx.load(str(path), load_external_data=False)
+    return parse_metadata({prop.key: prop.value for prop in model.metadata_props})
+
+
+def parse_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """The ``actrec.*`` entries of raw ``metadata_props`` (key → JSON text) as Python values."""
     result: dict[str, Any] = {}
-    for prop in model.metadata_props:
-        if not prop.key.startswith(KEY_PREFIX):
+    for key, value in props.items():
+        if not key.startswith(KEY_PREFIX):
             continue
         try:
-            result[prop.key.removeprefix(KEY_PREFIX)] = json.loads(prop.value)
+            result[key.removeprefix(KEY_PREFIX)] = json.loads(value)
         except json.JSONDecodeError as error:
-            raise ValueError(f"metadata {prop.key!r} is not valid JSON: {error}") from None
+            raise ValueError(f"metadata {key!r} is not valid JSON: {error}") from None
     return result

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from export.metadata import read_metadata
+from export.metadata import parse_metadata
 
 __all__ = ["OrtClassifier", "create_session", "softmax"]
 
@@ -55,7 +55,7 @@ class OrtClassifier:
     ) -> None:
         self.path = Path(path)
         self.session = create_session(path, threads=threads, providers=providers)
-        self.metadata = read_metadata(self.path)
+        self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.input_names = [node.name for node in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
         self.input_shapes = [tuple(s) for s in self.metadata.get("input_shape", [])]

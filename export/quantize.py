@@ -186,39 +186,42 @@ def _quantize(
 
 
 def evaluate_onnx(
-    path: str | Path,
+    paths: Sequence[str | Path],
     dataset: Dataset,
     *,
     batch_size: int = 8,
     threads: int | None = None,
     num_classes: int | None = None,
-) -> Any:
-    """``train.metrics.EvalResult`` of the ONNX classifier at ``path`` on ``dataset``."""
+) -> list[Any]:
+    """``train.metrics.EvalResult`` of each ONNX classifier in ``paths`` on ``dataset``.
+
+    One pass over the dataset: every batch is read and preprocessed once and fed to all of them.
+    """
     from train.metrics import ScoreAccumulator
 
-    classifier = OrtClassifier(path, threads=threads)
+    classifiers = [OrtClassifier(path, threads=threads) for path in paths]
     indices = np.arange(len(dataset))  # type: ignore[arg-type]
-    accumulator = None
+    accumulators: list[ScoreAccumulator] = []
     for inputs, targets, ids in tqdm(
         batches_of(dataset, indices, batch_size),
         total=-(-len(indices) // batch_size),
-        desc=f"evaluate {Path(path).name}",
+        desc="evaluate " + " / ".join(Path(path).name for path in paths),
     ):
-        logits = classifier.logits(*inputs)
-        if accumulator is None:
-            accumulator = ScoreAccumulator(num_classes or logits.shape[1])
-        accumulator.update(logits, targets, ids)
-    if accumulator is None:
+        for position, classifier in enumerate(classifiers):
+            logits = classifier.logits(*inputs)
+            if len(accumulators) <= position:
+                accumulators.append(ScoreAccumulator(num_classes or logits.shape[1]))
+            accumulators[position].update(logits, targets, ids)
+    if not accumulators:
         raise ValueError("the validation dataset is empty")
-    return accumulator.result()
+    return [accumulator.result() for accumulator in accumulators]
 
 
 def compare_accuracy(
     fp32_path: str | Path, int8_path: str | Path, dataset: Dataset, *, batch_size: int = 8
 ) -> dict[str, float]:
     """Clip/video top-1 of FP32 and INT8 on ``dataset`` and the points lost (FP32 - INT8)."""
-    fp32 = evaluate_onnx(fp32_path, dataset, batch_size=batch_size)
-    int8 = evaluate_onnx(int8_path, dataset, batch_size=batch_size)
+    fp32, int8 = evaluate_onnx([fp32_path, int8_path], dataset, batch_size=batch_size)
     return {
         "fp32_clip_top1": 100 * fp32.clip_top1,
         "int8_clip_top1": 100 * int8.clip_top1,

@@ -194,7 +194,8 @@ def load_model(
     """Rebuild the network stored in ``path`` from its registry name and kwargs, with weights.
 
     ``family`` (``"video"``, ``"skeleton"``, ``"gesture"``) guards against a checkpoint of another
-    family. The model comes back in eval mode with ``class_names`` set from the checkpoint.
+    family. The model comes back in eval mode with ``class_names`` and ``train_args`` (the
+    training command's arguments, a dict) set from the checkpoint, which is read once.
     """
     from network import build_model
 
@@ -218,4 +219,5 @@ def load_model(
         raise ValueError(f"{path}: {error.args[0]}") from None
     model.load_state_dict(state["model"])
     model.class_names = state.get("class_names")
+    model.train_args = dict(state.get("args") or {})
     return model.eval()
