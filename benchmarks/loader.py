@@ -2,7 +2,6 @@
 
     python benchmarks/loader.py                      # 40 videos x 64 frames at 128x170, 0/1/2 workers
     python benchmarks/loader.py --workers 0 4 8 --videos 200 --srtg
-    python benchmarks/loader.py --mmap-threshold-kib 128   # flat worker memory, see below
 
 Writes synthetic videos to a temporary directory in four forms holding the same frames:
 (a) our ``frames.db`` (index + metadata), (b) a legacy dataset2database ``frames.db`` (no index,
@@ -14,10 +13,9 @@ passes are timed and the fastest is reported. ``/ bound`` is clips/s divided by 
 worker count (target >= 0.75 for (a)).
 RSS columns: each worker's peak resident memory (max over workers) at its first clip, at the end
 of pass 1 and at the end of the last pass; equal values mean memory does not grow with clips read.
-With glibc's default allocator settings worker memory creeps up over the first passes (the
-dynamic mmap threshold moves clip-sized buffers to the heap); ``--mmap-threshold-kib 128`` calls
-``train.malloc.return_buffers_to_os`` before the workers fork and keeps it flat (training sets it
-in each worker through ``train.seeding.worker_init_fn``).
+The process and its DataLoader run as training does: the main process reuses its large buffers
+(``train.malloc.reuse_large_buffers``) and each worker returns its clip buffers to the OS
+(``train.seeding.worker_init_fn``), which keeps worker memory from creeping up.
 """
 
 from __future__ import annotations
@@ -42,7 +40,8 @@ from data.framestore import FrameDBWriter, FrameFolderWriter, FrameStore, encode
 from data.splits import VideoRecord
 from data.transforms import ClipTrainPreset
 from data.video_dataset import VideoClipDataset
-from train.malloc import return_buffers_to_os
+from train.malloc import reuse_large_buffers
+from train.seeding import worker_init_fn
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -63,12 +62,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--srtg", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process")
-    parser.add_argument(
-        "--mmap-threshold-kib",
-        type=int,
-        default=0,
-        help="fix glibc's mmap threshold (e.g. 128) before the workers fork; 0 keeps the default",
-    )
     return parser
 
 
@@ -175,6 +168,7 @@ def measure(dataset: Dataset, workers: int, batch_size: int, repeats: int) -> di
         shuffle=True,
         num_workers=workers,
         persistent_workers=workers > 0,
+        worker_init_fn=worker_init_fn,
     )
     _, _, warm = run_pass(loader)
     best, timed = 0.0, {}
@@ -226,8 +220,7 @@ def format_table(rows: list[tuple[str, int, dict]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.mmap_threshold_kib and not return_buffers_to_os(args.mmap_threshold_kib):
-        print("warning: could not set the glibc mmap threshold (not glibc?)")
+    reuse_large_buffers()  # as train_hmdb.py train runs (train.runner)
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         start = time.perf_counter()
         sources = write_sources(Path(tmp), args)
@@ -235,8 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"wrote {args.videos} videos x {args.frames} frames at {args.height}x{args.width} "
             f"in 3 layouts in {time.perf_counter() - start:.1f}s; clips {args.clip_length}x"
             f"{args.crop}x{args.crop}, rate {args.sample_rate}, batch {args.batch_size}, "
-            f"{args.videos * args.clips_per_video} clips per pass, srtg={args.srtg}, "
-            f"mmap threshold {args.mmap_threshold_kib or 'glibc default'} KiB"
+            f"{args.videos * args.clips_per_video} clips per pass, srtg={args.srtg}"
         )
         datasets = build_datasets(sources, args)
         rows = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 

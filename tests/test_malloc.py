@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
-import ctypes, json, sys
+import ctypes, json, os, sys, time
 import torch
 from train import malloc
 
@@ -41,13 +41,21 @@ block.fill_(1)
 mapped = libc.mallinfo2().hblkhd - before.hblkhd
 del block
 kept = libc.mallinfo2().arena - before.arena  # heap growth still held after the free
-print(json.dumps({"ok": ok, "mapped_mib": mapped >> 20, "kept_mib": kept >> 20}))
+
+def resident_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+
+after_free = resident_mib()
+time.sleep(float(sys.argv[3]))
+print(json.dumps({"ok": ok, "mapped_mib": mapped >> 20, "kept_mib": kept >> 20,
+                  "released_mib": after_free - resident_mib()}))
 """
 
 
-def _probe(setting: str, mib: int) -> dict:
+def _probe(setting: str, mib: int, wait_seconds: float = 0.0) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, setting, str(mib)],
+        [sys.executable, "-c", PROBE, setting, str(mib), str(wait_seconds)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -62,11 +70,16 @@ def test_compute_processes_keep_large_blocks_in_the_heap() -> None:
     )  # most of it kept after the free, ready for the next forward pass
 
 
-def test_workers_return_clip_buffers_to_the_os() -> None:
-    result = _probe("return_buffers_to_os", 2)
+def test_workers_reuse_buffers_and_return_free_pages_to_the_os() -> None:
+    result = _probe("return_buffers_to_os", 200, wait_seconds=1.5)  # one trim period and a half
     assert result["ok"] is True
-    assert result["mapped_mib"] >= 2
-    assert result["kept_mib"] < 2
+    assert result["mapped_mib"] == 0  # clip buffers come from the heap: no page faults per clip
+    assert result["released_mib"] >= 150  # the periodic trim gave the free pages back
+
+
+def test_compute_processes_do_not_trim() -> None:
+    result = _probe("reuse_large_buffers", 200, wait_seconds=1.5)
+    assert result["released_mib"] < 50
 
 
 def test_runner_applies_the_compute_setting(monkeypatch) -> None:

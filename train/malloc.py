@@ -7,15 +7,20 @@ cores that doubled the time of an ST-GCN forward (benchmarks/stgcn.py) and cost 
 training steps a fifth of their speed when the threshold was 128 KiB. A compute process therefore
 keeps freed blocks below 1 GiB in its heap for reuse (like PyTorch's CUDA caching allocator).
 
-DataLoader workers want the opposite: clip-sized buffers that go back to the OS, or each worker's
-memory creeps up over the first epochs (benchmarks/loader.py). ``worker_init_fn`` sets that.
-Both return False where the C library is not glibc; nothing else changes then.
+DataLoader workers reuse their clip buffers the same way (with a 128 KiB threshold every clip's
+buffers were faulted in afresh: 0.6× the clips/s in benchmarks/loader.py), but heap
+fragmentation then grows each worker's memory over the epochs (+230 MiB in 10 passes), so a
+daemon thread in each worker hands free heap pages back to the OS once a second
+(``malloc_trim``). ``worker_init_fn`` sets that. Both return False where the C library is not
+glibc; nothing else changes then.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import threading
+import time
 
 __all__ = ["return_buffers_to_os", "reuse_large_buffers"]
 
@@ -23,8 +28,7 @@ M_TRIM_THRESHOLD = -1  # mallopt parameters, glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 COMPUTE_MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB stay in the heap for reuse
 COMPUTE_TRIM_THRESHOLD = 1 << 30  # free heap top kept up to 1 GiB instead of trimmed
-WORKER_MMAP_THRESHOLD = 128 << 10  # glibc's initial default, fixed so it does not adapt upwards
-WORKER_TRIM_THRESHOLD = 128 << 10
+TRIM_PERIOD_SECONDS = 1.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,6 +56,17 @@ def reuse_large_buffers() -> bool:
     return _mallopt(COMPUTE_MMAP_THRESHOLD, COMPUTE_TRIM_THRESHOLD)
 
 
-def return_buffers_to_os(kib: int = WORKER_MMAP_THRESHOLD >> 10) -> bool:
-    """Data workers: blocks above ``kib`` KiB are mmapped and returned to the OS when freed."""
-    return _mallopt(kib << 10, max(kib << 10, WORKER_TRIM_THRESHOLD))
+def return_buffers_to_os(period_seconds: float = TRIM_PERIOD_SECONDS) -> bool:
+    """Data workers: reuse buffers as compute processes do, and give free heap pages back to the
+    OS every ``period_seconds`` (``malloc_trim`` from a daemon thread), so memory stays flat."""
+    if not reuse_large_buffers():
+        return False
+    libc = _libc()
+    threading.Thread(target=_trim_forever, args=(libc, period_seconds), daemon=True).start()
+    return True
+
+
+def _trim_forever(libc: ctypes.CDLL, period_seconds: float) -> None:
+    while True:
+        time.sleep(period_seconds)
+        libc.malloc_trim(0)

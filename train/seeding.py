@@ -37,7 +37,7 @@ def worker_init_fn(worker_id: int) -> None:
 
     torch seeds each worker with ``base_seed + worker_id`` (base_seed from the loader's
     generator); NumPy and ``random`` would otherwise be copies of the parent's state. Workers also
-    return their clip buffers to the OS, where the parent keeps its buffers (``train.malloc``).
+    hand their free heap pages back to the OS once a second (``train.malloc``).
     """
     return_buffers_to_os()
     seed = torch.initial_seed() % (2**32)
