@@ -24,7 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from network import build_model
 from train.malloc import reuse_large_buffers
-from train.precision import Precision, forward_model, move_to_device, to_channels_last
+from train.precision import (
+    Precision,
+    forward_model,
+    move_to_device,
+    seconds_between,
+    to_channels_last,
+)
 
 MODES = ("fp32", "amp", "channels_last", "compile")
 
@@ -85,10 +91,10 @@ def measure(name: str, mode: Mode, args: argparse.Namespace, device: torch.devic
 
     for _ in range(args.warmup):
         step()
-    start = precision.clock()
+    start = precision.mark()
     for _ in range(args.steps):
         step()
-    return args.batch_size * args.steps / (precision.clock() - start)
+    return args.batch_size * args.steps / seconds_between(start, precision.mark())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,14 @@ from train.metrics import EvalResult
 from train.monitor import SpeedMonitor
 from train.multigrid import BN_BASE_SIZE, sub_batch_norm
 from train.optim import build_optimizer, parameter_groups
-from train.precision import Precision, forward_model, move_to_device, to_channels_last
+from train.precision import (
+    Mark,
+    Precision,
+    forward_model,
+    move_to_device,
+    seconds_between,
+    to_channels_last,
+)
 from train.schedule import LRSchedule
 from train.seeding import epoch_seed, seed_everything
 
@@ -461,6 +468,7 @@ def _train_steps(
     num_batches = len(loader)
     steps_per_epoch = math.ceil(num_batches / accum)
     lr = ctx.optimizer.param_groups[0]["lr"]
+    pending: list[tuple[float, tuple[Mark, Mark, Mark], int]] = []  # read into monitor when logged
     started = clock = time.perf_counter()
     for index, (inputs, targets, _ids) in enumerate(loader):
         read_s = time.perf_counter() - clock
@@ -470,7 +478,7 @@ def _train_steps(
         inputs = move_to_device(inputs, ctx.info.device, channels_last=args.channels_last)
         targets = targets.to(ctx.info.device, non_blocking=True)
         last_of_group = index % accum == accum - 1 or index == num_batches - 1
-        times = _train_step(
+        marks = _train_step(
             ctx,
             inputs,
             targets,
@@ -480,11 +488,26 @@ def _train_steps(
             micro_batches=min(accum, num_batches - group_start),
             sync=last_of_group,
         )
-        monitor.update(read_s, *times, batch_size=targets.shape[0])
+        pending.append((read_s, marks, targets.shape[0]))
         if (index + 1) % max(args.log_interval, 1) == 0 or index + 1 == num_batches:
+            _record_speeds(monitor, pending)
             _log_step(ctx, epoch, index, num_batches, meter, monitor, lr, inputs, started)
         clock = time.perf_counter()
     return lr
+
+
+def _record_speeds(
+    monitor: SpeedMonitor, pending: list[tuple[float, tuple[Mark, Mark, Mark], int]]
+) -> None:
+    """Turn the steps' marks into forward/backward seconds, at log time only: reading a CUDA
+    event waits for the device, which every step would otherwise do."""
+    for read_s, (start, forward_done, end), batch_size in pending:
+        forward_s, backward_s = (
+            seconds_between(start, forward_done),
+            seconds_between(forward_done, end),
+        )
+        monitor.update(read_s, forward_s, backward_s, batch_size=batch_size)
+    pending.clear()
 
 
 def _train_step(
@@ -497,20 +520,21 @@ def _train_step(
     index: int,
     micro_batches: int,
     sync: bool,
-) -> tuple[float, float]:
-    """Forward + backward of one micro-batch, optimizer step when ``sync``; (forward_s, backward_s)."""
+) -> tuple[Mark, Mark, Mark]:
+    """Forward + backward of one micro-batch, optimizer step when ``sync``; marks at the start,
+    after the forward pass and at the end (``Precision.mark``)."""
     precision = ctx.precision
     no_sync = getattr(ctx.model, "no_sync", None)
     defer = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
-    start = precision.clock()
+    start = precision.mark()
     with defer:
         with precision.autocast():
             logits = forward_model(ctx.model, inputs)
             loss = ctx.criterion(logits.float(), targets) + _regularization(ctx.plain)
-        forward_done = precision.clock()
+        forward_done = precision.mark()
         if not _all_finite(loss):
             _handle_non_finite(ctx, loss, epoch, index)
-            return forward_done - start, 0.0
+            return start, forward_done, forward_done
         precision.backward(loss / micro_batches)
     if sync:
         if precision.step(ctx.optimizer, ctx.model.parameters(), ctx.args.clip_grad):
@@ -519,7 +543,7 @@ def _train_step(
             ctx.progress.skipped_steps += 1
         ctx.optimizer.zero_grad(set_to_none=True)
     meter.update(loss, logits, targets)
-    return forward_done - start, precision.clock() - forward_done
+    return start, forward_done, precision.mark()
 
 
 def _regularization(model: nn.Module) -> torch.Tensor | float:

@@ -12,7 +12,7 @@ coloured red / yellow / green at the thresholds of the SRTG README (slow / avera
     writer.add_scalars(monitor.averages())
 
 ``format()`` reports the window since its previous call and the running average of the run
-(or since ``reset()``); GPU times must be measured after ``torch.cuda.synchronize()``.
+(or since ``reset()``); GPU times come from CUDA events (``train.precision.seconds_between``).
 """
 
 from __future__ import annotations

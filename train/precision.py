@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Precision", "forward_model", "move_to_device", "to_channels_last"]
+__all__ = [
+    "Mark",
+    "Precision",
+    "forward_model",
+    "move_to_device",
+    "seconds_between",
+    "to_channels_last",
+]
+
+Mark = float | torch.cuda.Event  # Precision.mark(): host seconds, or a recorded CUDA event
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +85,13 @@ class Precision:
         self.scaler.update()
         return self.scaler.get_scale() >= scale
 
-    def clock(self) -> float:
-        """A timestamp after the device finished queued work (for the speed monitor)."""
+    def mark(self) -> Mark:
+        """A point in the device's queued work, without waiting for it: a CUDA event recorded on
+        the current stream, else the host time. ``seconds_between`` reads two marks."""
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
         return time.perf_counter()
 
     def memory(self) -> str:
@@ -126,3 +138,11 @@ def forward_model(
 ) -> torch.Tensor:
     """``model(*inputs)`` for a tuple (multi-input models), ``model(inputs)`` otherwise."""
     return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+
+
+def seconds_between(start: Mark, end: Mark) -> float:
+    """Seconds of device work between two marks; on CUDA this waits for ``end`` to complete."""
+    if isinstance(start, float):
+        return end - start
+    end.synchronize()
+    return start.elapsed_time(end) / 1000.0
