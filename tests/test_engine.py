@@ -177,6 +177,13 @@ def test_fit_learns_calls_hooks_and_writes_outputs(tmp_path):
     )
 
 
+def test_speeds_of_every_stage_are_logged(tmp_path):
+    _, _, rows = _run(tmp_path, "speed", "--end-epoch", "1", "--log-interval", "2")
+    for stage in ("read", "forward", "backward"):
+        speed = float(rows[0][f"speed/{stage}"])
+        assert math.isfinite(speed) and speed > 0, (stage, speed)
+
+
 def test_checkpoint_interval_and_last_epoch(tmp_path):
     _run(tmp_path, "run", "--end-epoch", "3", "--checkpoint-interval", "2", val=False)
     names = sorted(p.name for p in (tmp_path / "run").glob("model_epoch_*.pth"))
