@@ -12,12 +12,12 @@ from train.multigrid import (
     BN_BASE_SIZE,
     MultigridBatchSampler,
     MultigridSchedule,
-    forward_in_bn_groups,
     long_cycle_shapes,
     round_to_multiple,
     short_cycle_shapes,
     sub_batch_norm,
 )
+from train.precision import forward_model
 
 
 def test_long_cycle_shapes_b48_t16_s224():
@@ -237,6 +237,12 @@ class _TinyNet(nn.Module):
     def forward(self, x, y=None):
         x = x if y is None else x + y
         return self.fc(self.bn(self.conv(x)).mean(dim=(2, 3, 4)))
+
+
+def forward_in_bn_groups(model, inputs, bn_batch=BN_BASE_SIZE):
+    """One call as the engine runs it under multigrid: BN over groups of ``bn_batch`` clips."""
+    with sub_batch_norm(model, bn_batch):
+        return forward_model(model, inputs)
 
 
 def test_bn_groups_equal_separate_forwards_of_each_group():

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from train.multigrid import BN_BASE_SIZE
+
 OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
 LR_SCHEDULES = ("multistep", "plateau", "cosine", "constant")
 AMP_DTYPES = ("bf16", "fp16")
@@ -38,7 +40,7 @@ def add_multigrid_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--bn-base-size",
         type=int,
-        default=8,
+        default=BN_BASE_SIZE,
         help="BatchNorm statistics over this many clips when multigrid grows the batch",
     )
 

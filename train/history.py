@@ -47,11 +47,10 @@ class RunHistory:
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Append one epoch's row; new columns extend the header (old rows get blanks)."""
-        rows = _read_rows(self.csv_path)
-        fields = list(rows[0].keys()) if rows else []
-        fields += [key for key in row if key not in fields]
-        if rows and list(rows[0].keys()) != fields:
-            _write_rows(self.csv_path, fields, [*rows, dict(row)])
+        header = _read_header(self.csv_path)
+        fields = header + [key for key in row if key not in header]
+        if header and header != fields:
+            _write_rows(self.csv_path, fields, [*_read_rows(self.csv_path), dict(row)])
         else:
             new_file = not self.csv_path.exists()
             with self.csv_path.open("a", newline="", encoding="utf-8") as stream:
@@ -78,6 +77,14 @@ def _tensorboard_writer(directory: Path) -> Any:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _read_header(path: Path) -> list[str]:
+    """The column names of an existing CSV (the whole file is read only when they change)."""
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as stream:
+        return next(csv.reader(stream), [])
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

@@ -29,6 +29,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from train.distributed import is_distributed
+
 __all__ = [
     "EvalResult",
     "EvalShardSampler",
@@ -158,7 +160,7 @@ class ScoreAccumulator:
         """All-gather the clips of every rank (unequal counts are fine) so each rank holds all
         of them; clips with the same non-negative ``clip_id`` are kept once. No-op when
         torch.distributed is not initialised."""
-        if not (dist.is_available() and dist.is_initialized()):
+        if not is_distributed():
             return
         gathered: list[dict[str, np.ndarray] | None] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, self._arrays())

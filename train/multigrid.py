@@ -19,7 +19,7 @@ Choices (see README "Multigrid"):
   pass a larger ``--end-epoch`` (and steps) for that.
 - LR: linear scaling by the long-cycle batch factor (8, 4, 2, 1); short cycles leave it alone.
 - BN statistics over a fixed number of clips (``BN_BASE_SIZE`` = 8): the :func:`sub_batch_norm`
-  context, or :func:`forward_in_bn_groups` for one call.
+  context around the forward pass.
 
 This module depends on nothing else in ``train/``.
 """
@@ -46,7 +46,6 @@ __all__ = [
     "MultigridBatchSampler",
     "MultigridSchedule",
     "cycle_shapes",
-    "forward_in_bn_groups",
     "long_cycle_shapes",
     "round_to_multiple",
     "short_cycle_shapes",
@@ -377,16 +376,3 @@ def sub_batch_norm(model: nn.Module, bn_batch: int = BN_BASE_SIZE) -> Iterator[n
         for module in patched:
             del module.forward
             del module._bn_group
-
-
-def forward_in_bn_groups(
-    model: nn.Module,
-    inputs: torch.Tensor | Sequence[torch.Tensor],
-    bn_batch: int = BN_BASE_SIZE,
-) -> torch.Tensor:
-    """``model(inputs)`` (``model(*inputs)`` for a tuple, e.g. the joint (rgb, flow) model) with
-    BN statistics over groups of ``bn_batch`` clips. Returns the logits (N, K)."""
-    with sub_batch_norm(model, bn_batch):
-        if isinstance(inputs, (tuple, list)):
-            return model(*inputs)
-        return model(inputs)

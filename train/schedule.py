@@ -102,9 +102,11 @@ class LRSchedule:
     def lr(self, epoch: float, lr_mult: float = 1.0, batch_scale: float = 1.0) -> float:
         """The LR of a group with ``lr_mult`` at fractional ``epoch``."""
         base = self.lr_base * lr_mult
-        scheduled = base * self.factor(epoch)
+        factor = self.factor(epoch)
         if self.kind == "cosine" and self.lr_lambda is None:
-            scheduled = self.min_lr + (base - self.min_lr) * self.factor(epoch)
+            scheduled = self.min_lr + (base - self.min_lr) * factor
+        else:
+            scheduled = base * factor
         return max(scheduled, self.min_lr) * self.warmup(epoch) * batch_scale
 
     def step(self, epoch: float, batch_scale: float = 1.0) -> float:
