@@ -24,7 +24,7 @@ from network.layers import PooledLinearClassifier, init_resnet_weights
 from network.registry import register_model
 from network.softpool import soft_pool3d
 from network.srtg import SqueezeRecursion
-from network.video_resnet import STEMS
+from network.video_resnet import STEM_POOLS, STEMS
 
 __all__ = ["MTBlock", "MTConv", "MTNet", "temporal_cossim_pool"]
 
@@ -207,7 +207,7 @@ class MTNet(PooledLinearClassifier):
             raise ValueError(f"lateral_pool must be one of {sorted(LATERAL_POOLS)}")
         self.num_classes = num_classes
         self.stem = STEMS["r3d"](in_channels, widths[0])
-        self.stem_pool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+        self.stem_pool = STEM_POOLS["max2d"]()
         short = int(widths[0] * rate)
         self.split = (short, widths[0] - short)
         block = {
