@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from data import skeleton_convert, skeleton_synth
-from data.skeleton_dataset import SkeletonDataset
+from data.skeleton_dataset import SkeletonDataset, read_label_map
 from network import build_model, list_models
 from network.graph import LAYOUTS, STRATEGIES
 from train.args import common_parser
@@ -246,24 +246,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------------- helpers
-def read_label_map(label_map: str | dict | None) -> dict[str, int] | None:
-    """``{class: id}`` from a spec mapping or a JSON file; ids must be 0..K-1."""
-    if label_map is None:
-        return None
-    if not isinstance(label_map, dict):
-        path = Path(label_map)
-        try:
-            label_map = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a readable JSON label map ({error})") from error
-    mapping = {str(name): int(index) for name, index in label_map.items()}
-    if sorted(mapping.values()) != list(range(len(mapping))):
-        raise ValueError(
-            f"label map ids must be 0..{len(mapping) - 1}, got {sorted(mapping.values())}"
-        )
-    return mapping
-
-
 def class_names_of(
     label_map: dict[str, int] | None, num_classes: int | None, labels: Sequence[int]
 ) -> list[str]:
@@ -316,15 +298,15 @@ def _build_network(args: argparse.Namespace, class_names: list[str], shape: tupl
     return model
 
 
-def _dataset_for(
-    data: str, labels: str | None, class_names: list[str], frames: int
-) -> SkeletonDataset:
-    """A .npy (with optional labels) or deepstream JSON converted in memory to ``frames`` frames."""
-    if Path(data).suffix.lower() == ".npy":
-        label_map = {name: index for index, name in enumerate(class_names)}
-        return SkeletonDataset(data, labels, label_map=label_map, num_classes=len(class_names))
-    settings = skeleton_convert.ConvertSettings(sequence_length_max=frames)
-    return SkeletonDataset(skeleton_convert.convert_deepstream_json(data, settings))
+def _labelled_dataset(data: str, labels: str | None, class_names: list[str]) -> SkeletonDataset:
+    """A labelled .npy; deepstream JSON carries no classes (``convert --labels`` makes a set)."""
+    if Path(data).suffix.lower() != ".npy":
+        raise ValueError(
+            f"{data}: evaluate needs labelled .npy sequences (deepstream JSON has no classes: "
+            "run `convert --labels`, or `inference` to classify it)"
+        )
+    label_map = {name: index for index, name in enumerate(class_names)}
+    return SkeletonDataset(data, labels, label_map=label_map, num_classes=len(class_names))
 
 
 def _trained_frames(model: Any) -> int:
@@ -371,7 +353,7 @@ def evaluate(args: argparse.Namespace) -> Any:
     _need(args, "checkpoint", "data")
     model = load_model(args.checkpoint, family=FAMILY)
     names = list(model.class_names or [])
-    dataset = _dataset_for(args.data, args.labels, names, _trained_frames(model))
+    dataset = _labelled_dataset(args.data, args.labels, names)
     result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
     print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "
           f"{100 * result.mean_class_accuracy:.2f}% on {result.num_clips} sequences")  # fmt: skip

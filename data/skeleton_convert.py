@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data.skeleton_dataset import read_label_map
+
 __all__ = [
     "POSE_TYPES",
     "ConvertSettings",
@@ -433,6 +435,6 @@ def settings_from_args(args: argparse.Namespace) -> ConvertSettings:
 
 def run(args: argparse.Namespace) -> int:
     """``convert`` subcommand: exit code 0 when sequences were written, 1 when none were."""
-    label_map = json.loads(Path(args.label_map).read_text()) if args.label_map else None
+    label_map = read_label_map(args.label_map)
     rows = convert(args.data, args.output_dir, settings_from_args(args), args.labels, label_map)
     return 0 if rows else 1

@@ -32,6 +32,7 @@ __all__ = [
     "random_choose",
     "random_move",
     "random_rotate_scale",
+    "read_label_map",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,24 @@ def _read_label_rows(path: Path) -> tuple[list[str], list]:
     return _labels_from_rows(list(value[0]), list(value[1]), path)
 
 
+def read_label_map(label_map: str | Path | Mapping | None) -> dict[str, int] | None:
+    """``{class: id}`` from a spec mapping or a JSON file; ids must be 0..K-1."""
+    if label_map is None:
+        return None
+    if not isinstance(label_map, dict):
+        path = Path(label_map)
+        try:
+            label_map = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a readable JSON label map ({error})") from error
+    mapping = {str(name): int(index) for name, index in label_map.items()}
+    if sorted(mapping.values()) != list(range(len(mapping))):
+        raise ValueError(
+            f"label map ids must be 0..{len(mapping) - 1}, got {sorted(mapping.values())}"
+        )
+    return mapping
+
+
 def load_labels(
     path: str | Path, label_map: Mapping[str, int] | None = None
 ) -> tuple[list[str], list[int]]:
@@ -186,6 +205,8 @@ class SkeletonDataset(Dataset):
             if len(self.labels) != n:
                 raise ValueError(f"{label_path}: {len(self.labels)} labels for {n} samples")
             _check_label_range(self.labels, num_classes, label_path)
+        if random_choose and window_size <= 0:  # the reference would slice x[:, b:b-1]
+            raise ValueError(f"{self.data_path}: random_choose needs a window_size > 0")
         self.window_size = window_size
         self.random_choose = random_choose
         self.random_move = random_move

@@ -131,3 +131,8 @@ def test_dataset_items_and_bad_samples(tmp_path) -> None:
     np.save(tmp_path / "flat.npy", np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"flat\.npy: expected \(N, C, T, V, M\)"):
         SkeletonDataset(tmp_path / "flat.npy")
+
+
+def test_random_choose_without_a_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="random_choose needs a window_size > 0"):
+        SkeletonDataset(np.zeros((2, 3, 8, 5, 1), np.float32), random_choose=True)
