@@ -49,7 +49,13 @@ from torch import nn
 from data import gesture_convert, gesture_synth
 from data.atomic import atomic_write_bytes
 from data.gesture_annotation import GESTURE_CLASSES
-from data.gesture_dataset import GestureAugment, GestureCropDataset, class_counts, read_data_json
+from data.gesture_dataset import (
+    GestureAugment,
+    GestureCropDataset,
+    class_counts,
+    images_of,
+    load_data_json,
+)
 from network import build_model, list_models
 from network.gesturenet import freeze_all_but_last
 from train.args import OPTIMIZERS, common_parser
@@ -367,10 +373,10 @@ def _model_kwargs(args: argparse.Namespace, num_classes: int) -> dict[str, Any]:
     }
 
 
-def _image_root(args: argparse.Namespace, data_json: Path) -> Path:
+def _image_root(args: argparse.Namespace, data_json: Path, document: dict) -> Path:
     if args.image_root_path:
         return Path(args.image_root_path)
-    stored = json.loads(Path(data_json).read_text(encoding="utf-8")).get("image_root_path")
+    stored = document.get("image_root_path")
     return Path(stored) if stored else Path(data_json).parent
 
 
@@ -408,8 +414,8 @@ def _crop_dataset(
 ) -> GestureCropDataset:
     """One set of data.json; ``labelled_only`` drops (with a warning) images whose class is not
     in ``class_names``, which training and evaluation cannot score."""
-    fold = args.fold if set_name != "kpi_set" else None
-    entries = read_data_json(data_json, set_name, fold=fold)
+    document = load_data_json(data_json)
+    entries = images_of(document, data_json, set_name, fold=args.fold)  # kpi_set has no folds
     if labelled_only:
         known = [e for e in entries if e.get("class") in class_names]
         if len(known) < len(entries):
@@ -432,7 +438,7 @@ def _crop_dataset(
         )
     return GestureCropDataset(
         entries,
-        image_root=_image_root(args, data_json),
+        image_root=_image_root(args, data_json, document),
         class_names=class_names,
         image_size=image_size,
         gray_scale=gray_scale,
@@ -773,7 +779,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     steps = _demo_steps(args)
     for argv in steps:
         parsed = _parse(argv)
-        code = COMMANDS[parsed.command](parsed)
+        code = run_command(COMMANDS[parsed.command], parsed)  # seeded, as from the command line
         if code != 0:
             log.error("demo: step %r failed with exit code %d", argv[0], code)
             return code

@@ -574,15 +574,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        convert(
-            args.dataset_spec,
-            args.dataset_experiment_spec,
-            args.k_folds,
-            args.output_filename,
-            args.experiment_name,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 2
+    """``convert`` subcommand; bad input raises, and ``train.runner`` turns it into exit code 2."""
+    convert(
+        args.dataset_spec,
+        args.dataset_experiment_spec,
+        args.k_folds,
+        args.output_filename,
+        args.experiment_name,
+    )
     return 0

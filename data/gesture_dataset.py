@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["GestureAugment", "GestureCropDataset", "class_counts", "read_data_json"]
+__all__ = [
+    "GestureAugment",
+    "GestureCropDataset",
+    "class_counts",
+    "images_of",
+    "load_data_json",
+    "read_data_json",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +36,21 @@ SET_NAMES = ("train_set", "validation_set", "kpi_set")
 
 def read_data_json(path: Path, data_type: str, *, fold: int | None = None) -> list[dict[str, Any]]:
     """The ``images`` of set ``data_type`` (e.g. ``kpi_set``); ``fold`` picks a k-fold split."""
+    return images_of(load_data_json(path), path, data_type, fold=fold)
+
+
+def load_data_json(path: Path) -> dict[str, Any]:
+    """The parsed data.json (sets, folds, ``image_root_path``)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: unreadable data.json ({exc})") from exc
+
+
+def images_of(
+    data: Mapping[str, Any], path: Path, data_type: str, *, fold: int | None = None
+) -> list[dict[str, Any]]:
+    """``read_data_json`` on an already parsed ``data`` (``path`` names it in errors)."""
     source = data
     if fold is not None and data_type != "kpi_set":
         folds = data.get("folds") or []
