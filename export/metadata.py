@@ -20,7 +20,7 @@ from typing import Any
 
 import onnx
 
-__all__ = ["KEY_PREFIX", "parse_metadata", "read_metadata", "write_metadata"]
+__all__ = ["KEY_PREFIX", "MetadataView", "parse_metadata", "read_metadata", "write_metadata"]
 
 KEY_PREFIX = "actrec."
 
@@ -64,3 +64,28 @@ def parse_metadata(props: dict[str, str]) -> dict[str, Any]:
         except json.JSONDecodeError as error:
             raise ValueError(f"metadata {key!r} is not valid JSON: {error}") from None
     return result
+
+
+class MetadataView:
+    """What an exported classifier (ONNX Runtime or TensorRT) derives from its ``metadata``."""
+
+    metadata: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.metadata.get("labels")
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """Per input, without the batch axis."""
+        return [tuple(shape) for shape in self.metadata.get("input_shape", [])]
+
+    @property
+    def family(self) -> str | None:
+        return self.metadata.get("family")
+
+    def label(self, index: int) -> str:
+        """The class name of logit ``index`` (the index itself without labels)."""
+        if self.labels and 0 <= index < len(self.labels):
+            return str(self.labels[index])
+        return str(index)

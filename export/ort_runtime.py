@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from export.metadata import parse_metadata
+from export.metadata import MetadataView, parse_metadata
 
 __all__ = ["OrtClassifier", "create_session", "softmax"]
 
@@ -39,7 +39,7 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return exp / exp.sum(axis=axis, keepdims=True)
 
 
-class OrtClassifier:
+class OrtClassifier(MetadataView):
     """An exported classifier: ``logits(*inputs)`` on batched float32 arrays.
 
     ``input_names``, ``input_shapes`` (without batch), ``labels`` and the rest of the metadata
@@ -58,12 +58,6 @@ class OrtClassifier:
         self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.input_names = [node.name for node in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
-        self.input_shapes = [tuple(s) for s in self.metadata.get("input_shape", [])]
-        self.labels: list[str] | None = self.metadata.get("labels")
-
-    @property
-    def family(self) -> str | None:
-        return self.metadata.get("family")
 
     def logits(self, *inputs: np.ndarray) -> np.ndarray:
         """``(N, num_classes)`` logits for inputs shaped ``(N, *input_shape)``."""
@@ -93,8 +87,3 @@ class OrtClassifier:
             return False
         declared = self.session.get_inputs()[0].shape
         return isinstance(declared[2], str) and got[0] == expected[0] and got[2:] == expected[2:]
-
-    def label(self, index: int) -> str:
-        if self.labels and 0 <= index < len(self.labels):
-            return str(self.labels[index])
-        return str(index)

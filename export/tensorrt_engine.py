@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from data.atomic import atomic_write_bytes
-from export.metadata import read_metadata
+from export.metadata import MetadataView, read_metadata
 
 __all__ = [
     "PRECISIONS",
@@ -203,7 +203,7 @@ def engine_metadata(engine_path: str | Path) -> dict[str, Any]:
     return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
 
 
-class TrtClassifier:
+class TrtClassifier(MetadataView):
     """Runs an engine: ``logits(*inputs)`` on ``(N, ...)`` arrays, split by the profile max batch.
 
     The same interface as :class:`export.ort_runtime.OrtClassifier` (``input_names``,
@@ -227,17 +227,6 @@ class TrtClassifier:
         self.output_name = next(n for n in names if not is_input[n])
         self.max_batch = self.engine.get_tensor_profile_shape(self.input_names[0], 0)[2][0]
         self.metadata = engine_metadata(self.path)
-        self.labels: list[str] | None = self.metadata.get("labels")
-        self.input_shapes = [tuple(s) for s in self.metadata.get("input_shape", [])]
-
-    @property
-    def family(self) -> str | None:
-        return self.metadata.get("family")
-
-    def label(self, index: int) -> str:
-        if self.labels and 0 <= index < len(self.labels):
-            return str(self.labels[index])
-        return str(index)
 
     def logits(self, *inputs: np.ndarray) -> np.ndarray:
         total = len(inputs[0])
