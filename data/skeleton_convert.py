@@ -329,15 +329,17 @@ def _manifest_rows(sequences: list[Sequence], files: list[Path]) -> list[dict]:
 
 
 def write_outputs(
-    sequences: list[Sequence], files: list[Path], settings: ConvertSettings, out_dir: Path
+    sequences: list[Sequence], files: list[Path], data: np.ndarray, out_dir: Path
 ) -> list[dict]:
-    """Per-object arrays, ``data.npy`` and the manifest; returns the manifest rows."""
+    """Per-object arrays, ``data.npy`` (``data``: the padded sequences) and the manifest;
+    returns the manifest rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = pad_sequences(sequences, settings)
     np.save(out_dir / "data.npy", data, allow_pickle=False)
     rows = _manifest_rows(sequences, files)
-    for object_file in dict.fromkeys(row["object_file"] for row in rows):
-        picked = [row["index"] for row in rows if row["object_file"] == object_file]
+    per_object: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        per_object[row["object_file"]].append(row["index"])
+    for object_file, picked in per_object.items():
         np.save(out_dir / object_file, data[picked], allow_pickle=False)
     with (out_dir / "manifest.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["index"])
@@ -349,6 +351,7 @@ def write_outputs(
 
 def write_training_labels(
     sequences: list[Sequence],
+    data: np.ndarray,
     rules: list[LabelRule],
     out_dir: Path,
     label_map: dict[str, int] | None = None,
@@ -358,7 +361,6 @@ def write_training_labels(
     Class ids come from ``label_map`` when given (a class not in it raises), else in order of
     first appearance.
     """
-    data = np.load(out_dir / "data.npy", mmap_mode="r")
     classes: dict[str, int] = dict(label_map or {})
     rows, names, ids = [], [], []
     for index, sequence in enumerate(sequences):
@@ -393,10 +395,12 @@ def convert(
     files = input_files(data)
     sequences = convert_files(files, settings)
     out_dir = Path(out_dir)
-    rows = write_outputs(sequences, files, settings, out_dir)
+    data = pad_sequences(sequences, settings)
+    rows = write_outputs(sequences, files, data, out_dir)
     logger.info("%d sequences from %d file(s) written to %s", len(rows), len(files), out_dir)
     if labels is not None:
-        classes = write_training_labels(sequences, read_label_csv(labels), out_dir, label_map)
+        rules = read_label_csv(labels)
+        classes = write_training_labels(sequences, data, rules, out_dir, label_map)
         logger.info("training set with classes %s", ", ".join(classes))
     return rows
 
