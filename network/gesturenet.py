@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from network.base import Classifier
+from network.layers import PooledLinearClassifier
 from network.registry import register_model
 
 __all__ = [
@@ -152,7 +152,7 @@ def _block_shape(spec: DepthSpec, width: int) -> tuple[tuple[int, ...], tuple[in
     return (width,) * spec.convs, (3,) * spec.convs
 
 
-class GestureNet(Classifier):
+class GestureNet(PooledLinearClassifier):
     """ResNet-vanilla hand-gesture classifier. ``(N, C, H, W) → (N, num_classes)``.
 
     Args:
@@ -216,14 +216,6 @@ class GestureNet(Classifier):
         """``(N, C, H, W) → (N, num_features)`` globally average-pooled features."""
         x = self.blocks(self.pool(self.stem(x)))
         return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """``(N, num_features) → (N, num_classes)`` logits, dropout first."""
-        return self.fc(self.dropout(features))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
     def layer_groups(self) -> list[nn.Module]:
         """The counted layers, input to output: stem, each block conv, classifier."""
