@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from export.checkpoint_info import check_layout, input_shape_for, normalization_of, preprocess_for
 from export.inputs import VideoOptions, read_items
+from export.metadata import MetadataView
 from export.onnx_export import ExportReport, ParityError, export_onnx
 from export.ort_runtime import OrtClassifier, softmax
 from export.tensorrt_engine import TensorRTUnavailable
@@ -206,8 +207,7 @@ def run_ort(args: argparse.Namespace, *, family: str) -> int:
 
     def run() -> int:
         classifier = _open_classifier(args)
-        if classifier.family not in (None, family):
-            raise ValueError(f"{classifier.path}: a {classifier.family} model, not {family}")
+        _check_family(classifier, family)
         options = VideoOptions(mode=args.mode, num_segments=args.num_segments, stride=args.stride)
         lines: list[str] = []
         for path in args.input:
@@ -223,14 +223,18 @@ def run_ort(args: argparse.Namespace, *, family: str) -> int:
     return _guarded(run)
 
 
+def _check_family(classifier: MetadataView, family: str) -> None:
+    """A model exported by another family's script is refused (files without metadata pass)."""
+    if classifier.family not in (None, family):
+        raise ValueError(f"{classifier.path}: a {classifier.family} model, not {family}")
+
+
 # ----------------------------------------------------------------------------- INT8
 def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("INT8 quantization (ONNX Runtime)")
     group.add_argument("--onnx", required=True, help="FP32 ONNX file from export")
     group.add_argument("--int8", default=None, help="output (default: <onnx stem>.int8.onnx)")
-    group.add_argument("--calib-samples", type=int, default=128,
-                       help="training items drawn for calibration")  # fmt: skip
-    group.add_argument("--calib-batch-size", type=int, default=8)
+    _add_calibration_arguments(group)
     group.add_argument("--quant-format", choices=("qoperator", "qdq"), default="qoperator")
     group.add_argument(
         "--calibration", choices=("minmax", "entropy", "percentile"), default="minmax"
@@ -250,8 +254,7 @@ def run_quantize(
     def run() -> int:
         fp32 = Path(args.onnx)
         classifier = OrtClassifier(fp32)
-        if classifier.family not in (None, family):
-            raise ValueError(f"{fp32}: a {classifier.family} model, not {family}")
+        _check_family(classifier, family)
         reader = DatasetCalibrationReader(
             train_set, classifier.input_names, num_samples=args.calib_samples,
             batch_size=args.calib_batch_size, seed=args.seed,
@@ -283,7 +286,13 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workspace-gib", type=float, default=2.0, help="builder workspace")
     group.add_argument("--calib-cache", default=None,
                        help="INT8 calibration cache; reused when it exists")  # fmt: skip
-    group.add_argument("--calib-samples", type=int, default=128)
+    _add_calibration_arguments(group)
+
+
+def _add_calibration_arguments(group: argparse._ArgumentGroup) -> None:
+    """INT8 calibration data, the same for ONNX Runtime and TensorRT."""
+    group.add_argument("--calib-samples", type=int, default=128,
+                       help="training items drawn for calibration")  # fmt: skip
     group.add_argument("--calib-batch-size", type=int, default=8)
 
 
