@@ -156,8 +156,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_data_arguments(inference)
     _add_checkpoint_input(inference)
     inference.add_argument("--results_dir", "--results-dir", default=None, help="output folder")
-    export = commands.add_parser("export", help="ONNX with a dynamic batch")
-    _add_export_arguments(export)
     _add_deploy_commands(commands)
     demo = commands.add_parser("demo", help="synth -> convert -> train -> evaluate -> export")
     _add_demo_arguments(demo)
@@ -224,26 +222,12 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default=None, help="default: <output-dir>/model/model.pth")
 
 
-def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    # TAO's -m/-o, and --checkpoint/--onnx as in the other family scripts.
-    parser.add_argument("-m", "--model", "--checkpoint", required=True, help="checkpoint (.pth)")
-    parser.add_argument(
-        "-o", "--output", "--onnx", default=None, help="default: the model path as .onnx"
-    )
-    parser.add_argument(
-        "--input_dims", "--input-dims", default=None, help="C,H,W (default: trained)"
-    )
-    parser.add_argument("-t", "--opset", type=int, default=17)
-    parser.add_argument("--log-level", default="INFO")
-
-
 def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
-    """onnx-infer, quantize and trt-engine: the shared ``export.cli`` options, plus the data.json
-    crops that INT8 calibration needs."""
+    """export and onnx-infer from ``export.cli``; quantize and trt-engine with its options plus
+    the data.json crops that INT8 calibration needs."""
     from export import cli
 
-    infer = commands.add_parser("onnx-infer", help="classify images with ONNX / TensorRT")
-    cli.add_ort_arguments(infer)
+    cli.add_subcommands(commands, family=FAMILY, names=("export", "onnx-infer"))
     quantize = commands.add_parser("quantize", help="INT8 ONNX calibrated on train_set crops")
     cli.add_quantize_arguments(quantize)
     trt = commands.add_parser("trt-engine", help="TensorRT engine (GPU)")
@@ -676,26 +660,6 @@ def _write_predictions(
     log.info("wrote %d predictions to %s", len(rows), out_dir)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """ONNX (input "input" (N, C, H, W), output "fc_pred") through ``export.cli``, with its
-    parity check; the input size defaults to the trained one."""
-    from export import ParityError
-    from export.cli import export_checkpoint
-
-    shapes = None
-    if args.input_dims:
-        shapes = [tuple(int(d) for d in args.input_dims.split(","))]
-    try:
-        report = export_checkpoint(
-            args.model, args.output, family=FAMILY, input_shape=shapes, opset=args.opset
-        )
-    except ParityError as exc:
-        log.error("%s", exc)
-        return 2
-    log.info("%s", report.summary())
-    return 0
-
-
 def _calibration_sets(args: argparse.Namespace) -> tuple[GestureCropDataset, GestureCropDataset]:
     """INT8 calibration (train_set crops) and comparison (``--data_type``) sets, preprocessed at
     the ONNX file's input size."""
@@ -717,13 +681,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     calib, compare = _calibration_sets(args)
     return run_quantize(args, family=FAMILY, train_set=calib, val_set=compare)
-
-
-def cmd_onnx_infer(args: argparse.Namespace) -> int:
-    """Classify image files or folders with an ONNX file or a TensorRT engine."""
-    from export.cli import run_ort
-
-    return run_ort(args, family=FAMILY)
 
 
 def cmd_trt_engine(args: argparse.Namespace) -> int:
@@ -758,8 +715,7 @@ def _demo_steps(args: argparse.Namespace) -> list[list[str]]:
              "--finetune-lr": 3e-3, "--log-interval": 100, **run_options}
     evaluate = {"--model": model, "--data_json": out / "data.json", "--data_type": "kpi_set",
                 "--output-dir": out / "run", **run_options}
-    export = {"--model": model, "--output": out / "gesturenet_tiny.onnx",
-              "--log-level": args.log_level}
+    export = {"--model": model, "--output": out / "gesturenet_tiny.onnx"}
     # fmt: on
     return [
         _argv("synth", synth),
@@ -779,7 +735,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     steps = _demo_steps(args)
     for argv in steps:
         parsed = _parse(argv)
-        code = run_command(COMMANDS[parsed.command], parsed)  # seeded, as from the command line
+        code = run_command(
+            COMMANDS.get(parsed.command) or parsed.func, parsed
+        )  # seeded, as from the command line
         if code != 0:
             log.error("demo: step %r failed with exit code %d", argv[0], code)
             return code
@@ -800,8 +758,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "inference": cmd_inference,
-    "export": cmd_export,
-    "onnx-infer": cmd_onnx_infer,
     "quantize": cmd_quantize,
     "trt-engine": cmd_trt_engine,
     "demo": cmd_demo,
@@ -819,7 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(getattr(args, "log_level", "INFO"))
-    return run_command(COMMANDS[args.command], args)
+    return run_command(COMMANDS.get(args.command) or args.func, args)
 
 
 if __name__ == "__main__":

@@ -182,7 +182,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     inference.add_argument("--sequence-length", type=int, default=defaults.sequence_length)
     inference.add_argument("--sequence-overlap", type=float, default=defaults.sequence_overlap)
     inference.add_argument("--max-gap", type=int, default=defaults.max_gap)
-    _add_deploy_commands(commands, spec)
+    from export import cli as export_cli
+
+    export_cli.add_subcommands(commands, family=FAMILY, parents=[spec])
     quantize = commands.add_parser(
         "quantize", parents=[spec], help="INT8 ONNX + FP32/INT8 accuracy"
     )
@@ -217,24 +219,6 @@ def quantize(args: argparse.Namespace) -> int:
     if args.val_data:
         val = SkeletonDataset(args.val_data, args.val_labels, label_map=label_map)
     return cli.run_quantize(args, family=FAMILY, train_set=calib, val_set=val)
-
-
-def _add_deploy_commands(commands: Any, spec: argparse.ArgumentParser) -> None:
-    """``export``, ``onnx-infer``, ``trt-engine`` from the shared export package."""
-    from export import cli
-
-    table = {
-        "export": (cli.add_export_arguments, cli.run_export, "export a checkpoint to ONNX"),
-        "onnx-infer": (cli.add_ort_arguments, cli.run_ort, "classify with ONNX Runtime/TensorRT"),
-        "trt-engine": (cli.add_trt_arguments, cli.run_trt, "build a TensorRT engine (GPU)"),
-    }
-    for name, (add, run, help_text) in table.items():
-        sub = commands.add_parser(name, parents=[spec], help=help_text)
-        add(sub)
-        if name == "export":
-            for action in sub._actions:
-                action.required = False  # export.checkpoint may come from the spec; checked
-        sub.set_defaults(deploy=run)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -422,13 +406,6 @@ def inference(args: argparse.Namespace) -> list[str]:
     return actions
 
 
-def export(args: argparse.Namespace) -> int:
-    """``export``/``onnx-infer``/``trt-engine`` through the shared export package."""
-    if args.command == "export":
-        _need(args, "checkpoint")
-    return args.deploy(args, family=FAMILY)
-
-
 def demo(args: argparse.Namespace) -> float:
     """Synthetic data → tiny ST-GCN on CPU → evaluation → ONNX; returns validation accuracy."""
     start = time.perf_counter()
@@ -470,9 +447,6 @@ COMMANDS = {
     "train": train,
     "evaluate": evaluate,
     "inference": inference,
-    "export": export,
-    "onnx-infer": export,
-    "trt-engine": export,
     "quantize": quantize,
     "demo": demo,
 }
@@ -481,7 +455,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(getattr(args, "log_level", "INFO"))
-    return run_command(COMMANDS[args.command], args)
+    return run_command(COMMANDS.get(args.command) or args.func, args)
 
 
 if __name__ == "__main__":

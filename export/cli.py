@@ -80,11 +80,18 @@ def _guarded(run: Callable[[], int]) -> int:
 
 # ----------------------------------------------------------------------------- export
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("ONNX export")
-    group.add_argument("--checkpoint", required=True, help="checkpoint written by training")
-    group.add_argument("--onnx", default=None, help="output file (default: <checkpoint>.onnx)")
+    group = parser.add_argument_group("ONNX export (TAO's -m/-o/-t/--input_dims names work too)")
+    # not required here: a spec (-e) may give it; run_export says so when it is missing
+    group.add_argument(
+        "--checkpoint", "-m", "--model", default=None, help="checkpoint written by training"
+    )
+    group.add_argument(
+        "--onnx", "-o", "--output", default=None, help="output file (default: <checkpoint>.onnx)"
+    )
     group.add_argument(
         "--input-shape",
+        "--input_dims",
+        "--input-dims",
         type=_shape,
         action="append",
         default=None,
@@ -98,7 +105,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="also leave T free (TensorRT engines still fix T at the exported length)",
     )
-    group.add_argument("--opset", type=int, default=17)
+    group.add_argument("--opset", "-t", type=int, default=17)
     group.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (fp32)")
 
 
@@ -145,6 +152,8 @@ def run_export(args: argparse.Namespace, *, family: str) -> int:
     """``export --checkpoint X --onnx out.onnx``: prints the report with the parity figure."""
 
     def run() -> int:
+        if not args.checkpoint:
+            raise ValueError("export needs --checkpoint (-m), or export.checkpoint in the spec")
         report = export_checkpoint(
             args.checkpoint, args.onnx, family=family, input_shape=args.input_shape,
             dynamic_batch=args.dynamic_batch, dynamic_time=args.dynamic_time,
@@ -343,9 +352,16 @@ def _calibration_batches(
 
 
 # ----------------------------------------------------------------------------- wiring
-def add_subcommands(subparsers: Any, *, family: str) -> None:
-    """Add ``export``, ``onnx-infer`` and ``trt-engine`` (FP32/FP16; INT8 from a cache) with
-    ``func`` defaults taking ``args``; scripts add ``quantize`` themselves (it needs datasets)."""
+def add_subcommands(
+    subparsers: Any,
+    *,
+    family: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+    names: Sequence[str] = ("export", "onnx-infer", "trt-engine"),
+) -> None:
+    """Add ``names`` of ``export``, ``onnx-infer`` and ``trt-engine`` (FP32/FP16; INT8 from a
+    cache) with ``func`` defaults taking ``args``. Scripts add ``quantize`` themselves (it needs
+    datasets), and a ``trt-engine`` of their own where INT8 calibrates on their data."""
     commands = {
         "export": (
             add_export_arguments,
@@ -355,7 +371,10 @@ def add_subcommands(subparsers: Any, *, family: str) -> None:
         "onnx-infer": (add_ort_arguments, run_ort, "classify with an ONNX file or TensorRT engine"),
         "trt-engine": (add_trt_arguments, run_trt, "build a TensorRT engine (GPU)"),
     }
-    for name, (add, run, help_text) in commands.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+    for name in names:
+        add, run, help_text = commands[name]
+        sub = subparsers.add_parser(
+            name, parents=list(parents), help=help_text, description=help_text
+        )
         add(sub)
         sub.set_defaults(func=lambda args, run=run: run(args, family=family))
