@@ -60,8 +60,7 @@ from network import build_model, list_models
 from network.gesturenet import freeze_all_but_last
 from train.args import OPTIMIZERS, common_parser
 from train.config import resolve_args
-from train.logs import setup_logging
-from train.runner import run_command
+from train.runner import run_command, run_script
 
 log = logging.getLogger("train_gesture")
 
@@ -769,13 +768,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = _parse(sys.argv[1:] if argv is None else argv)
-    except (ValueError, FileNotFoundError) as exc:  # a bad spec file, before logging is set up
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(getattr(args, "log_level", "INFO"))
-    return run_command(COMMANDS.get(args.command) or args.func, args)
+    return run_script(lambda: _parse(sys.argv[1:] if argv is None else argv), COMMANDS)
 
 
 if __name__ == "__main__":

@@ -42,8 +42,7 @@ from export import cli as export_cli
 from network import build_model, get_entry
 from train.args import add_multigrid_arguments, common_parser
 from train.config import resolve_args
-from train.logs import setup_logging
-from train.runner import run_command
+from train.runner import run_script
 
 log = logging.getLogger("train_hmdb")
 
@@ -541,9 +540,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = resolve_args(get_args_parser(), argv, SPEC_MAP)
-    setup_logging(getattr(args, "log_level", "INFO"))
-    return run_command(COMMANDS.get(args.command) or args.func, args)
+    return run_script(lambda: resolve_args(get_args_parser(), argv, SPEC_MAP), COMMANDS)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ from network import build_model, list_models
 from network.graph import LAYOUTS, STRATEGIES
 from train.args import common_parser
 from train.config import resolve_args
-from train.logs import setup_logging
-from train.runner import run_command
+from train.runner import run_script
 
 logger = logging.getLogger("train_nvpose")
 
@@ -453,9 +452,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(getattr(args, "log_level", "INFO"))
-    return run_command(COMMANDS.get(args.command) or args.func, args)
+    return run_script(lambda: parse_args(argv), COMMANDS)
 
 
 if __name__ == "__main__":

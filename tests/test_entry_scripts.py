@@ -31,3 +31,11 @@ def test_parser_has_subcommands(script: str) -> None:
     help_text = parser.format_help()
     for command in ("train", "evaluate", "inference", "export", "demo"):
         assert command in help_text, f"{script} has no {command!r} subcommand"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_missing_spec_file_is_one_line_and_exit_code_2(script: str, tmp_path, capsys) -> None:
+    module = importlib.import_module(script)
+    missing = tmp_path / "missing.yaml"
+    assert module.main(["train", "-e", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: spec file not found"

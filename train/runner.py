@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 
 from data.framestore import FrameStoreError
 from data.safe_pickle import UnsafePickleError
 from data.video_dataset import VideoReadError
 from train.distributed import cleanup_distributed
 from train.engine import NonFiniteLossError
+from train.logs import setup_logging
 from train.malloc import reuse_large_buffers
 from train.seeding import seed_everything
 
@@ -56,3 +58,18 @@ def run_command(
     finally:
         cleanup_distributed()
     return outcome if isinstance(outcome, int) else 0
+
+
+def run_script(
+    parse: Callable[[], argparse.Namespace],
+    commands: Mapping[str, Callable[[argparse.Namespace], int | None]],
+) -> int:
+    """A family script's ``main``: parse (a bad spec file is one line and exit code 2, before
+    logging is set up), set up logging, run the subcommand (``commands``, else ``args.func``)."""
+    try:
+        args = parse()
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(getattr(args, "log_level", "INFO"))
+    return run_command(commands.get(args.command) or args.func, args)
