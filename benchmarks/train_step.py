@@ -6,8 +6,9 @@
 Modes: ``fp32``; ``amp`` (bf16 autocast, CUDA only, n/a elsewhere); ``channels_last``
 (channels_last_3d memory format); ``compile`` (torch.compile). Each step is forward,
 cross-entropy, backward and an SGD step through the engine's own helpers (train.precision).
-One table, with each mode's speed as a ratio of the fp32 row of the same network. The process uses
-the training scripts' malloc setting (``train.malloc.reuse_large_buffers``).
+One table, with each mode's speed as a ratio of the fp32 row of the same network; the modes of a
+network are timed in alternating rounds (``benchmarks/timing.py``), median per step. The process
+uses the training scripts' malloc setting (``train.malloc.reuse_large_buffers``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import interleaved_median
 from network import build_model
 from train.malloc import reuse_large_buffers
 from train.precision import (
@@ -61,15 +63,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip-length", type=int, default=16)
     parser.add_argument("--clip-size", type=int, default=112)
     parser.add_argument("--num-classes", type=int, default=51)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per row")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--device", default=None, help="default: cuda if available")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return parser
 
 
-def measure(name: str, mode: Mode, args: argparse.Namespace, device: torch.device) -> float:
-    """Clips per second of full training steps."""
+def make_step(name: str, mode: Mode, args: argparse.Namespace, device: torch.device):
+    """One full training step of a fresh ``name`` in ``mode``, as a call that returns when the
+    device has finished it."""
     torch.manual_seed(0)
     model = build_model(name, num_classes=args.num_classes).to(device).train()
     if mode.channels_last:
@@ -83,18 +86,15 @@ def measure(name: str, mode: Mode, args: argparse.Namespace, device: torch.devic
     criterion = nn.CrossEntropyLoss()
 
     def step() -> None:
+        start = precision.mark()
         with precision.autocast():
             loss = criterion(forward_model(step_model, inputs).float(), targets)
         precision.backward(loss)
         precision.step(optimizer, model.parameters(), None)
         optimizer.zero_grad(set_to_none=True)
+        seconds_between(start, precision.mark())  # waits for the device on CUDA
 
-    for _ in range(args.warmup):
-        step()
-    start = precision.mark()
-    for _ in range(args.steps):
-        step()
-    return args.batch_size * args.steps / seconds_between(start, precision.mark())
+    return step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,14 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     print(title)
     print(f"{'network':<14}{'mode':<15}{'clips/s':>10}{'vs fp32':>9}")
     for name in args.models:
-        baseline = None
+        steps = {}
         for mode_name in args.modes:
             mode = MODE_SETTINGS[mode_name]
             if mode.amp and device.type != "cuda":
                 print(f"{name:<14}{mode_name:<15}{'n/a':>10}{'n/a':>9}   (AMP needs CUDA)")
                 continue
-            speed = measure(name, mode, args, device)
-            baseline = speed if mode_name == "fp32" else baseline
+            steps[mode_name] = make_step(name, mode, args, device)
+        seconds = interleaved_median(steps, repeats=args.steps, warmup=args.warmup)
+        baseline = args.batch_size / seconds["fp32"] if "fp32" in seconds else None
+        for mode_name, median in seconds.items():
+            speed = args.batch_size / median
             ratio = f"{speed / baseline:.2f}x" if baseline else "-"
             print(f"{name:<14}{mode_name:<15}{speed:>10.3g}{ratio:>9}", flush=True)
     return 0
