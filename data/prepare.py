@@ -37,6 +37,7 @@ from data.framestore import (
     is_complete_video,
     open_store,
 )
+from data.splits import SQLITE_SUBDIR
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- scanning
 def scan(root: Path, out: Path, layout: str) -> tuple[list[Job], list[Outcome]]:
     """Jobs for the video files under ``root``; everything else becomes a skipped outcome."""
-    video_root = out / "jpg" if layout == "sqlite" else out
+    video_root = out / SQLITE_SUBDIR if layout == "sqlite" else out
     jobs: list[Job] = []
     skipped: list[Outcome] = []
     for entry in sorted(root.iterdir()):

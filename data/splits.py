@@ -58,10 +58,14 @@ class SplitError(ValueError):
 
 
 # ----------------------------------------------------------------------------- prepared videos
+SQLITE_SUBDIR = "jpg"  # prepare's sqlite layout: DATA/jpg/<class>/<video>/frames.db (SRTG's)
+
+
 def video_root(data_root: str | Path) -> Path:
     """``DATA/jpg`` for the sqlite layout, ``DATA`` itself for the frames layout."""
     data_root = Path(data_root)
-    return data_root / "jpg" if (data_root / "jpg").is_dir() else data_root
+    nested = data_root / SQLITE_SUBDIR
+    return nested if nested.is_dir() else data_root
 
 
 def find_videos(data_root: str | Path) -> dict[str, dict[str, Path]]:
