@@ -177,16 +177,16 @@ def _check_stored_adjacency(module: STGCN, state_dict: dict[str, Any], prefix: s
         )
 
 
-# Registered variants: name -> (stages, default dropout, tags, docstring).
-VARIANTS: dict[str, tuple[str, float, tuple[str, ...], str]] = {
-    "st_gcn": ("st_gcn", 0.5, ("tao",), "ST-GCN as in TAO PoseClassificationNet (3.1 M "
-               "parameters for nvidia, 6 classes)."),
-    "st_gcn_tiny": ("st_gcn_tiny", 0.0, ("tiny",), "Three narrow blocks (16, 32 stride 2, 32) "
-                    "for tests and the demo."),
+# Registered variants: name (its STAGES row) -> (default dropout, tags, docstring).
+VARIANTS: dict[str, tuple[float, tuple[str, ...], str]] = {
+    "st_gcn": (0.5, ("tao",), "ST-GCN as in TAO PoseClassificationNet (3.1 M parameters for "
+               "nvidia, 6 classes)."),
+    "st_gcn_tiny": (0.0, ("tiny",), "Three narrow blocks (16, 32 stride 2, 32) for tests and "
+                    "the demo."),
 }  # fmt: skip
 
 
-def _register(name: str, stages_name: str, default_dropout: float, tags, doc: str) -> None:
+def _register(name: str, default_dropout: float, tags, doc: str) -> None:
     def build(
         *,
         num_classes: int = 6,
@@ -198,7 +198,7 @@ def _register(name: str, stages_name: str, default_dropout: float, tags, doc: st
         dropout: float = default_dropout,
     ) -> STGCN:
         return STGCN(
-            stages=STAGES[stages_name],
+            stages=STAGES[name],
             num_classes=num_classes,
             in_channels=in_channels,
             graph_layout=graph_layout,
