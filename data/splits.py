@@ -159,8 +159,8 @@ def hmdb51_split(data_root: str | Path, splits_dir: str | Path, split: int = 1) 
 
 
 def _split_lines(file: Path) -> list[tuple[int, list[str]]]:
-    """Non-empty lines split on whitespace (trailing spaces and CRLF tolerated)."""
-    text = file.read_text(encoding="utf-8", errors="replace")
+    """Non-empty lines split on whitespace (a UTF-8 BOM, trailing spaces and CRLF tolerated)."""
+    text = file.read_text(encoding="utf-8-sig", errors="replace")
     return [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
@@ -208,7 +208,7 @@ def srtg_csv_split(data_root: str | Path, *csv_files: str | Path) -> SplitResult
 def _read_csv_rows(csv_file: Path) -> list[tuple[str, str, str]]:
     if not csv_file.is_file():
         raise SplitError(f"{csv_file}: not found")
-    with csv_file.open(newline="", encoding="utf-8") as fh:
+    with csv_file.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM is not a column
         reader = csv.DictReader(fh)
         columns = set(reader.fieldnames or [])
         id_column = "youtube_id" if "youtube_id" in columns else "id"
