@@ -37,6 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.ffmpeg_io import VIDEO_SUFFIXES
+
 log = logging.getLogger(__name__)
 
 DB_NAME = "frames.db"
@@ -137,20 +139,100 @@ def _query(path: Path, sql: str, params: Sequence = ()) -> list[tuple]:
 
 # ----------------------------------------------------------------------------- decoding
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+# libjpeg's DCT scaling through OpenCV: decode at 1/2, 1/4 or 1/8 of the size (each side rounded
+# up), skipping the inverse-DCT work of the dropped frequencies. The colour flags are the
+# grayscale ones with the colour bit set (IMREAD_REDUCED_COLOR_2 == IMREAD_REDUCED_GRAYSCALE_2 | 1).
+_REDUCED_GRAY = {
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+# JPEG start-of-frame markers (baseline, progressive, ...); C4, C8 and CC are other segments.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def decode_rgb(data: bytes) -> np.ndarray | None:
-    """Encoded image bytes -> ``(H, W, 3)`` uint8 RGB, or None when undecodable."""
-    buf = np.frombuffer(data, np.uint8)
-    if _IMREAD_RGB is not None:
-        return cv2.imdecode(buf, _IMREAD_RGB)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def _colour_flag(reduce: int) -> int:
+    base = _REDUCED_GRAY.get(reduce, 0)
+    return base | (_IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
 
 
-def decode_gray(data: bytes) -> np.ndarray | None:
-    """Encoded image bytes -> ``(H, W)`` uint8, or None when undecodable."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+def decode_rgb(data: bytes, reduce: int = 1) -> np.ndarray | None:
+    """Encoded image bytes -> ``(H, W, 3)`` uint8 RGB, or None when undecodable.
+
+    ``reduce`` 2, 4 or 8 decodes a JPEG at that fraction of its size (``ceil(side / reduce)``).
+    """
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), _colour_flag(reduce))
+    if _IMREAD_RGB is None and frame is not None:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    return frame
+
+
+def decode_gray(data: bytes, reduce: int = 1) -> np.ndarray | None:
+    """Encoded image bytes -> ``(H, W)`` uint8, or None when undecodable (``reduce`` as above)."""
+    flag = _REDUCED_GRAY.get(reduce, cv2.IMREAD_GRAYSCALE)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a JPEG's start-of-frame header; None for anything else (PNG)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, end = 2, len(data)
+    while pos + 9 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF_MARKERS:
+            return _be16(data, pos + 5), _be16(data, pos + 7)
+        pos += 2 + _be16(data, pos + 2)
+    return None
+
+
+def _be16(data: bytes, pos: int) -> int:
+    return (data[pos] << 8) | data[pos + 1]
+
+
+def reduction_factor(height: int, width: int, min_short_side: int | None) -> int:
+    """The largest DCT scale 8, 4 or 2 that keeps the short side >= ``min_short_side``, else 1."""
+    if min_short_side is None:
+        return 1
+    short = min(height, width)
+    for factor in (8, 4, 2):
+        if -(-short // factor) >= min_short_side:
+            return factor
+    return 1
+
+
+def decode_frames(
+    encoded: Sequence[bytes],
+    stream: str = "rgb",
+    *,
+    min_short_side: int | None = None,
+    names: Sequence[object] | None = None,
+    where: object = "<memory>",
+) -> np.ndarray:
+    """Decode one clip's images: ``(T, H, W, 3)`` uint8 RGB or ``(T, H, W)`` for u/v.
+
+    With ``min_short_side``, JPEGs are decoded at 1/2, 1/4 or 1/8 scale (one factor for the clip,
+    from the first frame's header) when the short side stays >= ``min_short_side``; other formats
+    at full size. ``names`` (frame indices) and ``where`` only label errors.
+    """
+    if not encoded:
+        return _stack([], Path(str(where)), stream)
+    size = jpeg_size(encoded[0]) if min_short_side is not None else None
+    reduce = reduction_factor(*size, min_short_side) if size is not None else 1
+    decode = decode_rgb if stream == "rgb" else decode_gray
+    frames = []
+    for k, data in enumerate(encoded):
+        frame = decode(data, reduce)
+        if frame is None:
+            name = names[k] if names is not None else k
+            raise FrameStoreError(f"{where}: {stream} frame {name} is not decodable")
+        frames.append(frame)
+    return _stack(frames, Path(str(where)), stream)
 
 
 def encode_image(frame: np.ndarray, *, fmt: str = "jpg", quality: int = 90) -> bytes:
@@ -166,9 +248,15 @@ def encode_image(frame: np.ndarray, *, fmt: str = "jpg", quality: int = 90) -> b
 
 # ----------------------------------------------------------------------------- stores
 class FrameStore:
-    """Frames of one video. Subclasses provide ``num_frames`` and ``read_encoded``."""
+    """Frames of one video. Subclasses provide ``num_frames`` and ``read_encoded``.
+
+    ``encoded`` is True where ``read_encoded`` gives the stored JPEG/PNG bytes (frame databases
+    and folders), so a caller may decode them elsewhere (on the GPU); stores that decode
+    themselves (raw video files) set it False and offer ``read`` only.
+    """
 
     kind = "abstract"
+    encoded = True
 
     def __init__(self, video_dir: Path) -> None:
         self.video_dir = Path(video_dir)
@@ -182,19 +270,28 @@ class FrameStore:
     def read_encoded(self, indices: Iterable[int], stream: str = "rgb") -> list[bytes]:
         raise NotImplementedError
 
-    def read(self, indices: Iterable[int], stream: str = "rgb") -> np.ndarray:
-        """Decoded frames: ``(T, H, W, 3)`` uint8 RGB for ``"rgb"``, ``(T, H, W)`` for u/v."""
+    def read(
+        self, indices: Iterable[int], stream: str = "rgb", *, min_short_side: int | None = None
+    ) -> np.ndarray:
+        """Decoded frames: ``(T, H, W, 3)`` uint8 RGB for ``"rgb"``, ``(T, H, W)`` for u/v.
+
+        ``min_short_side``: the frames may come downscaled (aspect kept, all frames alike) as
+        long as their short side stays >= it; JPEGs then decode with DCT scaling. None: full size.
+        """
         indices = [int(i) for i in indices]
-        decode = decode_rgb if stream == "rgb" else decode_gray
         # Decode each distinct frame once; duplicates (looped short videos) are copies.
         unique = list(dict.fromkeys(indices))
-        decoded: dict[int, np.ndarray] = {}
-        for i, data in zip(unique, self.read_encoded(unique, stream)):
-            frame = decode(data)
-            if frame is None:
-                raise FrameStoreError(f"{self.video_dir}: {stream} frame {i} is not decodable")
-            decoded[i] = frame
-        return _stack([decoded[i] for i in indices], self.video_dir, stream)
+        frames = decode_frames(
+            self.read_encoded(unique, stream),
+            stream,
+            min_short_side=min_short_side,
+            names=unique,
+            where=self.video_dir,
+        )
+        if len(unique) == len(indices):
+            return frames
+        position = {i: k for k, i in enumerate(unique)}
+        return frames[[position[i] for i in indices]]
 
     def close(self) -> None:
         """Release per-process resources (connections are otherwise reused)."""
@@ -353,8 +450,13 @@ def _read_count(path: Path) -> int:
 
 
 def open_store(video_dir: str | os.PathLike) -> FrameStore:
-    """Detect the layout of ``video_dir`` and return its store (no file is kept open)."""
+    """Detect the layout of ``video_dir`` and return its store (no file is kept open); a video
+    file (suffix in ``VIDEO_SUFFIXES``) is decoded on the fly (``data.videofile``)."""
     video_dir = Path(video_dir)
+    if video_dir.suffix.lower() in VIDEO_SUFFIXES and not video_dir.is_dir():
+        from data.videofile import VideoFileStore  # imports this module
+
+        return VideoFileStore(video_dir)
     if (video_dir / DB_NAME).exists():
         return SQLiteFrameStore(video_dir)
     if (video_dir / "rgb").is_dir():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as nnf
@@ -31,10 +32,13 @@ __all__ = [
     "CROP_TYPES",
     "SRTG_OPS",
     "BatchAugment",
+    "BatchFinish",
+    "ClipDraw",
     "ClipEvalPreset",
     "ClipTrainPreset",
     "SRTGAugment",
     "UInt8ResizePreset",
+    "augment_batch",
     "hflip_clip",
     "modality_of",
 ]
@@ -157,28 +161,57 @@ CROP_TYPES = {
 
 
 # ----------------------------------------------------------------------------- SRTG set
-# Each op takes a (T, 3, H, W) float clip in [0, 1], draws its parameters once, applies them to
-# every frame.
+# Each op draws its parameters once per clip (``draw(height, width)``) and applies them to every
+# frame of a ``(T, 3, H, W)`` float clip in [0, 1] (``apply``); calling the op does both.
+# ``apply_batch`` applies per-clip draws to a ``(N, T, 3, H, W)`` batch: the colour ops in one
+# vectorised pass, the filters and warps (whose kernels differ per clip) clip by clip.
 
 
-def gaussian_blur(clip: Tensor) -> Tensor:
-    sigma = _choice(BLUR_SIGMAS)
+class _SRTGOp:
+    """One SRTG op: ``op(clip)`` == ``op.apply(clip, op.draw(H, W))``."""
+
+    def __init__(self, name: str, draw, apply, apply_batch=None) -> None:
+        self.__name__ = name
+        self.draw, self.apply, self._apply_batch = draw, apply, apply_batch
+
+    def __repr__(self) -> str:
+        return self.__name__
+
+    def __call__(self, clip: Tensor) -> Tensor:
+        return self.apply(clip, self.draw(*clip.shape[-2:]))
+
+    def apply_batch(self, batch: Tensor, draws: Sequence) -> Tensor:
+        """``draws[n]`` is clip n's draw (the op is applied to every clip of ``batch``)."""
+        if self._apply_batch is not None:
+            return self._apply_batch(batch, draws)
+        return torch.stack([self.apply(clip, d) for clip, d in zip(batch, draws)])
+
+
+def _per_clip(values: Sequence, like: Tensor) -> Tensor:
+    """Per-clip scalars or vectors as a tensor broadcasting over ``(N, T, C, H, W)``."""
+    tensor = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values]).to(like)
+    return (
+        tensor.view(len(values), 1, -1, 1, 1) if tensor.dim() == 2 else tensor.view(-1, 1, 1, 1, 1)
+    )
+
+
+def _blur_apply(clip: Tensor, sigma: float) -> Tensor:
     return F.gaussian_blur(clip, kernel_size=[3, 3], sigma=[sigma, sigma])
 
 
-def channel_add(clip: Tensor) -> Tensor:
-    values = _randint(*CHANNEL_ADD, size=(clip.shape[1],)).to(clip) / 255
-    return clip + values.view(1, -1, 1, 1)
+def _channel_add_draw(height: int, width: int) -> Tensor:
+    return _randint(*CHANNEL_ADD, size=(3,)).float() / 255
 
 
-def gaussian_noise(clip: Tensor) -> Tensor:
+def _noise_draw(height: int, width: int) -> Tensor:
     # one noise field for every frame and channel, as imgaug's per-video deterministic draw
-    noise = torch.randn((1, 1, *clip.shape[-2:])).to(clip)
-    return clip + NOISE_STD * noise
+    return torch.randn((1, 1, height, width))
 
 
-def enhance_colour(clip: Tensor) -> Tensor:
-    return F.adjust_saturation(clip, _uniform(*COLOUR_FACTOR))
+def _saturate(images: Tensor, factor: Tensor | float) -> Tensor:
+    """torchvision's ``adjust_saturation`` blend with a per-clip ``factor``."""
+    gray = F.rgb_to_grayscale(images)
+    return (factor * images + (1 - factor) * gray).clamp(0, 1)
 
 
 def _line_kernel(size: int, angle_deg: float) -> Tensor:
@@ -192,9 +225,13 @@ def _line_kernel(size: int, angle_deg: float) -> Tensor:
     return kernel / kernel.sum()
 
 
-def motion_blur(clip: Tensor) -> Tensor:
-    size = _choice(MOTION_KERNELS)
-    kernel = _line_kernel(size, _uniform(0.0, 360.0)).to(clip)[None, None]
+def _motion_draw(height: int, width: int) -> tuple[int, float]:
+    return _choice(MOTION_KERNELS), _uniform(0.0, 360.0)
+
+
+def _motion_apply(clip: Tensor, draw: tuple[int, float]) -> Tensor:
+    size, angle = draw
+    kernel = _line_kernel(size, angle).to(clip)[None, None]
     t, c, h, w = clip.shape
     padded = nnf.pad(clip.reshape(t * c, 1, h, w), [size // 2] * 4, mode="replicate")
     return nnf.conv2d(padded, kernel).reshape(t, c, h, w)
@@ -229,25 +266,34 @@ def _hsv_to_rgb(hsv: Tensor) -> Tensor:
     )
 
 
-def hue_saturation(clip: Tensor) -> Tensor:
-    hue_add, sat_add = (_randint(*HUE_SAT_ADD, size=(2,)).to(clip) / 255).unbind()
-    hsv = _rgb_to_hsv(clip)
-    hue = (hsv[:, 0] + hue_add) % 1.0
-    sat = (hsv[:, 1] + sat_add).clamp(0, 1)
-    return _hsv_to_rgb(torch.stack((hue, sat, hsv[:, 2]), dim=1))
+def _hue_sat_draw(height: int, width: int) -> Tensor:
+    return _randint(*HUE_SAT_ADD, size=(2,)).float() / 255
 
 
-def linear_contrast(clip: Tensor) -> Tensor:
-    return (clip - 0.5) * _uniform(*CONTRAST) + 0.5
+def _hue_sat_apply(images: Tensor, adds: Tensor) -> Tensor:
+    """``adds`` (2,) for a clip, or (N, 1, 2, 1, 1) per clip of a batch."""
+    hsv = _rgb_to_hsv(images)
+    adds = adds.to(images)
+    hue_add, sat_add = (adds[0], adds[1]) if adds.dim() == 1 else adds.unbind(-3)
+    hue = (hsv.select(-3, 0) + hue_add) % 1.0
+    sat = (hsv.select(-3, 1) + sat_add).clamp(0, 1)
+    return _hsv_to_rgb(torch.stack((hue, sat, hsv.select(-3, 2)), dim=-3))
 
 
-def perspective_or_rotation(clip: Tensor) -> Tensor:
-    """imgaug ``OneOf(PerspectiveTransform(0.02-0.05, keep_size), Rotate(±10°))``."""
-    height, width = clip.shape[-2:]
+def _perspective_draw(height: int, width: int) -> tuple:
     if torch.rand(()) < 0.5:
-        return F.rotate(clip, _uniform(-ROTATION_DEG, ROTATION_DEG), InterpolationMode.BILINEAR)
+        return ("rotate", _uniform(-ROTATION_DEG, ROTATION_DEG))
     scale = _uniform(*PERSPECTIVE_SCALE)
-    jitter = (torch.randn(4, 2).abs() * scale * torch.tensor([width, height])).round().int()
+    return ("perspective", torch.randn(4, 2).abs() * scale)
+
+
+def _perspective_apply(clip: Tensor, draw: tuple) -> Tensor:
+    """imgaug ``OneOf(PerspectiveTransform(0.02-0.05, keep_size), Rotate(±10°))``."""
+    kind, value = draw
+    height, width = clip.shape[-2:]
+    if kind == "rotate":
+        return F.rotate(clip, value, InterpolationMode.BILINEAR)
+    jitter = (value * torch.tensor([width, height])).round().int()
     corners = [[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]
     inward = ((1, 1), (-1, 1), (-1, -1), (1, -1))
     quad = [
@@ -257,6 +303,40 @@ def perspective_or_rotation(clip: Tensor) -> Tensor:
     # warp the inner quadrilateral onto the full frame (keep_size)
     return F.perspective(clip, quad, corners, interpolation=InterpolationMode.BILINEAR)
 
+
+gaussian_blur = _SRTGOp("gaussian_blur", lambda h, w: _choice(BLUR_SIGMAS), _blur_apply)
+channel_add = _SRTGOp(
+    "channel_add",
+    _channel_add_draw,
+    lambda clip, add: clip + add.to(clip).view(1, -1, 1, 1),
+    lambda batch, adds: batch + _per_clip(adds, batch),
+)
+gaussian_noise = _SRTGOp(
+    "gaussian_noise",
+    _noise_draw,
+    lambda clip, noise: clip + NOISE_STD * noise.to(clip),
+    lambda batch, noises: batch + NOISE_STD * torch.stack(list(noises)).to(batch),
+)
+enhance_colour = _SRTGOp(
+    "enhance_colour",
+    lambda h, w: _uniform(*COLOUR_FACTOR),
+    _saturate,
+    lambda batch, factors: _saturate(batch, _per_clip(factors, batch)),
+)
+motion_blur = _SRTGOp("motion_blur", _motion_draw, _motion_apply)
+hue_saturation = _SRTGOp(
+    "hue_saturation",
+    _hue_sat_draw,
+    _hue_sat_apply,
+    lambda batch, adds: _hue_sat_apply(batch, _per_clip(adds, batch)),
+)
+linear_contrast = _SRTGOp(
+    "linear_contrast",
+    lambda h, w: _uniform(*CONTRAST),
+    lambda clip, factor: (clip - 0.5) * factor + 0.5,
+    lambda batch, factors: (batch - 0.5) * _per_clip(factors, batch) + 0.5,
+)
+perspective_or_rotation = _SRTGOp("perspective_or_rotation", _perspective_draw, _perspective_apply)
 
 SRTG_OPS = (
     gaussian_blur,
@@ -268,24 +348,52 @@ SRTG_OPS = (
     linear_contrast,
     perspective_or_rotation,
 )
+# One clip's SRTG draw: (op position, op draw) for each op that fires, in order.
+SRTGDraw = tuple[tuple[int, object], ...]
 
 
 class SRTGAugment:
     """The SRTG photometric/geometric set: with ``p_clip`` run each op with ``p_op``.
 
     Input and output: ``(T, 3, H, W)`` float in [0, 1]; HMDB51 values 0.8 / 0.4 by default.
+    Ops are :class:`_SRTGOp` (drawn once per clip) or plain ``clip -> clip`` callables.
     """
 
     def __init__(self, *, p_clip: float = 0.8, p_op: float = 0.4, ops=SRTG_OPS) -> None:
         self.p_clip, self.p_op, self.ops = p_clip, p_op, tuple(ops)
 
     def __call__(self, clip: Tensor) -> Tensor:
+        return self.apply(clip, self.draw(*clip.shape[-2:]))
+
+    def draw(self, height: int, width: int) -> SRTGDraw:
+        """The ops that fire on one clip of ``height`` x ``width`` and their draws."""
         if float(torch.rand(())) >= self.p_clip:
-            return clip
-        for op in self.ops:
+            return ()
+        fired = []
+        for k, op in enumerate(self.ops):
             if float(torch.rand(())) < self.p_op:
-                clip = op(clip).clamp_(0.0, 1.0)
+                fired.append((k, op.draw(height, width) if hasattr(op, "draw") else None))
+        return tuple(fired)
+
+    def apply(self, clip: Tensor, draw: SRTGDraw) -> Tensor:
+        for k, op_draw in draw:
+            op = self.ops[k]
+            clip = (op.apply(clip, op_draw) if hasattr(op, "apply") else op(clip)).clamp_(0, 1)
         return clip
+
+    def apply_batch(self, batch: Tensor, draws: Sequence[SRTGDraw]) -> Tensor:
+        """``(N, T, 3, H, W)`` float: op by op over the clips it fired on (vectorised)."""
+        for k, op in enumerate(self.ops):
+            chosen = [(n, dict(d)[k]) for n, d in enumerate(draws) if k in dict(d)]
+            if not chosen:
+                continue
+            rows = torch.tensor([n for n, _ in chosen], device=batch.device)
+            if hasattr(op, "apply_batch"):
+                out = op.apply_batch(batch[rows], [d for _, d in chosen])
+            else:
+                out = torch.stack([op(clip) for clip in batch[rows]])
+            batch = batch.index_copy(0, rows, out.clamp_(0, 1))
+        return batch
 
 
 # ----------------------------------------------------------------------------- presets
@@ -295,8 +403,23 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+@dataclass(frozen=True)
+class ClipDraw:
+    """One clip's random draw, shared by its frames and streams.
+
+    ``box`` (top, left, height, width) is in pixels of the frames it was drawn for and is
+    resized to ``out_hw``; None for both: no crop or resize. ``photometric`` is the SRTG draw.
+    """
+
+    box: Box | None
+    out_hw: tuple[int, int] | None
+    flip: bool = False
+    photometric: SRTGDraw = ()
+
+
 class _ClipPreset:
-    """Shared steps: one box and flip per call, then float, photometric, normalise, (C,T,H,W)."""
+    """Shared steps: one draw per call, then crop+resize and flip on uint8 (``geometry``), then
+    float, photometric, normalise and ``(C, T, H, W)`` (``finish``)."""
 
     def __init__(
         self,
@@ -312,7 +435,7 @@ class _ClipPreset:
         if self.crop_size is not None and short_side < max(self.crop_size):
             raise ValueError(f"short_side {short_side} is smaller than the crop {self.crop_size}")
         self.short_side = short_side
-        # (mean, std) as (1, C, 1, 1) float32 tensors, built once: _one runs for every clip
+        # (mean, std) as (1, C, 1, 1) float32 tensors, built once: finish runs for every clip
         self.norm = {
             modality: tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in pair)
             for modality, pair in (("rgb", (rgb_mean, rgb_std)), ("flow", (flow_mean, flow_std)))
@@ -326,28 +449,52 @@ class _ClipPreset:
         ``size`` overrides the output ``(h, w)`` (multigrid); the short side scales with it so
         the field of view stays the same.
         """
-        heights_widths = {tuple(c.shape[-2:]) for c in clips}
-        if len(heights_widths) != 1:
-            raise ValueError(f"the streams of a clip differ in size: {sorted(heights_widths)}")
-        height, width = heights_widths.pop()
-        out_hw = _pair(size) if size is not None else self.crop_size
-        box = None
-        if out_hw is not None:
-            short_side = round(self.short_side * out_hw[0] / (self.crop_size or out_hw)[0])
-            box = self.draw_box(height, width, out_hw, short_side)
-        flip = self.draw_flip()
-        outputs = tuple(self._one(clip, box, out_hw, flip) for clip in clips)
+        draw = self.draw(*common_size(clips), size=size)
+        outputs = tuple(self.finish(self.geometry(clip, draw), draw) for clip in clips)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _one(self, clip: Tensor, box, out_hw, flip: bool) -> Tensor:
+    def output_size(self, size: Sequence[int] | None = None) -> tuple[int, int] | None:
+        return _pair(size) if size is not None else self.crop_size
+
+    def _scaled_short_side(self, out_hw: tuple[int, int]) -> int:
+        return round(self.short_side * out_hw[0] / (self.crop_size or out_hw)[0])
+
+    def draw(self, height: int, width: int, *, size: Sequence[int] | None = None) -> ClipDraw:
+        """The clip's random draw for frames of ``height`` x ``width`` (box, flip, photometric)."""
+        out_hw = self.output_size(size)
+        box = None
+        if out_hw is not None:
+            box = self.draw_box(height, width, out_hw, self._scaled_short_side(out_hw))
+        flip = self.draw_flip()
+        photometric = self.draw_photometric(*(out_hw or (height, width)))
+        return ClipDraw(box, out_hw, flip, photometric)
+
+    def decode_short_side(self, size: Sequence[int] | None = None) -> int | None:
+        """The smallest frame short side the output needs (a store may decode down to it)."""
+        out_hw = self.output_size(size)
+        if out_hw is None:
+            return None
+        if getattr(self, "crop_box", None) is full_frame_box:
+            return max(out_hw)  # squashed whole frame: both sides must reach the output's
+        return self._scaled_short_side(out_hw)
+
+    def geometry(self, clip: Tensor, draw: ClipDraw) -> Tensor:
+        """``(T, C, H, W)`` uint8 -> cropped, resized once, flipped ``(T, C, h, w)`` uint8."""
+        if draw.box is not None:
+            top, left, height, width = draw.box
+            clip = clip[..., top : top + height, left : left + width]  # crop first: a view
+            if (height, width) != tuple(draw.out_hw):
+                clip = F.resize(clip, list(draw.out_hw), antialias=True)
+        if draw.flip:
+            clip = hflip_clip(clip, modality_of(clip))
+        return clip
+
+    def finish(self, clip: Tensor, draw: ClipDraw) -> Tensor:
+        """``(T, C, h, w)`` uint8 -> float, photometric (RGB), normalised, ``(C, T, h, w)``."""
         modality = modality_of(clip)
-        if box is not None:
-            clip = F.resized_crop(clip, *box, size=list(out_hw), antialias=True)
-        if flip:
-            clip = hflip_clip(clip, modality)
         clip = clip.float().div_(255)
-        if modality == "rgb":
-            clip = self.photometric(clip)
+        if modality == "rgb" and draw.photometric:
+            clip = self.srtg.apply(clip, draw.photometric)
         mean, std = (v.to(clip.device) for v in self.norm[modality])
         clip = (clip - mean) / std
         return clip.permute(1, 0, 2, 3).contiguous()
@@ -358,8 +505,18 @@ class _ClipPreset:
     def draw_flip(self) -> bool:
         return False
 
-    def photometric(self, clip: Tensor) -> Tensor:
-        return clip
+    srtg: SRTGAugment | None = None
+
+    def draw_photometric(self, height: int, width: int) -> SRTGDraw:
+        return () if self.srtg is None else self.srtg.draw(height, width)
+
+
+def common_size(clips: Sequence[Tensor]) -> tuple[int, int]:
+    """The ``(H, W)`` shared by the streams of a clip (ValueError when they differ)."""
+    heights_widths = {tuple(c.shape[-2:]) for c in clips}
+    if len(heights_widths) != 1:
+        raise ValueError(f"the streams of a clip differ in size: {sorted(heights_widths)}")
+    return heights_widths.pop()
 
 
 class ClipTrainPreset(_ClipPreset):
@@ -388,9 +545,6 @@ class ClipTrainPreset(_ClipPreset):
 
     def draw_flip(self) -> bool:
         return float(torch.rand(())) < self.hflip_prob
-
-    def photometric(self, clip: Tensor) -> Tensor:
-        return clip if self.srtg is None else self.srtg(clip)
 
 
 class ClipEvalPreset(_ClipPreset):
@@ -431,23 +585,122 @@ class BatchAugment:
     """Apply a preset to a ``(N, T, C, H, W)`` uint8 batch on its device, one draw per clip.
 
     ``inputs`` is a tensor or a tuple of tensors (joint: rgb, flow); the result has the same
-    structure: ``(N, C, T, H, W)`` float, or ``(N, C·T, H, W)`` with ``input_dims=2``.
+    structure: ``(N, C, T, H, W)`` float, or ``(N, C·T, H, W)`` with ``input_dims=2``. The draws
+    are made clip by clip; crop, resize, flip, photometric ops and normalisation run on the
+    whole batch (:func:`augment_batch`).
     """
 
     def __init__(self, preset: _ClipPreset, *, input_dims: int = 3) -> None:
-        if input_dims not in (2, 3):
-            raise ValueError(f"input_dims must be 2 or 3, got {input_dims}")
+        _check_input_dims(input_dims)
         self.preset, self.input_dims = preset, input_dims
 
     def __call__(
         self, inputs: Tensor | Sequence[Tensor], *, size: Sequence[int] | None = None
     ) -> Tensor | tuple[Tensor, ...]:
         streams = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
-        per_clip = [
-            self.preset(*(s[n] for s in streams), size=size) for n in range(len(streams[0]))
-        ]
-        per_clip = [c if isinstance(c, tuple) else (c,) for c in per_clip]
-        outputs = tuple(torch.stack(parts) for parts in zip(*per_clip))
-        if self.input_dims == 2:
-            outputs = tuple(o.flatten(1, 2) for o in outputs)
+        height, width = common_size(streams)
+        draws = [self.preset.draw(height, width, size=size) for _ in range(len(streams[0]))]
+        outputs = tuple(
+            to_input_dims(augment_batch(self.preset, list(s), draws), self.input_dims)
+            for s in streams
+        )
         return outputs[0] if isinstance(inputs, Tensor) else outputs
+
+
+class BatchFinish:
+    """The main-process end of the CPU path: ``(N, T, C, h, w)`` uint8 clips (already cropped,
+    resized and flipped in the workers) -> normalised float ``(N, C, T, h, w)`` (or
+    ``(N, C·T, h, w)``) in one pass over the batch, on whatever device the batch is.
+
+    Workers so hand over a quarter of the bytes, and the conversion runs vectorised once per
+    batch instead of once per clip. Presets with photometric augmentation finish in the workers
+    (their ops draw per clip), so this is used only without it.
+    """
+
+    def __init__(self, preset: _ClipPreset, *, input_dims: int = 3) -> None:
+        _check_input_dims(input_dims)
+        self.preset, self.input_dims = preset, input_dims
+
+    def __call__(self, inputs: Tensor | Sequence[Tensor]) -> Tensor | tuple[Tensor, ...]:
+        streams = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+        outputs = tuple(self._one(s) for s in streams)
+        return outputs[0] if isinstance(inputs, Tensor) else outputs
+
+    def _one(self, batch: Tensor) -> Tensor:
+        if batch.dtype != torch.uint8 or batch.dim() != 5:
+            raise ValueError(
+                f"expected (N, T, C, H, W) uint8 clips, got {batch.dtype} {tuple(batch.shape)}"
+            )
+        mean, std = self.preset.norm[modality_of(batch[0])]
+        scale = 1 / (255 * std.to(batch.device))
+        shift = mean.to(batch.device) / std.to(batch.device)
+        out = batch.permute(0, 2, 1, 3, 4).float()  # (N, C, T, H, W), one copy
+        out = out.mul_(scale.view(1, -1, 1, 1, 1)).sub_(shift.view(1, -1, 1, 1, 1))
+        return to_input_dims(out, self.input_dims)
+
+
+def _check_input_dims(input_dims: int) -> None:
+    if input_dims not in (2, 3):
+        raise ValueError(f"input_dims must be 2 or 3, got {input_dims}")
+
+
+def to_input_dims(batch: Tensor, input_dims: int) -> Tensor:
+    """``(N, C, T, H, W)`` -> itself (3) or ``(N, C·T, H, W)`` channel-major (2)."""
+    return batch if input_dims == 3 else batch.flatten(1, 2)
+
+
+def crop_resize_batch(clips: Sequence[Tensor], draws: Sequence[ClipDraw]) -> Tensor:
+    """Each ``(T, C, H, W)`` clip's box resized to the shared output size, vectorised with
+    ``torchvision.ops.roi_align`` (bilinear samples averaged over each output pixel, an
+    antialiased resize) over all frames of all clips of one frame size.
+
+    Returns ``(N, T, C, h, w)`` float in [0, 255]. Clips with no box must share their size.
+    """
+    if all(d.box is None for d in draws):
+        return torch.stack([c.float() for c in clips])
+    out_hw = {tuple(d.out_hw) for d in draws}
+    if len(out_hw) != 1 or any(d.box is None for d in draws):
+        raise ValueError(f"the clips of a batch need one output size, got {sorted(out_hw)}")
+    from torchvision.ops import roi_align
+
+    (oh, ow) = out_hw.pop()
+    t, c = clips[0].shape[:2]
+    out = clips[0].new_empty((len(clips), t, c, oh, ow), dtype=torch.float32)
+    groups: dict[tuple, list[int]] = {}
+    for n, clip in enumerate(clips):
+        groups.setdefault(tuple(clip.shape), []).append(n)
+    for members in groups.values():
+        frames = torch.stack([clips[n] for n in members]).flatten(0, 1).float()
+        boxes = torch.tensor(
+            [[left, top, left + w, top + h] for n in members for top, left, h, w in [draws[n].box]],
+            dtype=torch.float32,
+        )
+        rois = torch.cat(
+            (torch.arange(len(frames)).view(-1, 1).float(), boxes.repeat_interleave(t, 0)), 1
+        )
+        resized = roi_align(frames, rois.to(frames.device), (oh, ow), aligned=True)
+        out[torch.tensor(members, device=out.device)] = resized.view(len(members), t, c, oh, ow)
+    return out
+
+
+def augment_batch(
+    preset: _ClipPreset, clips: Sequence[Tensor], draws: Sequence[ClipDraw]
+) -> Tensor:
+    """``N`` uint8 ``(T, C, H, W)`` clips of one stream and their draws -> ``(N, C, T, h, w)``
+    normalised float: crop+resize, flip, photometric ops and normalisation over the whole batch.
+
+    Equal to ``preset.finish(preset.geometry(clip, draw), draw)`` clip by clip up to the resize
+    interpolation (``roi_align`` in float here, torchvision's antialiased resize in uint8 there).
+    """
+    modality = modality_of(clips[0])
+    batch = crop_resize_batch(clips, draws).div_(255)  # (N, T, C, h, w) in [0, 1]
+    flips = torch.tensor([d.flip for d in draws], device=batch.device)
+    if bool(flips.any()):
+        mirrored = batch.flip(-1)
+        if modality == "flow":  # u of the mirrored flow is negated, as hflip_clip does
+            mirrored[:, :, :1] = 1 - mirrored[:, :, :1]
+        batch = torch.where(flips.view(-1, 1, 1, 1, 1), mirrored, batch)
+    if modality == "rgb" and preset.srtg is not None:
+        batch = preset.srtg.apply_batch(batch, [d.photometric for d in draws])
+    mean, std = (v.to(batch.device).unsqueeze(0) for v in preset.norm[modality])
+    return ((batch - mean) / std).permute(0, 2, 1, 3, 4).contiguous()

@@ -276,10 +276,13 @@ def test_multigrid_short_cycles_change_shapes_and_cover_the_data(tmp_path):
 
 def test_multigrid_long_cycles_scale_the_lr_with_the_batch(tmp_path):
     data = ShapeDataset(16, frames=4, side=8)
-    args = _multigrid_args(tmp_path, "--long-cycles", "--end-epoch", "4", "--lr-schedule", "cosine")
+    args = _multigrid_args(
+        tmp_path, "--long-cycles", "--end-epoch", "4", "--lr-schedule", "cosine",
+        "--multigrid-schedule", "simple",
+    )  # fmt: skip
     sampler = MultigridBatchSampler.from_lr_schedule(
         16, lr_steps=[], end_epoch=4, base_batch=2, base_frames=4, base_size=8,
-        long_cycles=True, short_cycles=False,
+        long_cycles=True, short_cycles=False, schedule_kind="simple",
     )  # fmt: skip
     _, _, rows = _run_model(TinyVideoNet(), data, args)
     schedule = _schedule("cosine")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from train.multigrid import BN_BASE_SIZE
+from train.multigrid import BN_BASE_SIZE, EPOCH_FACTOR, MULTIGRID_SCHEDULES
 
 OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
 LR_SCHEDULES = ("multistep", "plateau", "cosine", "constant")
@@ -37,6 +37,19 @@ def add_multigrid_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("multigrid")
     group.add_argument("--long-cycles", action=_BOOL, default=False, help="long-cycle shapes")
     group.add_argument("--short-cycles", action=_BOOL, default=False, help="short-cycle sizes")
+    group.add_argument(
+        "--multigrid-schedule",
+        choices=list(MULTIGRID_SCHEDULES),
+        default="pyslowfast",
+        help="pyslowfast: --lr-steps/--end-epoch are the baseline, the run trains "
+        "--multigrid-epoch-factor x its epochs with PySlowFast's steps; simple: as given",
+    )
+    group.add_argument(
+        "--multigrid-epoch-factor",
+        type=float,
+        default=EPOCH_FACTOR,
+        help="pyslowfast schedule: epochs per baseline epoch (PySlowFast EPOCH_FACTOR)",
+    )
     group.add_argument(
         "--bn-base-size",
         type=int,

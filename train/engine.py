@@ -41,7 +41,7 @@ from train.loaders import build_eval_loader, build_train_loader, multigrid_enabl
 from train.logs import log_to_file
 from train.metrics import EvalResult
 from train.monitor import SpeedMonitor
-from train.multigrid import BN_BASE_SIZE, sub_batch_norm
+from train.multigrid import BN_BASE_SIZE, resolve_multigrid, sub_batch_norm
 from train.optim import build_optimizer, parameter_groups
 from train.precision import (
     Mark,
@@ -141,7 +141,7 @@ def fit(
     )
     try:
         with log_file:
-            for epoch in range(ctx.progress.epoch, args.end_epoch):
+            for epoch in range(ctx.progress.epoch, ctx.args.end_epoch):
                 row = _run_epoch(ctx, epoch)
             _finish(ctx)
     finally:
@@ -177,6 +177,8 @@ def _setup(
     seed_everything(epoch_seed(args.random_seed, 0, info.rank))
     if info.rank == 0:
         write_resolved_args(args, run_dir)
+    # PySlowFast's multigrid schedule stretches epochs and LR steps (args.yaml keeps the baseline)
+    args, multigrid_schedule = resolve_multigrid(args)
     resume_path = ckpt.find_resume_path(run_dir, args.resume, args.auto_resume)
     if resume_path is None and args.pretrained:
         _load_pretrained(model, args.pretrained)
@@ -196,7 +198,12 @@ def _setup(
         precision=precision,
         criterion=criterion.to(info.device),
         train_loader=build_train_loader(
-            train_set, args, info, batch_sampler=batch_sampler, collate_fn=collate_fn
+            train_set,
+            args,
+            info,
+            batch_sampler=batch_sampler,
+            collate_fn=collate_fn,
+            multigrid_schedule=multigrid_schedule,
         ),
         val_loader=build_eval_loader(val_set, args, info, collate_fn=collate_fn)
         if val_set is not None

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from train.distributed import DistInfo
 from train.metrics import EvalShardSampler
-from train.multigrid import MultigridBatchSampler
+from train.multigrid import MultigridBatchSampler, MultigridSchedule, resolve_multigrid
 from train.seeding import epoch_seed, worker_init_fn
 
 __all__ = ["build_eval_loader", "build_train_loader", "multigrid_enabled", "set_loader_epoch"]
@@ -23,15 +23,20 @@ def multigrid_enabled(args: argparse.Namespace) -> bool:
 
 
 def _multigrid_sampler(
-    dataset: Dataset, args: argparse.Namespace, info: DistInfo
+    dataset: Dataset,
+    args: argparse.Namespace,
+    info: DistInfo,
+    schedule: MultigridSchedule | None,
 ) -> MultigridBatchSampler:
+    """``schedule``: the long-cycle schedule from ``resolve_multigrid`` (made here if None)."""
     for needed in ("clip_length", "clip_size"):
         if getattr(args, needed, None) is None:
             raise ValueError(f"multigrid needs args.{needed} (the base clip shape)")
-    return MultigridBatchSampler.from_lr_schedule(
+    if schedule is None:
+        schedule = resolve_multigrid(args)[1]
+    return MultigridBatchSampler(
         len(dataset),
-        lr_steps=args.lr_steps if args.lr_schedule == "multistep" else [],
-        end_epoch=args.end_epoch,
+        schedule=schedule,
         base_batch=args.batch_size,
         base_frames=args.clip_length,
         base_size=args.clip_size,
@@ -50,6 +55,7 @@ def build_train_loader(
     *,
     batch_sampler: Sampler | None = None,
     collate_fn: Callable | None = None,
+    multigrid_schedule: MultigridSchedule | None = None,
 ) -> DataLoader:
     """Shuffled training batches for this rank.
 
@@ -59,7 +65,7 @@ def build_train_loader(
     only when it would leave a single clip (BatchNorm cannot train on one).
     """
     if batch_sampler is None and multigrid_enabled(args):
-        batch_sampler = _multigrid_sampler(dataset, args, info)
+        batch_sampler = _multigrid_sampler(dataset, args, info, multigrid_schedule)
     common = _common_loader_kwargs(args, info, collate_fn)
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)
