@@ -12,7 +12,9 @@ clip spans the same time whatever T, as the multigrid contract asks of VideoClip
 ``--data`` a prepared class-folder dataset (``train_hmdb.py synth`` + ``prepare``) read by
 ``data.video_dataset.VideoClipDataset``. The time of an epoch is taken when the engine calls
 ``model.set_epoch`` for the next one, so it includes validation (at the base shape, the same for
-every row); an untimed one-epoch run first absorbs one-time costs. Reported: epochs and seconds
+every row); an untimed one-epoch run first absorbs one-time costs. With the default
+``--multigrid-schedule pyslowfast`` the multigrid rows train 1.5 × ``--epochs`` (PySlowFast's
+EPOCH_FACTOR); ``simple`` keeps ``--epochs``. Reported: epochs and seconds
 until validation video top-1 first reaches ``--target``, the speed-up against the baseline, the
 final accuracy and the total time of the schedule.
 """
@@ -38,6 +40,7 @@ from train.engine import fit
 from train.history import read_metrics
 from train.logs import setup_logging
 from train.malloc import reuse_large_buffers
+from train.multigrid import MULTIGRID_SCHEDULES
 
 # Row name -> multigrid flags.
 MODES: dict[str, tuple[str, ...]] = {
@@ -114,7 +117,7 @@ def engine_args(options: argparse.Namespace, run_dir: Path, mode: str) -> argpar
         "--random-seed", str(options.seed), "--clip-length", str(options.clip_length),
         "--clip-size", str(options.clip_size), "--log-interval", "1000",
         "--checkpoint-interval", str(options.epochs), "--no-tensorboard", "--no-auto-resume",
-        *MODES[mode],
+        "--multigrid-schedule", options.multigrid_schedule, *MODES[mode],
     ]  # fmt: skip
     return parser.parse_args(argv)
 
@@ -192,6 +195,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", type=float, default=0.9, help="validation video top-1")
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--lr-steps", type=int, nargs="*", default=[10, 14])
+    parser.add_argument(
+        "--multigrid-schedule",
+        choices=list(MULTIGRID_SCHEDULES),
+        default="pyslowfast",
+        help="pyslowfast: multigrid rows train 1.5x --epochs (PySlowFast); simple: --epochs",
+    )
     parser.add_argument("--lr", type=float, default=0.05, help="base LR (batch --batch-size)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -1,23 +1,32 @@
-"""Multigrid: shape tables, schedule and LR multipliers, epoch coverage, grouped batch norm."""
+"""Multigrid: shape tables, schedules and LR multipliers, epoch coverage, grouped batch norm."""
 
+import argparse
 import copy
+import itertools
 import math
 
 import pytest
 import torch
+from test_engine_toys import CLASS_NAMES, ShapeDataset, TinyVideoNet, make_args
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from train.engine import fit
+from train.history import read_metrics
 from train.multigrid import (
     BN_BASE_SIZE,
     MultigridBatchSampler,
     MultigridSchedule,
+    build_schedule,
     long_cycle_shapes,
+    pyslowfast_average_batches,
+    resolve_multigrid,
     round_to_multiple,
     short_cycle_shapes,
     sub_batch_norm,
 )
 from train.precision import forward_model
+from train.schedule import LRSchedule
 
 
 def test_long_cycle_shapes_b48_t16_s224():
@@ -94,8 +103,119 @@ def test_last_lr_stage_is_a_base_shape_finetune(long_cycles):
         assert sampler.lr_multiplier(epoch) == 1.0
 
 
+# PySlowFast get_long_cycle_schedule with SOLVER.STEPS [0, 94, 154, 196], MAX_EPOCH 239,
+# EPOCH_FACTOR 1.5, the default LONG_CYCLE_FACTORS and short cycles (worked out from PySlowFast's
+# slowfast/utils/multigrid.py and checked by running it): its SOLVER.STEPS, LRS and MAX_EPOCH.
+PYSLOWFAST_STEPS = [0, 73, 110, 142, 158, 205, 228, 248, 259, 291, 308, 322, 329, 343]
+PYSLOWFAST_LRS = [8, 4, 2, 1, 0.8, 0.4, 0.2, 0.1, 0.08, 0.04, 0.02, 0.01, 0.01, 0.001]
+PYSLOWFAST_MAX_EPOCH = 358
+# Long-cycle phase of each of its schedule entries (3 stages × 4 shapes, then the fine-tune),
+# with the epoch each entry ends at.
+PYSLOWFAST_ENTRY_ENDS = [73, 110, 142, 158, 205, 228, 248, 259, 291, 308, 322, 329, 358]
+PYSLOWFAST_ENTRY_PHASES = [0, 1, 2, 3] * 3 + [3]
+
+
+def _pyslowfast_sampler(frames=8, size=224, **kwargs):
+    return MultigridBatchSampler.from_lr_schedule(
+        1000,
+        lr_steps=[94, 154, 196],
+        end_epoch=239,
+        base_batch=1,
+        base_frames=frames,
+        base_size=size,
+        long_cycles=True,
+        short_cycles=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(("frames", "size"), [(8, 224), (16, 224), (16, 112)])
+def test_pyslowfast_schedule_equals_get_long_cycle_schedule(frames, size):
+    sampler = _pyslowfast_sampler(frames, size)
+    schedule = sampler.schedule
+    assert schedule.end_epoch == PYSLOWFAST_MAX_EPOCH == len(schedule.phases)
+    starts = [0, *PYSLOWFAST_ENTRY_ENDS[:-1]]
+    for phase, start, end in zip(PYSLOWFAST_ENTRY_PHASES, starts, PYSLOWFAST_ENTRY_ENDS):
+        assert set(schedule.phases[start:end]) == {phase}, (start, end)
+    # The LR the engine sets (multistep over the schedule's steps × the long-cycle batch
+    # factor) equals PySlowFast's relative LR on every epoch of every step interval.
+    lr = LRSchedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), lr_base=1.0,
+                    total_epochs=schedule.end_epoch, lr_steps=schedule.lr_steps, lr_factor=0.1)  # fmt: skip
+    bounds = [*PYSLOWFAST_STEPS, PYSLOWFAST_MAX_EPOCH]
+    for relative, (start, end) in zip(PYSLOWFAST_LRS, itertools.pairwise(bounds)):
+        for epoch in range(start, end):
+            got = lr.lr(epoch + 0.5, batch_scale=sampler.lr_multiplier(epoch))
+            assert got == pytest.approx(relative), epoch
+    assert schedule.lr_steps == (158, 259, 343)
+
+
+def test_pyslowfast_keeps_short_cycles_in_the_finetune():
+    sampler = _pyslowfast_sampler()
+    assert sampler.schedule.finetune_start is None
+    for epoch in (340, 350, 357):
+        shapes = sampler.epoch_shapes(epoch)
+        assert [(s.batch_size, s.size) for s in shapes] == [(4, 112), (2, 158), (1, 224)]
+
+
+def test_pyslowfast_average_batches():
+    assert pyslowfast_average_batches(16, 224, short_cycles=True) == pytest.approx(
+        [32 / 3, 16 / 3, 14 / 3, 7 / 3]  # (16 8 8) (8 4 4) (8 4 2) (4 2 1)
+    )
+    assert pyslowfast_average_batches(16, 224, short_cycles=False) == [8, 4, 2, 1]
+
+
+def test_pyslowfast_schedule_without_lr_steps_splits_the_whole_run():
+    schedule = build_schedule(
+        "pyslowfast", lr_steps=[], end_epoch=20, base_frames=8, base_size=32, short_cycles=False
+    )
+    assert schedule.end_epoch == 30 and len(schedule.phases) == 30
+    assert schedule.phases == tuple(sorted(schedule.phases)) and schedule.phases[-1] == 3
+    assert schedule.lr_steps == ()  # the empty fine-tune's midpoint is the end
+
+
+def _run_args(**overrides):
+    values = {
+        "long_cycles": True, "short_cycles": True, "multigrid_schedule": "pyslowfast",
+        "multigrid_epoch_factor": 1.5, "lr_schedule": "multistep", "lr_steps": [94, 154, 196],
+        "end_epoch": 239, "clip_length": 8, "clip_size": 224,
+    }  # fmt: skip
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_resolve_multigrid_stretches_a_copy_of_the_arguments():
+    args = _run_args()
+    resolved, schedule = resolve_multigrid(args)
+    assert (resolved.end_epoch, resolved.lr_steps) == (358, [158, 259, 343])
+    assert (args.end_epoch, args.lr_steps) == (239, [94, 154, 196])  # args.yaml keeps these
+    assert schedule.end_epoch == 358
+    # Short cycles only: PySlowFast multiplies the end epoch and every step by EPOCH_FACTOR.
+    short, schedule = resolve_multigrid(_run_args(long_cycles=False))
+    assert schedule is None and (short.end_epoch, short.lr_steps) == (358, [141, 231, 294])
+    # simple and no multigrid: the arguments as given.
+    simple = _run_args(multigrid_schedule="simple")
+    resolved, schedule = resolve_multigrid(simple)
+    assert resolved is simple and schedule.end_epoch == 239 and schedule.finetune_start == 196
+    plain = _run_args(long_cycles=False, short_cycles=False)
+    assert resolve_multigrid(plain) == (plain, None)
+    with pytest.raises(ValueError, match="clip_size"):
+        resolve_multigrid(_run_args(clip_size=None))
+
+
+def test_engine_trains_the_pyslowfast_epochs(tmp_path):
+    data = ShapeDataset(16, frames=4, side=8)
+    args = make_args(
+        tmp_path, "--long-cycles", "--end-epoch", "2", "--clip-length", "4", "--clip-size", "8",
+        "--batch-size", "2", "--bn-base-size", "2", "--no-auto-resume",
+    )  # fmt: skip
+    summary = fit(TinyVideoNet(), data, None, args, family="video", class_names=CLASS_NAMES)
+    assert summary["epoch"] == 3 and len(read_metrics(tmp_path)) == 3  # 2 baseline epochs × 1.5
+    assert "end_epoch: 2" in (tmp_path / "args.yaml").read_text()
+
+
 def _sampler(num_samples=103, **kwargs):
     settings = {
+        "schedule_kind": "simple",
         "base_batch": 2,
         "base_frames": 8,
         "base_size": 32,

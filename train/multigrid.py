@@ -9,14 +9,22 @@ Choices (see README "Multigrid"):
   ``(index, (T, H, W))`` (one shape per batch); DataLoaders are never rebuilt.
 - Every epoch is one permutation of the training set chopped into batches of varying size, so
   each sample is seen exactly once per epoch (the SRTG code covers about half, bug 15).
-- The long-cycle phase is a function of the epoch, derived from the LR schedule (PySlowFast):
-  each LR stage except the last is split over the 4 long-cycle shapes with equal iterations per
-  shape (so epochs ∝ average batch size); the last stage is a full-shape fine-tune. The LR stage
-  boundaries (``--lr-steps``) are kept as given, so the LR schedule means the same in epochs with
-  and without multigrid. With no LR steps (cosine, plateau) the whole run is one split stage,
-  which ends at the full shape. The fine-tune stage has no short cycles either (PySlowFast keeps
-  them there). Unlike PySlowFast, ``--end-epoch`` is not stretched by ``EPOCH_FACTOR`` 1.5;
-  pass a larger ``--end-epoch`` (and steps) for that.
+- Two epoch schedules (``--multigrid-schedule``):
+
+  ``pyslowfast`` (default) is PySlowFast's ``get_long_cycle_schedule``: ``--lr-steps`` and
+  ``--end-epoch`` describe the baseline run; each LR stage but the last is split over the 4
+  long-cycle shapes (epochs ∝ their average batch, so equal iterations per shape), the last
+  stage becomes a full-shape fine-tune with the same iteration saving, and the whole run is
+  stretched to ``EPOCH_FACTOR`` (1.5) × ``--end-epoch`` epochs. The LR steps move to the ends
+  of the split stages, and the fine-tune holds the LR of the stage before it until its midpoint
+  (PySlowFast's ``SOLVER.STEPS``/``SOLVER.LRS``). Short cycles continue in the fine-tune.
+  Without LR steps the whole run is one split stage (PySlowFast needs steps; this is ActRec's
+  reading), and without short cycles the average batch of a shape is its long-cycle batch
+  (PySlowFast fails there with an IndexError).
+
+  ``simple`` (ActRec's earlier schedule): the LR stage boundaries and ``--end-epoch`` are kept as
+  given; each stage but the last is split over the 4 shapes the same way; the last stage is a
+  base-shape fine-tune without short cycles. It trains ~1/1.5 of the pyslowfast epochs.
 - LR: linear scaling by the long-cycle batch factor (8, 4, 2, 1); short cycles leave it alone.
 - BN statistics over a fixed number of clips (``BN_BASE_SIZE`` = 8): the :func:`sub_batch_norm`
   context around the forward pass.
@@ -26,8 +34,11 @@ This module depends on nothing else in ``train/``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import copy
 import itertools
+import logging
 import math
 import types
 from collections.abc import Iterator, Sequence
@@ -38,15 +49,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Sampler
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "BN_BASE_SIZE",
+    "EPOCH_FACTOR",
     "LONG_CYCLE_FACTORS",
+    "MULTIGRID_SCHEDULES",
     "SHORT_CYCLE_FACTORS",
     "BatchShape",
     "MultigridBatchSampler",
     "MultigridSchedule",
+    "build_schedule",
     "cycle_shapes",
     "long_cycle_shapes",
+    "pyslowfast_average_batches",
+    "resolve_multigrid",
     "round_to_multiple",
     "short_cycle_shapes",
     "sub_batch_norm",
@@ -63,6 +81,8 @@ LONG_CYCLE_FACTORS: tuple[tuple[float, float], ...] = (
 SHORT_CYCLE_FACTORS: tuple[float, ...] = (0.5, 1 / math.sqrt(2))
 # Clips per batch-norm group (PySlowFast MULTIGRID.BN_BASE_SIZE).
 BN_BASE_SIZE = 8
+# Epochs of a multigrid run per baseline epoch (PySlowFast MULTIGRID.EPOCH_FACTOR).
+EPOCH_FACTOR = 1.5
 FULL_PHASE = len(LONG_CYCLE_FACTORS) - 1
 # A training BatchNorm cannot normalise a single clip with 1×1×1 features: no smaller batches.
 MIN_CLIPS_PER_RANK = 2
@@ -149,22 +169,26 @@ def _phase_offsets(epochs: int, cumulative: Sequence[float]) -> list[int]:
 @dataclass(frozen=True)
 class MultigridSchedule:
     """The long-cycle phase (0..3, 3 = full shape) of every epoch ``0 .. len(phases) - 1``;
-    later epochs use the full shape. From ``finetune_start`` on (the last LR stage) batches have
-    the base shape only: no short cycles either, so the model ends on the test-time shape."""
+    later epochs use the full shape. From ``finetune_start`` on (the last LR stage of the
+    ``simple`` schedule) batches have the base shape only, without short cycles; the
+    ``pyslowfast`` schedule has no such stage (``None``). ``end_epoch`` and ``lr_steps`` are the
+    epochs the run trains and its LR steps, in the run's own epochs."""
 
     phases: tuple[int, ...]
     finetune_start: int | None = None
+    end_epoch: int | None = None
+    lr_steps: tuple[int, ...] = ()
 
     @classmethod
     def from_lr_steps(
         cls, lr_steps: Sequence[int], end_epoch: int, phase_weights: Sequence[float]
     ) -> MultigridSchedule:
-        """Split each LR stage but the last over the phases, epochs ∝ ``phase_weights`` (the
-        average batch size of each phase, which gives equal iterations per phase); the last
-        stage runs the full shape. Without LR steps the whole run is split."""
-        if len(phase_weights) != len(LONG_CYCLE_FACTORS):
-            raise ValueError(f"need {len(LONG_CYCLE_FACTORS)} phase weights, got {phase_weights}")
-        steps = sorted({int(step) for step in lr_steps if 0 < step < end_epoch})
+        """The ``simple`` schedule: split each LR stage but the last over the phases, epochs ∝
+        ``phase_weights`` (the average batch size of each phase, which gives equal iterations
+        per phase); the last stage runs the full shape. Without LR steps the whole run is
+        split. LR steps and ``end_epoch`` stay as given."""
+        _check_weights(phase_weights)
+        steps = _inner_steps(lr_steps, end_epoch)
         bounds = [0, *steps, end_epoch]
         stages = list(itertools.pairwise(bounds))
         split_stages = stages[:-1] if len(stages) > 1 else stages
@@ -175,13 +199,203 @@ class MultigridSchedule:
             for phase, (first, last) in enumerate(zip(phase_starts, [*phase_starts[1:], end])):
                 phases[first:last] = [phase] * (last - first)
         finetune_start = stages[-1][0] if len(stages) > 1 else None
-        return cls(tuple(phases), finetune_start)
+        return cls(tuple(phases), finetune_start, end_epoch, tuple(steps))
+
+    @classmethod
+    def pyslowfast(
+        cls,
+        lr_steps: Sequence[int],
+        end_epoch: int,
+        average_batches: Sequence[float],
+        epoch_factor: float = EPOCH_FACTOR,
+    ) -> MultigridSchedule:
+        """PySlowFast's ``get_long_cycle_schedule`` for the baseline ``lr_steps``/``end_epoch``.
+
+        ``average_batches``: the mean batch factor of each phase's shapes
+        (:func:`pyslowfast_average_batches`). Steps 94 154 196, end 239, factor 1.5 and the
+        default shapes with short cycles give shape ends 73 110 142 158 | 205 228 248 259 |
+        291 308 322 329 | 358, LR steps 158 259 343 and 358 epochs.
+        """
+        _check_weights(average_batches)
+        steps = [0, *_inner_steps(lr_steps, end_epoch)]
+        if len(steps) == 1:  # no LR steps: the whole run is one split stage, no fine-tune
+            steps.append(end_epoch)
+        entries = _pyslowfast_entries(steps, end_epoch, average_batches)
+        scale = end_epoch * epoch_factor / sum(epochs for _, epochs in entries)
+        ends, total = [], 0.0
+        for _, epochs in entries:
+            total += epochs * scale
+            ends.append(round(total))
+        phases: list[int] = []
+        for (phase, _), (first, last) in zip(entries, itertools.pairwise([0, *ends])):
+            phases += [phase] * (last - first)
+        per_stage = len(average_batches)
+        stage_ends = [ends[(stage + 1) * per_stage - 1] for stage in range(len(steps) - 1)]
+        # The LR drops at the end of every split stage but the last; the fine-tune keeps that
+        # stage's LR until its midpoint (PySlowFast overwrites its last step with the midpoint).
+        lr_steps_run = [*stage_ends[:-1], (ends[-2] + ends[-1]) // 2]
+        return cls(tuple(phases), None, ends[-1], tuple(s for s in lr_steps_run if s < ends[-1]))
 
     def phase(self, epoch: int) -> int:
         return self.phases[epoch] if 0 <= epoch < len(self.phases) else FULL_PHASE
 
     def is_finetune(self, epoch: int) -> bool:
         return self.finetune_start is not None and epoch >= self.finetune_start
+
+
+def _check_weights(weights: Sequence[float]) -> None:
+    if len(weights) != len(LONG_CYCLE_FACTORS):
+        raise ValueError(f"need {len(LONG_CYCLE_FACTORS)} phase weights, got {weights}")
+
+
+def _inner_steps(lr_steps: Sequence[int], end_epoch: int) -> list[int]:
+    """Sorted distinct LR steps strictly inside the run."""
+    return sorted({int(step) for step in lr_steps if 0 < step < end_epoch})
+
+
+def _pyslowfast_entries(
+    steps: Sequence[int], end_epoch: int, average_batches: Sequence[float]
+) -> list[tuple[int, float]]:
+    """(phase, unscaled epochs) per schedule entry: 4 per stage between ``steps`` (epochs ∝
+    average batch), then the full-shape fine-tune with the same iteration saving. The
+    arithmetic follows PySlowFast's order so that rounding ties fall the same way."""
+    total_batch = sum(average_batches)
+    entries, total_iters = [], 0.0
+    for start, stop in itertools.pairwise(steps):
+        for phase, batch in enumerate(average_batches):
+            epochs = (stop - start) * batch / total_batch
+            total_iters += epochs / batch
+            entries.append((phase, epochs))
+    iter_saving = steps[-1] / total_iters
+    entries.append((FULL_PHASE, (end_epoch - steps[-1]) / iter_saving * average_batches[-1]))
+    return entries
+
+
+def pyslowfast_average_batches(
+    base_frames: int, base_size: int, *, short_cycles: bool
+) -> list[float]:
+    """Mean batch factor of each long-cycle phase as PySlowFast's schedule computes it.
+
+    Shapes ``(t, s)``: the short-cycle sizes f·S (not rounded) when ``short_cycles``, then the
+    long-cycle shape (rounded); batch factor ``round(T·S² / (t·s²))``. T=16, S=224 with short
+    cycles → 10.67, 5.33, 4.67, 2.33 (16 8 8 | 8 4 4 | 8 4 2 | 4 2 1, averaged).
+    """
+    default = float(base_frames * base_size**2)
+    averages = []
+    for frames_factor, size_factor in LONG_CYCLE_FACTORS:
+        frames = max(1, round(base_frames * frames_factor))
+        sizes = [base_size * factor for factor in SHORT_CYCLE_FACTORS] if short_cycles else []
+        sizes.append(round(base_size * size_factor))
+        batches = [round(default / (frames * size * size)) for size in sizes]
+        averages.append(sum(batches) / len(batches))
+    return averages
+
+
+def _simple_weights(
+    base_frames: int, base_size: int, *, short_cycles: bool, size_multiple: int
+) -> list[float]:
+    """Mean batch factor of each phase's shapes as ActRec's sampler builds them."""
+    weights = []
+    for long_shape in long_cycle_shapes(1, base_frames, base_size, size_multiple=size_multiple):
+        shapes = cycle_shapes(
+            long_shape, short_cycles=short_cycles, base_size=base_size, size_multiple=size_multiple
+        )
+        weights.append(sum(shape.batch_size for shape in shapes) / len(shapes))
+    return weights
+
+
+# --multigrid-schedule name -> what it does with the baseline --lr-steps/--end-epoch.
+MULTIGRID_SCHEDULES: dict[str, str] = {
+    "pyslowfast": "PySlowFast get_long_cycle_schedule: EPOCH_FACTOR × epochs, steps moved",
+    "simple": "LR steps and end epoch as given; last stage a base-shape fine-tune",
+}
+
+
+def build_schedule(
+    kind: str,
+    *,
+    lr_steps: Sequence[int],
+    end_epoch: int,
+    base_frames: int,
+    base_size: int,
+    short_cycles: bool,
+    epoch_factor: float = EPOCH_FACTOR,
+    size_multiple: int = 2,
+) -> MultigridSchedule:
+    """The long-cycle schedule ``kind`` (a :data:`MULTIGRID_SCHEDULES` key) of a run whose
+    baseline has ``lr_steps`` and ``end_epoch``."""
+    if kind == "pyslowfast":
+        averages = pyslowfast_average_batches(base_frames, base_size, short_cycles=short_cycles)
+        return MultigridSchedule.pyslowfast(lr_steps, end_epoch, averages, epoch_factor)
+    if kind == "simple":
+        weights = _simple_weights(
+            base_frames, base_size, short_cycles=short_cycles, size_multiple=size_multiple
+        )
+        return MultigridSchedule.from_lr_steps(lr_steps, end_epoch, weights)
+    raise ValueError(
+        f"unknown multigrid schedule {kind!r}; choose from {list(MULTIGRID_SCHEDULES)}"
+    )
+
+
+def resolve_multigrid(
+    args: argparse.Namespace,
+) -> tuple[argparse.Namespace, MultigridSchedule | None]:
+    """The arguments a run trains with, and its long-cycle schedule (``None`` without long
+    cycles).
+
+    Under ``--multigrid-schedule pyslowfast`` the returned copy has PySlowFast's epochs:
+    with long cycles the schedule's ``end_epoch`` and (``multistep``) LR steps; with short
+    cycles only ``int(EPOCH_FACTOR × e)`` for the end epoch and every step (PySlowFast
+    ``init_multigrid``). ``args`` itself is never changed, so ``args.yaml`` keeps the baseline.
+    """
+    long_cycles = bool(getattr(args, "long_cycles", False))
+    short_cycles = bool(getattr(args, "short_cycles", False))
+    kind = getattr(args, "multigrid_schedule", "pyslowfast")
+    factor = float(getattr(args, "multigrid_epoch_factor", EPOCH_FACTOR))
+    multistep = getattr(args, "lr_schedule", "multistep") == "multistep"
+    lr_steps = list(args.lr_steps or []) if multistep else []
+    schedule = None
+    if long_cycles:
+        for needed in ("clip_length", "clip_size"):
+            if getattr(args, needed, None) is None:
+                raise ValueError(f"multigrid needs args.{needed} (the base clip shape)")
+        schedule = build_schedule(
+            kind,
+            lr_steps=lr_steps,
+            end_epoch=args.end_epoch,
+            base_frames=args.clip_length,
+            base_size=args.clip_size,
+            short_cycles=short_cycles,
+            epoch_factor=factor,
+        )
+    if kind != "pyslowfast" or not (long_cycles or short_cycles):
+        return args, schedule
+    resolved = copy.copy(args)
+    if schedule is not None:
+        resolved.end_epoch = schedule.end_epoch
+        resolved.lr_steps = list(schedule.lr_steps) if multistep else args.lr_steps
+    else:
+        resolved.end_epoch = int(args.end_epoch * factor)
+        resolved.lr_steps = [int(step * factor) for step in args.lr_steps or []]
+    log.info(
+        "multigrid (pyslowfast): %d baseline epochs -> %d, LR steps %s -> %s%s",
+        args.end_epoch,
+        resolved.end_epoch,
+        list(args.lr_steps or []),
+        list(resolved.lr_steps or []),
+        f", long-cycle phases by epoch {_phase_runs(schedule.phases)}" if schedule else "",
+    )
+    return resolved, schedule
+
+
+def _phase_runs(phases: Sequence[int]) -> str:
+    """``0:0-72 1:73-109 ...``: each run of equal phases with its first and last epoch."""
+    runs, start = [], 0
+    for phase, group in itertools.groupby(phases):
+        length = len(list(group))
+        runs.append(f"{phase}:{start}-{start + length - 1}")
+        start += length
+    return " ".join(runs)
 
 
 class MultigridBatchSampler(Sampler[list[tuple[int, tuple[int, int, int]]]]):
@@ -232,26 +446,28 @@ class MultigridBatchSampler(Sampler[list[tuple[int, tuple[int, int, int]]]]):
 
     @classmethod
     def from_lr_schedule(
-        cls, num_samples: int, *, lr_steps: Sequence[int], end_epoch: int, **kwargs
+        cls,
+        num_samples: int,
+        *,
+        lr_steps: Sequence[int],
+        end_epoch: int,
+        schedule_kind: str = "pyslowfast",
+        epoch_factor: float = EPOCH_FACTOR,
+        **kwargs,
     ) -> MultigridBatchSampler:
-        """Build the sampler with a :class:`MultigridSchedule` derived from ``--lr-steps`` and
-        ``--end-epoch``; ``kwargs`` are the constructor's keywords (without ``schedule``)."""
-        long_shapes = long_cycle_shapes(
-            kwargs["base_batch"],
-            kwargs["base_frames"],
-            kwargs["base_size"],
+        """Build the sampler with the :func:`build_schedule` ``schedule_kind`` of a baseline
+        with ``lr_steps`` and ``end_epoch``; ``kwargs`` are the constructor's keywords (without
+        ``schedule``). The run then trains ``sampler.schedule.end_epoch`` epochs."""
+        schedule = build_schedule(
+            schedule_kind,
+            lr_steps=lr_steps,
+            end_epoch=end_epoch,
+            base_frames=kwargs["base_frames"],
+            base_size=kwargs["base_size"],
+            short_cycles=kwargs["short_cycles"],
+            epoch_factor=epoch_factor,
             size_multiple=kwargs.get("size_multiple", 2),
         )
-        weights = []
-        for long_shape in long_shapes:
-            shapes = cycle_shapes(
-                long_shape,
-                short_cycles=kwargs["short_cycles"],
-                base_size=kwargs["base_size"],
-                size_multiple=kwargs.get("size_multiple", 2),
-            )
-            weights.append(sum(shape.batch_size for shape in shapes) / len(shapes))
-        schedule = MultigridSchedule.from_lr_steps(lr_steps, end_epoch, weights)
         return cls(num_samples, schedule=schedule, **kwargs)
 
     def set_epoch(self, epoch: int) -> None:
