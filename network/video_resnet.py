@@ -12,8 +12,11 @@ stage, temporal striding, SR blocks, depths, widths), registered under its name:
 - ``srtg_r3d_*``, ``srtg_r2plus1d_*``: the SRTG paper's networks (shared/reference/video.md B7): a
   3×3×3 max-pool after the stem, expansion-1 bottlenecks (widths 64–512) from 50 up, and a Squeeze
   and Recursion block after every residual block (``sr_blocks=False`` gives the plain baseline).
-- ``tao_r3d_*``: TAO ActionRecognitionNet's 3D ResNet (A9): a (5,7,7) stem striding 2 in T, H and W,
-  a (1,3,3) max-pool, stages striding only in H and W.
+- ``tao_r3d_*``: TAO ActionRecognitionNet's 3D ResNets 18–152 (A9; ``ResNet3d`` of
+  tao_pytorch_backend): a (5,7,7) stem striding 2 in T, H and W, a (1,3,3) max-pool that also
+  strides 2 in T, H and W (16 frames → 4 after the stem), stages striding only in H and W.
+  Parameter names differ from TAO's (``conv1`` → ``stem.0``, ``fc_cls`` → ``fc``, ...);
+  ``network.weights.load_pretrained`` maps them.
 """
 
 from __future__ import annotations
@@ -104,7 +107,9 @@ STEMS: dict[str, Callable[[int, int], nn.Sequential]] = {
 STEM_POOLS: dict[str, Callable[[], nn.Module]] = {
     "none": nn.Identity,  # torchvision
     "max3d": lambda: nn.MaxPool3d(3, 2, 1),  # SRTG: halves T, H and W
-    "max2d": lambda: nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # TAO: halves H and W
+    "max2d": lambda: nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # MTNet: halves H and W
+    # TAO: a (1,3,3) kernel with stride 2 in T too (TAO's int stride), so it halves T, H and W
+    "tao": lambda: nn.MaxPool3d((1, 3, 3), 2, (0, 1, 1)),
 }
 
 
@@ -353,14 +358,14 @@ _FAMILIES = {  # name prefix -> (preset fields shared by its depths, depths regi
     "tao_r3d": (
         {
             "stem": "tao",
-            "stem_pool": "max2d",
+            "stem_pool": "tao",
             "convs": _R3D,
             "expansion": 4,
             "temporal_stride": False,
             "dropout": 0.5,
             "tags": ("tao",),
         },
-        (18, 34, 50, 101),
+        (18, 34, 50, 101, 152),
     ),
 }
 

@@ -180,10 +180,11 @@ def test_residual_recalibration_keeps_activation_scale():
 
 
 def test_tao_r3d_output_grid():
-    """A9: stem strides 2 in T, H, W, then only H and W: 32×224² → 8×7×7 (here 8×64² → 2×2²)."""
+    """A9: stem and pool stride 2 in T, H, W, then only H and W: 32×224² → 8×7×7 (16 frames
+    → 4 after the stem, as TAO's ResNet3d; here 8×64² → 2×2²)."""
     model = build_model("tao_r3d_tiny").eval()
     with torch.no_grad():
-        assert model.forward_features(torch.randn(1, 3, 8, 64, 64)).shape[2:] == (4, 2, 2)
+        assert model.forward_features(torch.randn(1, 3, 8, 64, 64)).shape[2:] == (2, 2, 2)
     summary = summarize("tao_r3d_18", frames=32, size=224)
     assert summary.output_shape == (1, 400)
 
@@ -198,7 +199,7 @@ def test_resnet2d_imagenet_init_averages_and_rescales_conv1():
     imagenet = resnet18(weights=None).state_dict()
     model = build_model("resnet2d_18", num_frames=4, num_classes=10)
     report = init_from_imagenet(model, imagenet)
-    assert report.missing == ["fc.weight", "fc.bias"] and not report.mismatched
+    assert report.head == ["fc.weight", "fc.bias"] and not report.mismatched
     expected = imagenet["conv1.weight"].mean(dim=1, keepdim=True).repeat(1, 12, 1, 1) / 4
     torch.testing.assert_close(model.conv1.weight, expected)
     torch.testing.assert_close(model.layer4[1].conv2.weight, imagenet["layer4.1.conv2.weight"])

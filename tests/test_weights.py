@@ -46,17 +46,17 @@ def test_report_table_lists_every_kind(caplog):
     target = build_model("r3d_tiny", num_classes=3)
     before = target.layer1[0].conv1[0].weight.clone()
     with caplog.at_level("INFO", logger="network.weights"):
-        report = load_pretrained(target, state)
-    assert report.mismatched == ["fc.weight", "fc.bias"]
+        report = load_pretrained(target, state, partial=True)
+    assert report.head == ["fc.weight", "fc.bias"] and report.mismatched == []
     assert report.missing == ["layer4.0.conv2.0.weight"]
     assert report.unexpected == ["extra.weight"]
     assert len(report.loaded) == len(state) - 3
     assert not torch.equal(target.layer1[0].conv1[0].weight, before)
     table = caplog.text
-    assert "2 shape-mismatched, 1 missing, 1 unexpected" in table
-    assert "shape-mismatched fc.weight" in table and "[7, 128] → [3, 128]" in table
+    assert "2 head replaced, 0 shape-mismatched, 1 missing, 1 unexpected" in table
+    assert "head replaced    fc.weight" in table and "[7, 128] → [3, 128]" in table
     assert "missing          layer4.0.conv2.0.weight" in table
-    assert "unexpected       extra.weight" in table
+    assert "unexpected       extra.weight" in table and "loaded partially" in table
 
 
 def test_inflated_kernel_on_a_still_clip_equals_the_2d_conv():
@@ -76,7 +76,7 @@ def test_imagenet_resnet_inflates_into_tao_r3d_with_torchvision_names():
     report = load_pretrained(model, imagenet, log=False)
     assert report.renamed["stem.0.weight"] == "conv1.weight"
     assert "stem.0.weight" in report.inflated and "layer2.0.conv1.0.weight" in report.inflated
-    assert report.mismatched == ["fc.weight", "fc.bias"]
+    assert report.head == ["fc.weight", "fc.bias"] and report.mismatched == []
     assert report.unexpected == [] and report.missing == []
     stem = model.stem[0].weight  # (64, 3, 5, 7, 7)
     torch.testing.assert_close(stem.sum(dim=2), imagenet["conv1.weight"])
