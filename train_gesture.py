@@ -540,7 +540,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log.error("%s: the train_set is empty", args.data_json)
         return 2
     if args.pretrained:
-        load_pretrained(model, args.pretrained)
+        load_pretrained(model, args.pretrained, partial=args.pretrained_partial)
         if args.add_new_head:
             model.reset_classifier(len(class_names))
     criterion = _class_weighted_loss(train_set) if args.use_class_weights else None

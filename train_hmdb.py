@@ -347,6 +347,7 @@ def network_kwargs(name: str, args: argparse.Namespace, num_classes: int) -> dic
         "num_frames": args.clip_length,
         "rgb_frames": args.clip_length,
         "of_frames": args.flow_clip_length or args.clip_length,
+        "pretrained_partial": args.pretrained_partial or None,  # joint: stream checkpoints
     }
     accepted = inspect.signature(get_entry(name).builder).parameters
     kwargs = {key: value for key, value in explicit.items() if value is not None}

@@ -1,9 +1,12 @@
 """Two-stream (RGB + optical flow) model with TAO's late fusion of logits.
 
 Each stream is a complete registered classifier. Their logits are concatenated (N, 2·n) and fused
-by fc1 (2n → num_fc) → ReLU → fc2 (num_fc → n) (shared/reference/video.md A9). Each stream can
-start from its own checkpoint trained with another class count: ``load_pretrained`` copies what
-matches and leaves the stream's freshly built classifier in place (reported as shape-mismatched).
+by fc1 (2n → num_fc) → ReLU → fc2 (num_fc → n) (shared/reference/video.md A9), as TAO's
+``JointModel`` (streams ``model_rgb``/``model_of`` there, ``rgb``/``flow`` here; with ``tao_r3d_*``
+or ``resnet2d_*`` streams a TAO joint state dict loads through ``load_pretrained``). Each stream
+can start from its own checkpoint trained with another class count: ``load_pretrained`` copies
+everything but the classifier, which stays freshly built (reported as "head replaced"); any other
+difference refuses the file unless ``pretrained_partial``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,20 @@ __all__ = ["JointStreamNet"]
 
 
 def _build_stream(
-    name: str, *, num_classes: int, in_channels: int, num_frames: int | None, pretrained: str | None
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int,
+    num_frames: int | None,
+    pretrained: str | None,
+    partial: bool = False,
 ) -> nn.Module:
     kwargs: dict = {"num_classes": num_classes, "in_channels": in_channels}
     if get_entry(name).input_layout == "NCHW":  # stacked frames: the first conv needs T
         kwargs["num_frames"] = num_frames
     stream = build_model(name, **kwargs)
     if pretrained is not None:
-        load_pretrained(stream, pretrained)
+        load_pretrained(stream, pretrained, partial=partial)
     return stream
 
 
@@ -94,6 +103,7 @@ def _register(name: str, default_network: str, tags: tuple[str, ...]) -> None:
         of_pretrained: str | None = None,
         rgb_frames: int = 16,
         of_frames: int = 16,
+        pretrained_partial: bool = False,
     ) -> JointStreamNet:
         rgb = _build_stream(
             rgb_network,
@@ -101,6 +111,7 @@ def _register(name: str, default_network: str, tags: tuple[str, ...]) -> None:
             in_channels=3,
             num_frames=rgb_frames,
             pretrained=rgb_pretrained,
+            partial=pretrained_partial,
         )
         flow = _build_stream(
             of_network,
@@ -108,6 +119,7 @@ def _register(name: str, default_network: str, tags: tuple[str, ...]) -> None:
             in_channels=2,
             num_frames=of_frames,
             pretrained=of_pretrained,
+            partial=pretrained_partial,
         )
         return JointStreamNet(rgb, flow, num_classes=num_classes, num_fc=num_fc, dropout=dropout)
 

@@ -130,7 +130,13 @@ def _add_checkpoint_arguments(group: argparse._ArgumentGroup) -> None:
         "--auto-resume", action=_BOOL, default=True, help="resume from <output-dir>/latest.pth"
     )
     group.add_argument(
-        "--pretrained", default=None, metavar="PATH", help="weights loaded non-strictly"
+        "--pretrained", default=None, metavar="PATH", help="weights; must load completely"
+    )
+    group.add_argument(
+        "--pretrained-partial",
+        action=_BOOL,
+        default=False,
+        help="load what matches of --pretrained/--rgb-pretrained/--of-pretrained, not refuse",
     )
     group.add_argument(
         "--finetune",

@@ -181,7 +181,7 @@ def _setup(
     args, multigrid_schedule = resolve_multigrid(args)
     resume_path = ckpt.find_resume_path(run_dir, args.resume, args.auto_resume)
     if resume_path is None and args.pretrained:
-        _load_pretrained(model, args.pretrained)
+        _load_pretrained(model, args.pretrained, getattr(args, "pretrained_partial", False))
     model = _place_model(model, args, info)
     optimizer = build_optimizer(parameter_groups(model, args, param_groups), args)
     schedule = _make_schedule(optimizer, args, lr_lambda)
@@ -239,10 +239,10 @@ def _announce(ctx: _Context, num_items: int) -> None:
     )
 
 
-def _load_pretrained(model: nn.Module, path: str) -> None:
+def _load_pretrained(model: nn.Module, path: str, partial: bool) -> None:
     from network.weights import load_pretrained
 
-    load_pretrained(model, path)
+    load_pretrained(model, path, partial=partial)
 
 
 def _place_model(model: nn.Module, args: argparse.Namespace, info: DistInfo) -> nn.Module:
