@@ -60,7 +60,18 @@ from network import build_model, list_models
 from network.gesturenet import freeze_all_but_last
 from train.args import OPTIMIZERS, common_parser
 from train.config import resolve_args
-from train.runner import run_command, run_script
+from train.runner import run_script
+from train.validation import (
+    ScriptParser,
+    device,
+    fraction,
+    log_level,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 log = logging.getLogger("train_gesture")
 
@@ -130,14 +141,21 @@ SPEC_MAP: dict[str, Any] = {
 
 _BOOL = argparse.BooleanOptionalAction
 
+# Defaults of one subcommand that differ from ``train.args.common_parser``'s; each subcommand gets
+# its own parent parser, so a default set here cannot reach another subcommand.
+COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
+    # The kernel regulariser replaces weight decay; the engine's TAO-style default is off here.
+    "train": {"weight_decay": 0.0, "workers": 2, "batch_size": 64, "random_seed": 108},
+}
+
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ScriptParser(
         description="GestureNet hand-gesture classification",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     gesture_synth.add_arguments(commands.add_parser("synth", help="write a synthetic set"))
     gesture_convert.add_arguments(commands.add_parser("convert", help="TAO dataset_convert"))
     train = commands.add_parser("train", parents=[common_parser()], help="two-stage training")
@@ -158,6 +176,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_deploy_commands(commands)
     demo = commands.add_parser("demo", help="synth -> convert -> train -> evaluate -> export")
     _add_demo_arguments(demo)
+    for name, defaults in COMMAND_DEFAULTS.items():
+        commands.choices[name].set_defaults(**defaults)
     return parser
 
 
@@ -165,14 +185,20 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (None: the network's default)")
     group.add_argument("--network", default="gesturenet", choices=list_models(family=FAMILY))
     group.add_argument("--base-model", default="resnet_vanilla", choices=["resnet_vanilla"])
-    group.add_argument("--num-layers", type=int, default=None, help="6 10 12 18 26 34 50 101 152")
+    group.add_argument(
+        "--num-layers", type=positive_int, default=None, help="6 10 12 18 26 34 50 101 152"
+    )
     group.add_argument("--gray-scale-input", action=_BOOL, default=None)
     group.add_argument("--use-batch-norm", action=_BOOL, default=None)
     group.add_argument("--kernel-regularizer-type", choices=["l1", "l2", "none"], default=None)
-    group.add_argument("--kernel-regularizer-factor", type=float, default=None)
-    group.add_argument("--dropout", type=float, default=None, help="before the classifier")
-    group.add_argument("--image-height", type=int, default=None, help="default 160 (or stored)")
-    group.add_argument("--image-width", type=int, default=None, help="default 160 (or stored)")
+    group.add_argument("--kernel-regularizer-factor", type=non_negative_float, default=None)
+    group.add_argument("--dropout", type=fraction, default=None, help="before the classifier")
+    group.add_argument(
+        "--image-height", type=positive_int, default=None, help="default 160 (or stored)"
+    )
+    group.add_argument(
+        "--image-width", type=positive_int, default=None, help="default 160 (or stored)"
+    )
     group.add_argument("--data-format", choices=["channels_first"], default="channels_first")
     group.add_argument("--add-new-head", action=_BOOL, default=True, help="fresh classifier")
 
@@ -183,15 +209,19 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data_type", "--data-type", dest="data_type", default="kpi_set")
     group.add_argument("--image_root_path", "--image-root-path", default=None, help="data.json's")
     group.add_argument("--classes", nargs="+", default=list(GESTURE_CLASSES), help="index order")
-    group.add_argument("--num-classes", type=int, default=None, help="checked against --classes")
-    group.add_argument("--fold", type=int, default=None, help="k-fold split of data.json")
+    group.add_argument(
+        "--num-classes", type=positive_int, default=None, help="checked against --classes"
+    )
+    group.add_argument(
+        "--fold", type=non_negative_int, default=None, help="k-fold split of data.json"
+    )
     group.add_argument("--save-weights-path", default="model", help="final model subfolder")
     group.add_argument("--augment", action=_BOOL, default=True, help="train-time augmentation")
     group.add_argument("--horizontal-flip", action=_BOOL, default=True)
-    group.add_argument("--rotation-range", type=float, default=5.0)
-    group.add_argument("--brightness-range", type=float, nargs=2, default=[0.5, 1.5])
-    group.add_argument("--gamma-prob", type=float, default=0.5)
-    group.add_argument("--occlusion-prob", type=float, default=0.5)
+    group.add_argument("--rotation-range", type=non_negative_float, default=5.0)
+    group.add_argument("--brightness-range", type=non_negative_float, nargs=2, default=[0.5, 1.5])
+    group.add_argument("--gamma-prob", type=probability, default=0.5)
+    group.add_argument("--occlusion-prob", type=probability, default=0.5)
 
 
 def _add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,20 +231,28 @@ def _add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--use-class-weights", action=_BOOL, default=False, help="weighted loss")
     group.add_argument("--top-stage-order", type=int, default=1)
-    group.add_argument("--top-epochs", type=int, default=5, help="0 skips top_training")
-    group.add_argument("--top-unfreeze", type=int, default=3, help="layers below the head trained")
+    group.add_argument(
+        "--top-epochs", type=non_negative_int, default=5, help="0 skips top_training"
+    )
+    group.add_argument(
+        "--top-unfreeze", type=non_negative_int, default=3, help="layers below the head trained"
+    )
     group.add_argument("--top-optimizer", choices=OPTIMIZERS, default="rmsprop")
-    group.add_argument("--top-lr", type=float, default=1e-3, help="constant LR of top_training")
+    group.add_argument(
+        "--top-lr", type=positive_float, default=1e-3, help="constant LR of top_training"
+    )
     group.add_argument("--finetune-stage-order", type=int, default=2)
-    group.add_argument("--finetune-epochs", type=int, default=50, help="0 skips finetuning")
-    group.add_argument("--finetune-unfreeze", type=int, default=100)
+    group.add_argument(
+        "--finetune-epochs", type=non_negative_int, default=50, help="0 skips finetuning"
+    )
+    group.add_argument("--finetune-unfreeze", type=non_negative_int, default=100)
     group.add_argument("--finetune-optimizer", choices=OPTIMIZERS, default="sgd")
-    group.add_argument("--finetune-lr", type=float, default=3e-4, help="initial_lrate")
-    group.add_argument("--decay-step-size", type=float, default=33.0, help="percent of progress")
-    group.add_argument("--lr-drop-rate", type=float, default=0.5)
+    group.add_argument("--finetune-lr", type=positive_float, default=3e-4, help="initial_lrate")
+    group.add_argument(
+        "--decay-step-size", type=positive_float, default=33.0, help="percent of progress"
+    )
+    group.add_argument("--lr-drop-rate", type=positive_float, default=0.5)
     group.add_argument("--enable-checkpointing", action=_BOOL, default=True)
-    # The kernel regulariser replaces weight decay; the engine's TAO-style default is off here.
-    parser.set_defaults(weight_decay=0.0, workers=2, batch_size=64, random_seed=108)
 
 
 def _add_checkpoint_input(parser: argparse.ArgumentParser) -> None:
@@ -237,26 +275,28 @@ def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
         group.add_argument("--data_type", "--data-type", default="kpi_set", help="compared set")
         group.add_argument("--image_root_path", "--image-root-path", default=None)
         group.add_argument("--classes", nargs="+", default=list(GESTURE_CLASSES))
-        group.add_argument("--fold", type=int, default=None)
-        group.add_argument("--log-level", default="INFO")
+        group.add_argument("--fold", type=non_negative_int, default=None)
+        group.add_argument("--log-level", type=log_level, default="INFO")
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("results/gesture_demo"), help="working folder"
     )
-    parser.add_argument("--num-users", type=int, default=gesture_synth.SynthConfig.num_users)
     parser.add_argument(
-        "--images-per-class", type=int, default=gesture_synth.SynthConfig.images_per_class
+        "--num-users", type=positive_int, default=gesture_synth.SynthConfig.num_users
     )
-    parser.add_argument("--image-size", type=int, default=64, help="network input side")
-    parser.add_argument("--epochs", type=int, default=20, help="finetuning epochs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--images-per-class", type=positive_int, default=gesture_synth.SynthConfig.images_per_class
+    )
+    parser.add_argument("--image-size", type=positive_int, default=64, help="network input side")
+    parser.add_argument("--epochs", type=positive_int, default=20, help="finetuning epochs")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--device", type=device, default="cpu")
     # Small convolutions gain little from more threads, and one avoids oversubscribing a CPU
     # shared with other processes (measured: 2 threads were 8× slower on a loaded 2-core box).
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    parser.add_argument("--log-level", type=log_level, default="INFO")
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -733,10 +773,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     steps = _demo_steps(args)
     for argv in steps:
-        parsed = _parse(argv)
-        code = run_command(
-            COMMANDS.get(parsed.command) or parsed.func, parsed
-        )  # seeded, as from the command line
+        log.info("demo: train_gesture.py %s", " ".join(argv))
+        code = main(argv)  # parsed, checked and seeded as from the command line
         if code != 0:
             log.error("demo: step %r failed with exit code %d", argv[0], code)
             return code
@@ -763,12 +801,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    return resolve_args(get_args_parser(), list(argv), SPEC_MAP)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Resolve ``argv`` with the TAO train spec (``-e``, ``key=value``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return resolve_args(get_args_parser(), argv, SPEC_MAP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_script(lambda: _parse(sys.argv[1:] if argv is None else argv), COMMANDS)
+    return run_script(lambda: parse_args(argv), COMMANDS)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,19 @@ from data.transforms import CROP_TYPES, ClipEvalPreset, ClipTrainPreset
 from data.video_dataset import VideoClipDataset
 from export import cli as export_cli
 from network import build_model, get_entry
-from train.args import add_multigrid_arguments, common_parser
+from train.args import add_multigrid_arguments, common_parser, runtime_parser
 from train.config import resolve_args
+from train.metrics import AVERAGES
 from train.runner import run_script
+from train.validation import (
+    ScriptParser,
+    finite_float,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 log = logging.getLogger("train_hmdb")
 
@@ -113,6 +123,8 @@ FROM_CHECKPOINT = (
     "of_mean",
     "of_std",
     "val_center_crop",
+    "data",
+    "val_data",
     "splits",
     "split",
     "val_fraction",
@@ -134,50 +146,98 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         help="HMDB51 split folder, UCF101 list folder or SRTG CSV; none: class folders "
         "split by --val-fraction",
     )
-    group.add_argument("--split", type=int, default=1, help="official split number (1-3)")
-    group.add_argument("--val-fraction", type=float, default=0.2)
+    group.add_argument("--split", type=positive_int, default=1, help="official split number (1-3)")
+    group.add_argument("--val-fraction", type=fraction, default=0.2)
     group.add_argument(
         "--val-data", default=None, help="TAO layout: a separate prepared validation root"
     )
     return group
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    group = _add_split_arguments(parser)
+def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """Clip shape, sampling and normalisation: what training, evaluation and inference share
+    (evaluation and inference default them to the checkpoint's training run)."""
+    group = parser.add_argument_group("clips")
     group.add_argument("--modality", choices=("rgb", "flow", "joint"), default="rgb")
-    group.add_argument("--clip-length", type=int, default=16, help="frames per clip (T)")
-    group.add_argument("--flow-clip-length", type=int, default=None, help="joint: flow frames")
-    group.add_argument("--clip-size", type=int, default=112, help="crop height and width")
-    group.add_argument("--short-side", type=int, default=None, help="default: clip-size × 8/7")
-    group.add_argument("--frame-interval", type=int, default=None, help="both intervals")
-    group.add_argument("--train-frame-interval", type=int, default=1)
-    group.add_argument("--val-frame-interval", type=int, default=1)
+    group.add_argument("--clip-length", type=positive_int, default=16, help="frames per clip (T)")
+    group.add_argument(
+        "--flow-clip-length", type=positive_int, default=None, help="joint: flow frames"
+    )
+    group.add_argument("--clip-size", type=positive_int, default=112, help="crop height and width")
+    group.add_argument(
+        "--short-side", type=positive_int, default=None, help="default: clip-size × 8/7"
+    )
+    group.add_argument("--frame-interval", type=positive_int, default=None, help="both intervals")
+    group.add_argument("--val-frame-interval", type=positive_int, default=1)
     group.add_argument(
         "--sample-strategy", choices=("consecutive", "random_interval"), default="consecutive"
     )
-    group.add_argument("--clips-per-video", type=int, default=1)
+    group.add_argument("--val-center-crop", action=BOOL, default=True)
+    group.add_argument("--rgb-mean", type=finite_float, nargs="+", default=[0.485, 0.456, 0.406])
+    group.add_argument("--rgb-std", type=positive_float, nargs="+", default=[0.229, 0.224, 0.225])
+    group.add_argument("--of-mean", type=finite_float, nargs="+", default=[0.5])
+    group.add_argument("--of-std", type=positive_float, nargs="+", default=[0.5])
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training data: splits, clips, training sampling, augmentation, validation views."""
+    group = _add_split_arguments(parser)
+    _add_clip_arguments(parser)
+    group.add_argument("--train-frame-interval", type=positive_int, default=1)
+    group.add_argument("--clips-per-video", type=positive_int, default=1)
     group.add_argument("--skip-bad-videos", action=BOOL, default=True)
     _add_augmentation_arguments(parser)
-    _add_eval_arguments(parser)
+    _add_view_arguments(parser.add_argument_group("validation views"))
 
 
 def _add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("augmentation")
     group.add_argument("--train-crop", choices=sorted(CROP_TYPES), default="random_crop")
-    group.add_argument("--crop-scales", type=float, nargs="+", default=[1.0, 0.875, 0.75, 0.66])
-    group.add_argument("--flip-prob", type=float, default=0.5)
+    group.add_argument(
+        "--crop-scales", type=positive_float, nargs="+", default=[1.0, 0.875, 0.75, 0.66]
+    )
+    group.add_argument("--flip-prob", type=probability, default=0.5)
     group.add_argument("--srtg-augment", action=BOOL, default=False, help="SRTG photometric set")
-    group.add_argument("--val-center-crop", action=BOOL, default=True)
-    group.add_argument("--rgb-mean", type=float, nargs="+", default=[0.485, 0.456, 0.406])
-    group.add_argument("--rgb-std", type=float, nargs="+", default=[0.229, 0.224, 0.225])
-    group.add_argument("--of-mean", type=float, nargs="+", default=[0.5])
-    group.add_argument("--of-std", type=float, nargs="+", default=[0.5])
 
 
-def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("evaluation")
+def _add_view_arguments(group: argparse._ArgumentGroup) -> None:
+    """Which clips score a video: ``--segments`` clips (conv) × ``--spatial-crops`` crops."""
     group.add_argument("--eval-mode", choices=("center", "conv"), default="center")
-    group.add_argument("--segments", type=int, default=10, help="conv mode: clips per video")
+    group.add_argument(
+        "--segments", type=positive_int, default=10, help="conv mode: clips per video"
+    )
+    group.add_argument(
+        "--spatial-crops",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="crops per clip: 1 (centre, --short-side) or 3 (left/centre/right, or top/centre/"
+        "bottom, full-height crops of a frame resized to --clip-size, as PySlowFast's 3 views)",
+    )
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser, *, with_split: bool) -> None:
+    """evaluate and inference: the checkpoint, data (evaluate), clips, views, averaging."""
+    parser.add_argument("--checkpoint", required=True, help="a train_hmdb.py checkpoint (.pth)")
+    if with_split:
+        _add_split_arguments(parser)
+    _add_clip_arguments(parser)
+    group = parser.add_argument_group("views and scores")
+    _add_view_arguments(group)
+    group.add_argument(
+        "--average",
+        choices=AVERAGES,
+        default="prob",
+        help="a video's score: the mean softmax of its views (prob) or mean logits (score)",
+    )
+    group.add_argument(
+        "--strict",
+        action=BOOL,
+        default=False,
+        help="an unreadable video is an error (default: excluded, named and counted)",
+    )
+    parser.add_argument("--rgb-network", default=None, help=argparse.SUPPRESS)
+    parser.set_defaults(**dict.fromkeys(FROM_CHECKPOINT))
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -185,19 +245,19 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--network", default=None, help="registered name (default r3d_18)")
     group.add_argument("--backbone", default=None, help="TAO backbone name, e.g. resnet18")
     group.add_argument("--input-type", choices=("2d", "3d"), default=None, help="TAO input type")
-    group.add_argument("--dropout", type=float, default=None)
-    group.add_argument("--num-fc", type=int, default=None, help="joint model hidden width")
+    group.add_argument("--dropout", type=fraction, default=None)
+    group.add_argument("--num-fc", type=positive_int, default=None, help="joint model hidden width")
     group.add_argument("--rgb-network", default=None, help="joint: RGB stream network")
     group.add_argument("--of-network", default=None, help="joint: flow stream network")
     group.add_argument("--rgb-pretrained", default=None, help="joint: RGB stream checkpoint")
     group.add_argument("--of-pretrained", default=None, help="joint: flow stream checkpoint")
     group.add_argument("--sr-blocks", action=BOOL, default=None, help="SRTG: Squeeze-Recursion")
     group.add_argument("--gates", action=BOOL, default=None, help="SRTG: cycle-consistency gate")
-    group.add_argument("--gates-from-epoch", type=int, default=None)
+    group.add_argument("--gates-from-epoch", type=non_negative_int, default=None)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ScriptParser(
         description=__doc__.splitlines()[0],
         epilog=__doc__.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -210,15 +270,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_model_arguments(train)
     add_multigrid_arguments(train)
     for name, help_text in (("evaluate", "evaluate a checkpoint"), ("inference", "label videos")):
-        sub = commands.add_parser(name, parents=[common_parser()], help=help_text)
-        sub.add_argument("--checkpoint", required=True)
-        _add_data_arguments(sub)
-        sub.add_argument("--rgb-network", default=None, help=argparse.SUPPRESS)
-        sub.set_defaults(**dict.fromkeys(FROM_CHECKPOINT))
+        sub = commands.add_parser(name, parents=[runtime_parser()], help=help_text)
+        _add_eval_arguments(sub, with_split=name == "evaluate")
     commands.choices["inference"].add_argument(
         "--videos", required=True, help="a prepared video folder or a folder of them"
     )
-    commands.choices["inference"].add_argument("--top-k", type=int, default=5)
+    commands.choices["inference"].add_argument("--top-k", type=positive_int, default=5)
     commands.choices["inference"].add_argument("--jsonl", default=None, help="JSON lines output")
     export_cli.add_subcommands(commands, family=FAMILY)
     quantize = commands.add_parser("quantize", parents=[common_parser()], help="INT8 ONNX")
@@ -227,8 +284,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="synth -> prepare -> train -> evaluate -> export")
     demo.add_argument("--out", default="demo_out", help="working folder")
     demo.add_argument("--network", default="r3d_tiny")
-    demo.add_argument("--epochs", type=int, default=15)
-    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--epochs", type=positive_int, default=15)
+    demo.add_argument("--workers", type=non_negative_int, default=2)
     return parser
 
 
@@ -539,9 +596,14 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Resolve ``argv`` with the TAO action_recognition spec (``-e``, ``key=value``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_script(lambda: resolve_args(get_args_parser(), argv, SPEC_MAP), COMMANDS)
+    return resolve_args(get_args_parser(), argv, SPEC_MAP)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_script(lambda: parse_args(argv), COMMANDS)
 
 
 if __name__ == "__main__":

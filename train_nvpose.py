@@ -34,11 +34,21 @@ import numpy as np
 
 from data import skeleton_convert, skeleton_synth
 from data.skeleton_dataset import SkeletonDataset, read_label_map
+from export import cli as export_cli
 from network import build_model, list_models
 from network.graph import LAYOUTS, STRATEGIES
 from train.args import common_parser
 from train.config import resolve_args
 from train.runner import run_script
+from train.validation import (
+    ScriptParser,
+    device,
+    fraction,
+    log_level,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 
 logger = logging.getLogger("train_nvpose")
 
@@ -121,8 +131,10 @@ def _spec_parent() -> argparse.ArgumentParser:
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (None: the network's default)")
     group.add_argument("--network", default="st_gcn", choices=list_models(family=FAMILY))
-    group.add_argument("--num-classes", type=int, default=None, help="default: from the labels")
-    group.add_argument("--in-channels", type=int, default=None)
+    group.add_argument(
+        "--num-classes", type=positive_int, default=None, help="default: from the labels"
+    )
+    group.add_argument("--in-channels", type=positive_int, default=None)
     group.add_argument("--graph-layout", default=None, help=f"{', '.join(LAYOUTS)} or a .yaml")
     group.add_argument("--graph-strategy", default=None, choices=STRATEGIES)
     group.add_argument(
@@ -132,7 +144,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="the reference's truncated hop distances (for its published checkpoints)",
     )
     group.add_argument("--edge-importance-weighting", action=argparse.BooleanOptionalAction)
-    group.add_argument("--dropout", type=float, default=None)
+    group.add_argument("--dropout", type=fraction, default=None)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,8 +157,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--window-size", type=int, default=-1, help="train: pad (or crop) to T")
     group.add_argument("--random-choose", action=argparse.BooleanOptionalAction, default=False)
     group.add_argument("--random-move", action=argparse.BooleanOptionalAction, default=False)
-    group.add_argument("--rotate-3d", type=float, default=0.0, help="train: ± degrees about y")
-    group.add_argument("--scale-3d", type=float, default=0.0, help="train: scale 1 ± this")
+    group.add_argument(
+        "--rotate-3d", type=non_negative_float, default=0.0, help="train: ± degrees about y"
+    )
+    group.add_argument("--scale-3d", type=fraction, default=0.0, help="train: scale 1 ± this")
 
 
 def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> None:
@@ -156,76 +170,81 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> N
         parser.add_argument("--labels", default=None)
 
 
+# Defaults of one subcommand that differ from ``train.args.common_parser``'s; each subcommand gets
+# its own parent parsers, so a default set here cannot reach another subcommand.
+COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": {"end_epoch": 70, "lr_base": 0.1, "lr_steps": [10, 60], "batch_size": 16,
+              "nesterov": True},
+}  # fmt: skip
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """The ``train_nvpose.py`` parser with one subparser per command."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    spec, common = _spec_parent(), common_parser()
-
-    skeleton_synth.add_arguments(
-        commands.add_parser("synth", parents=[spec], help="synthetic data")
+    parser = ScriptParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    convert = commands.add_parser("convert", parents=[spec], help="deepstream JSON → sequences")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    synth = commands.add_parser("synth", parents=[_spec_parent()], help="synthetic data")
+    skeleton_synth.add_arguments(synth)
+    convert = commands.add_parser(
+        "convert", parents=[_spec_parent()], help="deepstream JSON → sequences"
+    )
     skeleton_convert.add_arguments(convert)
-    train = commands.add_parser("train", parents=[common], help="train a network")
+    train = commands.add_parser("train", parents=[common_parser()], help="train a network")
     _add_model_arguments(train)
     _add_data_arguments(train)
-    train.set_defaults(end_epoch=70, lr_base=0.1, lr_steps=[10, 60], batch_size=16, nesterov=True)
-    evaluate = commands.add_parser("evaluate", parents=[common], help="accuracy of a checkpoint")
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common_parser()], help="accuracy of a checkpoint"
+    )
     _add_checkpoint_input(evaluate, labels=True)
-    inference = commands.add_parser("inference", parents=[common], help="class per sequence")
+    inference = commands.add_parser(
+        "inference", parents=[common_parser()], help="class per sequence"
+    )
     _add_checkpoint_input(inference, labels=False)
-    inference.add_argument("--output-file", default=None, help="default: <output-dir>/actions.txt")
-    defaults = skeleton_convert.ConvertSettings()
-    inference.add_argument("--pose-type", choices=list(skeleton_convert.POSE_TYPES), default="3dbp")
-    inference.add_argument("--sequence-length", type=int, default=defaults.sequence_length)
-    inference.add_argument("--sequence-overlap", type=float, default=defaults.sequence_overlap)
-    inference.add_argument("--max-gap", type=int, default=defaults.max_gap)
-    from export import cli as export_cli
-
-    export_cli.add_subcommands(commands, family=FAMILY, parents=[spec])
+    _add_inference_arguments(inference)
+    for name in ("export", "onnx-infer", "trt-engine"):
+        export_cli.add_subcommands(commands, family=FAMILY, parents=[_spec_parent()], names=[name])
     quantize = commands.add_parser(
-        "quantize", parents=[spec], help="INT8 ONNX + FP32/INT8 accuracy"
+        "quantize", parents=[_spec_parent()], help="INT8 ONNX + FP32/INT8 accuracy"
     )
     _add_quantize_arguments(quantize)
-    demo = commands.add_parser("demo", parents=[common], help="synth → train → evaluate → export")
-    demo.add_argument(
-        "--out", dest="output_dir", help="working folder, as the other demos (= --output-dir)"
-    )
-    demo.add_argument("--samples-per-class", type=int, default=40)
-    demo.set_defaults(output_dir="demo_nvpose", end_epoch=12, workers=0, log_level="WARNING")
+    demo = commands.add_parser("demo", help="synth → train → evaluate → export")
+    _add_demo_arguments(demo)
+    for name, defaults in COMMAND_DEFAULTS.items():
+        commands.choices[name].set_defaults(**defaults)
     return parser
 
 
-def _add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
-    from export import cli
+def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = skeleton_convert.ConvertSettings()
+    parser.add_argument("--output-file", default=None, help="default: <output-dir>/actions.txt")
+    parser.add_argument("--pose-type", choices=list(skeleton_convert.POSE_TYPES), default="3dbp")
+    parser.add_argument("--sequence-length", type=positive_int, default=defaults.sequence_length)
+    parser.add_argument("--sequence-overlap", type=fraction, default=defaults.sequence_overlap)
+    parser.add_argument("--max-gap", type=non_negative_int, default=defaults.max_gap)
 
-    cli.add_quantize_arguments(parser)
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_nvpose", help="working folder")
+    parser.add_argument("--epochs", type=positive_int, default=12, help="training epochs")
+    parser.add_argument("--samples-per-class", type=positive_int, default=40)
+    parser.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader worker processes"
+    )
+    parser.add_argument("--device", type=device, default="cpu")
+    parser.add_argument(
+        "--log-level", type=log_level, default="WARNING", help="console logging level"
+    )
+
+
+def _add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
+    export_cli.add_quantize_arguments(parser)
     parser.add_argument("--train-data", required=True, help="calibration .npy (N, C, T, V, M)")
     parser.add_argument("--val-data", default=None, help="comparison .npy")
     parser.add_argument("--val-labels", default=None, help="labels of --val-data")
-    parser.add_argument("--log-level", default="INFO")
-
-
-def quantize(args: argparse.Namespace) -> int:
-    """INT8 calibrated on ``--train-data`` sequences, compared with FP32 on ``--val-data``."""
-    from export import cli, read_metadata
-
-    class_names = read_metadata(args.onnx).get("labels") or []
-    label_map = {name: index for index, name in enumerate(class_names)} or None
-    calib = SkeletonDataset(args.train_data)
-    val = None
-    if args.val_data:
-        val = SkeletonDataset(args.val_data, args.val_labels, label_map=label_map)
-    return cli.run_quantize(args, family=FAMILY, train_set=calib, val_set=val)
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Resolve ``argv`` with the TAO spec map of its subcommand (``-e``, ``key=value``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((token for token in argv if not token.startswith("-")), "")
-    spec_map = {**SPEC_MAP, **COMMAND_SPEC_MAP.get(command, {})}
-    return resolve_args(get_args_parser(), argv, spec_map)
+    parser.add_argument("--log-level", type=log_level, default="INFO")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -298,19 +317,19 @@ def _trained_frames(model: Any) -> int:
 
 
 # ----------------------------------------------------------------------------- commands
-def synth(args: argparse.Namespace) -> int:
+def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic dataset (deepstream JSON, npy + pkl)."""
     return skeleton_synth.run(args)
 
 
-def convert(args: argparse.Namespace) -> int:
+def cmd_convert(args: argparse.Namespace) -> int:
     """deepstream-bodypose-3d JSON → per-object sequences (+ training set with --labels)."""
     _need(args, "data", "output_dir")
     return skeleton_convert.run(args)
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Train on the shared engine; returns the engine's summary."""
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train on the shared engine."""
     from train.engine import fit
 
     _need(args, "train_data", "train_labels")
@@ -325,10 +344,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     summary = fit(model, train_set, val_set, args, family=FAMILY, class_names=class_names)
     logger.info("best validation accuracy %.2f%% (epoch %s)", 100 * summary["best_metric"],
                 summary["best_epoch"])  # fmt: skip
-    return summary
+    return 0
 
 
-def evaluate(args: argparse.Namespace) -> Any:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     """TAO-style evaluation of a checkpoint (confusion matrix in --output-dir)."""
     from train import engine
     from train.checkpoint import load_model
@@ -340,7 +359,7 @@ def evaluate(args: argparse.Namespace) -> Any:
     result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
     print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "
           f"{100 * result.mean_class_accuracy:.2f}% on {result.num_clips} sequences")  # fmt: skip
-    return result
+    return 0
 
 
 def _annotate_json(
@@ -368,7 +387,7 @@ def _annotate_json(
     return written
 
 
-def inference(args: argparse.Namespace) -> list[str]:
+def cmd_inference(args: argparse.Namespace) -> int:
     """One predicted class name per sequence, written one per line (TAO); JSON input also gets
     annotated copies ``<stem>_actions.json`` in --output-dir."""
     from train.checkpoint import load_model
@@ -402,53 +421,75 @@ def inference(args: argparse.Namespace) -> list[str]:
     if sequences:
         for path in _annotate_json(sequences, actions, out_dir):
             logger.info("annotated JSON written to %s", path)
-    return actions
+    return 0
 
 
-def demo(args: argparse.Namespace) -> float:
-    """Synthetic data → tiny ST-GCN on CPU → evaluation → ONNX; returns validation accuracy."""
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """INT8 calibrated on ``--train-data`` sequences, compared with FP32 on ``--val-data``."""
+    from export import read_metadata
+
+    class_names = read_metadata(args.onnx).get("labels") or []
+    label_map = {name: index for index, name in enumerate(class_names)} or None
+    calib = SkeletonDataset(args.train_data)
+    val = None
+    if args.val_data:
+        val = SkeletonDataset(args.val_data, args.val_labels, label_map=label_map)
+    return export_cli.run_quantize(args, family=FAMILY, train_set=calib, val_set=val)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic data → tiny ST-GCN on CPU → evaluation → ONNX, each step as from the command
+    line; the last line reports the validation accuracy."""
     start = time.perf_counter()
-    out = Path(args.output_dir)
+    out = Path(args.out)
     data, run = out / "data", out / "run"
     per_class = args.samples_per_class
     skeleton_synth.synthesize(
         data, skeleton_synth.SynthSettings(train_per_class=per_class,
                                            val_per_class=max(4, per_class // 4), max_frames=64),
     )  # fmt: skip
-    common = ["--device", args.device or "cpu", "--workers", str(args.workers),
-              "--log-level", args.log_level, "--output-dir", str(run)]  # fmt: skip
-    train(parse_args([
-        "train", *common, "--network", "st_gcn_tiny", "--train-data", str(data / "train_data.npy"),
-        "--train-labels", str(data / "train_label.pkl"), "--val-data", str(data / "val_data.npy"),
-        "--val-labels", str(data / "val_label.pkl"), "--label-map", str(data / "label_map.json"),
-        "--end-epoch", str(args.end_epoch), "--lr-base", "0.05", "--lr-schedule", "cosine",
-        "--batch-size", "16", "--random-move", "--no-tensorboard",
-    ]))  # fmt: skip
-    result = evaluate(parse_args([
-        "evaluate", *common, "--checkpoint", str(run / "best.pth"),
-        "--data", str(data / "val_data.npy"), "--labels", str(data / "val_label.pkl"),
-    ]))  # fmt: skip
-    try:
-        from export.cli import export_checkpoint
-
-        report = export_checkpoint(run / "best.pth", out / "st_gcn_tiny.onnx", family=FAMILY)
-        print(report.summary())
-    except Exception as error:  # the demo's result stands without an ONNX file
-        logger.warning("ONNX export skipped: %s", error)
-    accuracy = 100 * result.clip_top1
+    common = ["--device", args.device, "--workers", str(args.workers),
+              "--log-level", args.log_level]  # fmt: skip
+    steps = [
+        ["train", *common, "--output-dir", str(run), "--network", "st_gcn_tiny",
+         "--train-data", str(data / "train_data.npy"),
+         "--train-labels", str(data / "train_label.pkl"), "--val-data", str(data / "val_data.npy"),
+         "--val-labels", str(data / "val_label.pkl"), "--label-map", str(data / "label_map.json"),
+         "--end-epoch", str(args.epochs), "--lr-base", "0.05", "--lr-schedule", "cosine",
+         "--batch-size", "16", "--random-move", "--no-tensorboard", "--no-auto-resume"],
+        ["evaluate", *common, "--output-dir", str(run / "eval"),
+         "--checkpoint", str(run / "best.pth"),
+         "--data", str(data / "val_data.npy"), "--labels", str(data / "val_label.pkl")],
+        ["export", "--checkpoint", str(run / "best.pth"), "--onnx", str(out / "st_gcn_tiny.onnx")],
+    ]  # fmt: skip
+    for step in steps:
+        logger.info("demo: train_nvpose.py %s", " ".join(step))
+        if main(step) != 0:
+            logger.error("demo: step %r failed", step[0])
+            return 1
+    scores = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    accuracy = 100 * scores["clip_top1"]
     print(f"demo done in {time.perf_counter() - start:.0f} s; validation accuracy {accuracy:.1f}%")
-    return accuracy
+    return 0
 
 
 COMMANDS = {
-    "synth": synth,
-    "convert": convert,
-    "train": train,
-    "evaluate": evaluate,
-    "inference": inference,
-    "quantize": quantize,
-    "demo": demo,
+    "synth": cmd_synth,
+    "convert": cmd_convert,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "inference": cmd_inference,
+    "quantize": cmd_quantize,
+    "demo": cmd_demo,
 }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Resolve ``argv`` with the TAO spec map of its subcommand (``-e``, ``key=value``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((token for token in argv if not token.startswith("-")), "")
+    spec_map = {**SPEC_MAP, **COMMAND_SPEC_MAP.get(command, {})}
+    return resolve_args(get_args_parser(), argv, spec_map)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,7 @@ def test_step_annealing_halves_at_each_decay_step() -> None:
 
 
 def _stage_args(**overrides: object) -> argparse.Namespace:
-    args = train_gesture._parse(["train", "--data_json", "x.json"])
+    args = train_gesture.parse_args(["train", "--data_json", "x.json"])
     for key, value in overrides.items():
         setattr(args, key, value)
     return args
@@ -60,7 +60,7 @@ def test_plan_skips_zero_epoch_stages_and_follows_stage_order() -> None:
 
 def test_spec_file_and_overrides(tmp_path: Path) -> None:
     spec = Path(__file__).resolve().parents[1] / "configs" / "gesture" / "train_spec.json"
-    args = train_gesture._parse(
+    args = train_gesture.parse_args(
         ["train", "-e", str(spec), "trainer.finetuning.train_epochs=7", "--top-epochs", "2"]
     )
     assert (args.finetune_epochs, args.top_epochs, args.finetune_lr) == (7, 2, 3e-4)

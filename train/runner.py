@@ -1,37 +1,62 @@
 """Running one subcommand of a family script: seeding, error reporting, process-group cleanup.
 
-Every entry script ends with ``return run_command(COMMANDS[args.command], args)``, so all
-families get the same exit codes: 0 success, 1 training diverged, 2 bad input (one line naming the
-file, no traceback). Every command also gets the same malloc settings (``train.malloc``).
+Every entry script's ``main(argv)`` is ``run_script(parse, COMMANDS)``, so all families get the
+same exit codes: 0 success, 1 training diverged, 2 bad input (one line naming the file or flag, no
+traceback). Every command also gets the same malloc settings (``train.malloc``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable, Mapping
 
 from data.framestore import FrameStoreError
 from data.safe_pickle import UnsafePickleError
 from data.video_dataset import VideoReadError
+from train.config import log_spec_notes
 from train.distributed import cleanup_distributed
 from train.engine import NonFiniteLossError
 from train.logs import setup_logging
 from train.malloc import reuse_large_buffers
 from train.seeding import seed_everything
+from train.validation import check_args, print_error, printable
 
 log = logging.getLogger(__name__)
 
 # Errors that mean "this input is wrong", raised with a message naming the file (SplitError
-# and the spec errors are ValueErrors).
+# and the spec errors are ValueErrors; OSError carries the file name: a folder where a file is
+# expected, no permission, a full disk).
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
-    FileNotFoundError,
+    OSError,
     FrameStoreError,
     VideoReadError,
     UnsafePickleError,
 )
+# How torch re-raises an exception of a DataLoader worker: the worker's traceback in the message.
+WORKER_TRACEBACK = "Original Traceback"
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` as one printable line; for an exception re-raised from a
+    DataLoader worker, the worker's own message (its traceback dropped)."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if WORKER_TRACEBACK in text and lines:
+        last = lines[-1]
+        name = type(error).__name__ + ": "
+        return printable(last[len(name) :] if last.startswith(name) else last)
+    return printable(" ".join(lines) or type(error).__name__)
+
+
+def _exit_code(stop: SystemExit) -> int:
+    """``SystemExit(message)`` is a user error (one line, exit code 2); an int passes through."""
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    message = str(stop.code)
+    print_error(message.removeprefix("error: "))
+    return 2
 
 
 def run_command(
@@ -50,11 +75,13 @@ def run_command(
     try:
         outcome = command(args)
     except NonFiniteLossError as error:
-        log.error("%s", error)
+        log.error("%s", one_line(error))
         return 1
     except USER_ERRORS as error:
-        log.error("%s", error)
+        log.error("%s", one_line(error))
         return 2
+    except SystemExit as stop:
+        return _exit_code(stop)
     finally:
         cleanup_distributed()
     return outcome if isinstance(outcome, int) else 0
@@ -64,12 +91,16 @@ def run_script(
     parse: Callable[[], argparse.Namespace],
     commands: Mapping[str, Callable[[argparse.Namespace], int | None]],
 ) -> int:
-    """A family script's ``main``: parse (a bad spec file is one line and exit code 2, before
-    logging is set up), set up logging, run the subcommand (``commands``, else ``args.func``)."""
+    """A family script's ``main``: parse and check the flags (a bad flag or spec file is one line
+    and exit code 2, before logging is set up), set up logging, run the subcommand (``commands``,
+    else ``args.func``). ``--help`` returns 0."""
     try:
-        args = parse()
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        args = check_args(parse())
+    except (ValueError, OSError) as error:
+        print_error(one_line(error))
         return 2
+    except SystemExit as stop:  # argparse has printed its one line (or the help)
+        return _exit_code(stop)
     setup_logging(getattr(args, "log_level", "INFO"))
+    log_spec_notes(args)  # unknown spec keys and ignored ones, now that logging is set up
     return run_command(commands.get(args.command) or args.func, args)
