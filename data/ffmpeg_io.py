@@ -24,7 +24,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+# Containers read as videos (by prepare, open_store and the split loaders).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 # Encoders for write_video in order of preference (the imageio-ffmpeg build has libx264).
 ENCODERS = {
     "libx264": {"vcodec": "libx264", "crf": 18, "preset": "veryfast"},
