@@ -36,7 +36,7 @@ from data import skeleton_convert, skeleton_synth
 from data.skeleton_dataset import SkeletonDataset, read_label_map
 from export import cli as export_cli
 from network import build_model, list_models
-from network.graph import LAYOUTS, STRATEGIES
+from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, resolve_stored_graph
 from train.args import common_parser
 from train.config import resolve_args
 from train.runner import run_script
@@ -284,8 +284,29 @@ def _train_datasets(
     return train_set, val_set
 
 
+def _adopt_stored_graph(args: argparse.Namespace) -> None:
+    """A ``--pretrained`` file that stores its adjacency ``A`` (TAO ST-GCN) sets the graph: flags
+    left unset take the graph that reproduces ``A`` (logged); a contradicting flag is refused."""
+    if not args.pretrained:
+        return
+    from network.weights import read_checkpoint
+
+    stored = read_checkpoint(args.pretrained).tensors.get("A")
+    if stored is None:
+        return
+    requested = {key: getattr(args, key, None) for key in GRAPH_DEFAULTS}
+    graph = resolve_stored_graph(stored.float().numpy(), requested, source=args.pretrained)
+    configured = {key: GRAPH_DEFAULTS[key] if value is None else value
+                  for key, value in requested.items()}  # fmt: skip
+    if graph != configured:
+        logger.info("%s: its adjacency A is the graph %s; using it", args.pretrained,
+                    graph_flags(graph))  # fmt: skip
+    vars(args).update(graph)
+
+
 def _build_network(args: argparse.Namespace, class_names: list[str], shape: tuple) -> Any:
     channels, _, joints, _ = shape
+    _adopt_stored_graph(args)
     model = build_model(
         args.network, num_classes=len(class_names), in_channels=args.in_channels or channels,
         graph_layout=args.graph_layout, graph_strategy=args.graph_strategy,

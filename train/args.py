@@ -13,6 +13,16 @@ from __future__ import annotations
 import argparse
 
 from train.multigrid import BN_BASE_SIZE, EPOCH_FACTOR, MULTIGRID_SCHEDULES
+from train.validation import (
+    device,
+    log_level,
+    momentum,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
 LR_SCHEDULES = ("multistep", "plateau", "cosine", "constant")
@@ -52,7 +62,7 @@ def add_multigrid_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--bn-base-size",
-        type=int,
+        type=positive_int,
         default=BN_BASE_SIZE,
         help="BatchNorm statistics over this many clips when multigrid grows the batch",
     )
@@ -66,49 +76,79 @@ def _add_run_arguments(group: argparse._ArgumentGroup) -> None:
         help="YAML/JSON spec (TAO style); key=value arguments override its entries",
     )
     group.add_argument("--output-dir", default="results", help="run directory (logs, checkpoints)")
-    group.add_argument("--end-epoch", type=int, default=10, help="number of training epochs")
-    group.add_argument("--batch-size", type=int, default=8, help="clips per step and process")
-    group.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size")
-    group.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
     group.add_argument(
-        "--random-seed", type=int, default=0, help="seeds Python/NumPy/torch/workers"
+        "--end-epoch", type=non_negative_int, default=10, help="number of training epochs"
     )
-    group.add_argument("--log-interval", type=int, default=10, help="steps between console lines")
-    group.add_argument("--eval-interval", type=int, default=1, help="epochs between validations")
+    group.add_argument(
+        "--batch-size", type=positive_int, default=8, help="clips per step and process"
+    )
+    group.add_argument(
+        "--eval-batch-size", type=positive_int, default=None, help="default: --batch-size"
+    )
+    group.add_argument(
+        "--workers", type=non_negative_int, default=4, help="DataLoader worker processes"
+    )
+    group.add_argument(
+        "--random-seed", type=non_negative_int, default=0, help="seeds Python/NumPy/torch/workers"
+    )
+    group.add_argument(
+        "--log-interval", type=positive_int, default=10, help="steps between console lines"
+    )
+    group.add_argument(
+        "--eval-interval", type=positive_int, default=1, help="epochs between validations"
+    )
     group.add_argument("--tensorboard", action=_BOOL, default=True, help="TensorBoard scalars")
     group.add_argument("--plots", action=_BOOL, default=True, help="PNG curves at the end")
-    group.add_argument("--log-level", default="INFO", help="console logging level")
+    group.add_argument("--log-level", type=log_level, default="INFO", help="console logging level")
 
 
 def _add_optim_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    group.add_argument("--lr-base", type=float, default=0.01, help="LR at --batch-size")
+    group.add_argument(
+        "--lr-base", type=non_negative_float, default=0.01, help="LR at --batch-size"
+    )
     group.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="multistep")
     group.add_argument(
-        "--lr-steps", type=int, nargs="*", default=[], help="epochs where the LR is multiplied"
+        "--lr-steps",
+        type=non_negative_int,
+        nargs="*",
+        default=[],
+        help="epochs where the LR is multiplied",
     )
-    group.add_argument("--lr-factor", type=float, default=0.1, help="LR decay factor")
-    group.add_argument("--min-lr", type=float, default=0.0, help="LR floor (plateau, cosine)")
+    group.add_argument("--lr-factor", type=positive_float, default=0.1, help="LR decay factor")
+    group.add_argument(
+        "--min-lr", type=non_negative_float, default=0.0, help="LR floor (plateau, cosine)"
+    )
     group.add_argument("--plateau-monitor", choices=PLATEAU_MONITORS, default="val_loss")
-    group.add_argument("--plateau-patience", type=int, default=1, help="epochs without progress")
-    group.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length")
-    group.add_argument("--warmup-start-factor", type=float, default=0.01)
-    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument(
+        "--plateau-patience", type=non_negative_int, default=1, help="epochs without progress"
+    )
+    group.add_argument(
+        "--warmup-epochs", type=non_negative_float, default=0.0, help="linear warm-up length"
+    )
+    group.add_argument("--warmup-start-factor", type=probability, default=0.01)
+    group.add_argument("--momentum", type=momentum, default=0.9)
     group.add_argument("--nesterov", action=_BOOL, default=False)
-    group.add_argument("--weight-decay", type=float, default=1e-4)
+    group.add_argument("--weight-decay", type=non_negative_float, default=1e-4)
     group.add_argument(
         "--norm-bias-decay",
         action=_BOOL,
         default=True,
         help="apply weight decay to normalisation weights and biases too",
     )
-    group.add_argument("--clip-grad", type=float, default=None, help="max gradient L2 norm")
-    group.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
-    group.add_argument("--label-smoothing", type=float, default=0.0)
+    group.add_argument(
+        "--clip-grad", type=positive_float, default=None, help="max gradient L2 norm"
+    )
+    group.add_argument(
+        "--accum-steps", type=positive_int, default=1, help="gradient accumulation steps"
+    )
+    group.add_argument("--label-smoothing", type=probability, default=0.0)
 
 
 def _add_speed_arguments(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--device", default=None, help="cuda, cpu, cuda:1 (default: cuda if any)")
+    group.add_argument(
+        "--device", type=device, default=None, help="cuda, cpu, cuda:1 (default: cuda if any)"
+    )
     group.add_argument("--amp", action=_BOOL, default=False, help="mixed precision (GPU only)")
     group.add_argument("--amp-dtype", choices=AMP_DTYPES, default="bf16")
     group.add_argument("--channels-last", action=_BOOL, default=False, help="channels_last(_3d)")
@@ -121,7 +161,7 @@ def _add_checkpoint_arguments(group: argparse._ArgumentGroup) -> None:
         "--checkpoint-interval",
         "--save-frequency",
         dest="checkpoint_interval",
-        type=int,
+        type=positive_int,
         default=1,
         help="epochs between model_epoch_XXX.pth files",
     )
@@ -144,4 +184,4 @@ def _add_checkpoint_arguments(group: argparse._ArgumentGroup) -> None:
         default=False,
         help="backbone LR × --backbone-lr-mult, classifier at the full LR",
     )
-    group.add_argument("--backbone-lr-mult", type=float, default=0.1)
+    group.add_argument("--backbone-lr-mult", type=non_negative_float, default=0.1)
