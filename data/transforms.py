@@ -35,6 +35,7 @@ __all__ = [
     "BatchFinish",
     "ClipDraw",
     "ClipEvalPreset",
+    "ClipThreeCropPreset",
     "ClipTrainPreset",
     "SRTGAugment",
     "UInt8ResizePreset",
@@ -442,14 +443,17 @@ class _ClipPreset:
         }
 
     def __call__(
-        self, *clips: Tensor, size: Sequence[int] | None = None
+        self, *clips: Tensor, size: Sequence[int] | None = None, finish: bool = True
     ) -> Tensor | tuple[Tensor, ...]:
         """``(T, C, H, W)`` uint8 clips (sharing H, W) -> ``(C, T, h, w)`` float, one draw for all.
 
         ``size`` overrides the output ``(h, w)`` (multigrid); the short side scales with it so
-        the field of view stays the same.
+        the field of view stays the same. ``finish=False`` stops after the geometry: a tuple of
+        ``(T, C, h, w)`` uint8 clips (for :class:`BatchFinish`; photometric draws are dropped).
         """
         draw = self.draw(*common_size(clips), size=size)
+        if not finish:
+            return tuple(self.geometry(clip, draw) for clip in clips)
         outputs = tuple(self.finish(self.geometry(clip, draw), draw) for clip in clips)
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -565,6 +569,54 @@ class ClipEvalPreset(_ClipPreset):
         return self.crop_box(height, width, out_hw, short_side)
 
 
+# ----------------------------------------------------------------------------- 3-crop testing
+THREE_CROP_VIEWS = 3
+
+
+def uniform_crop_box(height: int, width: int, out_hw: Sequence[int], short_side: int, view: int):
+    """PySlowFast's ``uniform_crop`` on the frame resized to ``short_side``: view 0, 1, 2 is the
+    left, centre, right window (top, centre, bottom when the frame is taller than wide); the
+    centre offset is ``ceil((L - size) / 2)``, the last one ``L - size``."""
+    if view not in range(THREE_CROP_VIEWS):
+        raise ValueError(f"view must be 0, 1 or 2, got {view}")
+    vh, vw, scale = _virtual_size(height, width, short_side)
+    top, left = math.ceil((vh - out_hw[0]) / 2), math.ceil((vw - out_hw[1]) / 2)
+    if vh > vw:
+        top = (0, top, vh - out_hw[0])[view]
+    else:
+        left = (0, left, vw - out_hw[1])[view]
+    return _to_source(max(top, 0), max(left, 0), out_hw[0], out_hw[1], scale, height, width)
+
+
+class ClipThreeCropPreset(ClipEvalPreset):
+    """Evaluation with 3 spatial views per clip (PySlowFast/MMAction2 "× 3 crops"): the short side
+    is resized to the crop size, so the views are full-height (or full-width) windows.
+
+    ``preset(clip, view=k)``; a dataset reads ``num_views`` and asks for each view in turn.
+    """
+
+    num_views = THREE_CROP_VIEWS
+
+    def __init__(self, *, crop_size: int | Sequence[int] = 112, **norm) -> None:
+        super().__init__(crop_size=crop_size, short_side=max(_pair(crop_size)), **norm)
+        self.view = 1
+
+    def __call__(
+        self, *clips: Tensor, size: Sequence[int] | None = None, view: int = 1, finish: bool = True
+    ) -> Tensor | tuple[Tensor, ...]:
+        self.view = view  # read by draw_box during this call (one preset per worker process)
+        return super().__call__(*clips, size=size, finish=finish)
+
+    def draw(
+        self, height: int, width: int, *, size: Sequence[int] | None = None, view: int = 1
+    ) -> ClipDraw:
+        self.view = view
+        return super().draw(height, width, size=size)
+
+    def draw_box(self, height: int, width: int, out_hw, short_side: int) -> Box:
+        return uniform_crop_box(height, width, out_hw, short_side, self.view)
+
+
 class UInt8ResizePreset:
     """CPU side of the device path: resize to a fixed ``size`` and keep ``(T, C, H, W)`` uint8.
 
@@ -625,6 +677,16 @@ class BatchFinish:
         streams = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
         outputs = tuple(self._one(s) for s in streams)
         return outputs[0] if isinstance(inputs, Tensor) else outputs
+
+    def finish_batch(self, batch: tuple, device: torch.device | str) -> tuple[tuple, list]:
+        """``(inputs, targets, ids)`` -> the same with ``inputs`` moved to ``device`` and
+        finished; nothing is dropped (the second value, for ``train.loaders``, is empty)."""
+        inputs, *rest = batch
+        if isinstance(inputs, Tensor):
+            moved = inputs.to(device, non_blocking=True)
+        else:
+            moved = tuple(t.to(device, non_blocking=True) for t in inputs)
+        return (self(moved), *rest), []
 
     def _one(self, batch: Tensor) -> Tensor:
         if batch.dtype != torch.uint8 or batch.dim() != 5:
