@@ -48,6 +48,7 @@ from train.validation import (
     non_negative_float,
     non_negative_int,
     positive_int,
+    printable,
 )
 
 logger = logging.getLogger("train_nvpose")
@@ -437,7 +438,8 @@ def cmd_inference(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     output_file = Path(args.output_file or out_dir / "actions.txt")
     output_file.parent.mkdir(parents=True, exist_ok=True)
-    output_file.write_text("".join(f"{action}\n" for action in actions))
+    # one line per sequence: a class name from the checkpoint is escaped, never a line break
+    output_file.write_text("".join(f"{printable(action)}\n" for action in actions))
     logger.info("%d predictions written to %s", len(actions), output_file)
     if sequences:
         for path in _annotate_json(sequences, actions, out_dir):

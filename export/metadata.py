@@ -20,6 +20,8 @@ from typing import Any
 
 import onnx
 
+from train.validation import printable
+
 __all__ = ["KEY_PREFIX", "MetadataView", "parse_metadata", "read_metadata", "write_metadata"]
 
 KEY_PREFIX = "actrec."
@@ -85,7 +87,8 @@ class MetadataView:
         return self.metadata.get("family")
 
     def label(self, index: int) -> str:
-        """The class name of logit ``index`` (the index itself without labels)."""
+        """The class name of logit ``index`` (the index itself without labels), escaped for
+        printing: a label from the file cannot start a new line or send terminal sequences."""
         if self.labels and 0 <= index < len(self.labels):
-            return str(self.labels[index])
+            return printable(self.labels[index])
         return str(index)

@@ -52,3 +52,42 @@ def test_srtg_csv_with_bom_and_crlf(tmp_path):
     result = srtg_csv_split(data, csv_file)
     assert [r.name for r in result.train] == ["jump/x1"]
     assert [r.name for r in result.val] == ["jump/x2"]
+
+
+# ----------------------------------------------------------------------------- labels
+FORGED = "walk\nresults.txt : run 1.0000\x1b[2J\r"
+
+
+def test_printable_escapes_control_characters_only():
+    from train.validation import printable
+
+    assert printable("brush_hair") == "brush_hair"
+    assert printable("café 走る") == "café 走る"
+    escaped = printable(FORGED)
+    assert "\n" not in escaped and "\r" not in escaped and "\x1b" not in escaped
+    assert escaped == "walk\\nresults.txt : run 1.0000\\x1b[2J\\r"
+
+
+def test_onnx_labels_are_printed_escaped():
+    from export.metadata import MetadataView
+
+    view = MetadataView.__new__(MetadataView)
+    view.metadata = {"labels": ["sit", FORGED]}
+    assert view.label(0) == "sit"
+    assert "\n" not in view.label(1) and "\x1b" not in view.label(1)
+    assert view.label(7) == "7"
+
+
+def test_reports_print_class_names_escaped():
+    import numpy as np
+
+    from train.metrics import EvalResult, per_class_report, tao_report
+
+    result = EvalResult(
+        clip_top1=0.5, clip_top5=1.0, video_top1=0.5, video_top5=1.0,
+        per_class_accuracy=np.array([1.0, 0.0]), mean_class_accuracy=0.5,
+        confusion=np.array([[1, 0], [1, 0]]), num_clips=2, num_videos=2, loss=float("nan"),
+    )  # fmt: skip
+    for report in (tao_report(result, ["sit", FORGED]), per_class_report(result, ["sit", FORGED])):
+        assert "\x1b" not in report and "\r" not in report
+        assert not any(line.startswith("results.txt") for line in report.splitlines())

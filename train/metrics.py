@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from train.distributed import is_distributed
+from train.validation import printable
 
 __all__ = [
     "EvalResult",
@@ -290,7 +291,7 @@ def tao_report(result: EvalResult, class_names: Sequence[str]) -> str:
     _check_names(result, class_names)
     confusion = result.confusion
     lines = [TAO_RULE]
-    for name, accuracy in zip(class_names, result.per_class_accuracy):
+    for name, accuracy in zip(map(printable, class_names), result.per_class_accuracy):
         lines.append(f"{name.ljust(CLASS_NAME_WIDTH)}{100 * accuracy:.4}")
     lines.append(TAO_RULE)
     lines.append(f"Total accuracy: {round(100 * np.trace(confusion) / confusion.sum(), 3)}")
@@ -305,7 +306,7 @@ def per_class_report(result: EvalResult, class_names: Sequence[str]) -> str:
     support = result.confusion.sum(axis=1)
     width = max(CLASS_NAME_WIDTH, *(len(name) + 1 for name in class_names))
     lines = [f"{'class'.ljust(width)}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
-    for name, p, r, f, n in zip(class_names, precision, recall, f1, support):
+    for name, p, r, f, n in zip(map(printable, class_names), precision, recall, f1, support):
         lines.append(f"{name.ljust(width)}{100 * p:10.2f}{100 * r:10.2f}{100 * f:10.2f}{n:9d}")
     means = [100 * np.nanmean(values) for values in (precision, recall, f1)]
     lines.append(
