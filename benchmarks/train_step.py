@@ -44,6 +44,7 @@ class Mode:
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    amp_dtype: str = "bf16"  # "fp16" adds the engine's loss scaler (train.precision)
 
 
 # mode name -> settings
@@ -79,7 +80,9 @@ def make_step(name: str, mode: Mode, args: argparse.Namespace, device: torch.dev
         to_channels_last(model)
     step_model: nn.Module = torch.compile(model) if mode.compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    precision = Precision.from_args(argparse.Namespace(amp=mode.amp, amp_dtype="bf16"), device)
+    precision = Precision.from_args(
+        argparse.Namespace(amp=mode.amp, amp_dtype=mode.amp_dtype), device
+    )
     shape = (args.batch_size, 3, args.clip_length, args.clip_size, args.clip_size)
     inputs = move_to_device(torch.randn(shape), device, channels_last=mode.channels_last)
     targets = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
