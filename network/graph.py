@@ -20,11 +20,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
-__all__ = ["LAYOUTS", "STRATEGIES", "Graph", "Layout", "get_layout", "hop_distance", "load_layout"]
+__all__ = [
+    "GRAPH_DEFAULTS",
+    "LAYOUTS",
+    "STRATEGIES",
+    "Graph",
+    "Layout",
+    "find_graph",
+    "get_layout",
+    "graph_flags",
+    "hop_distance",
+    "load_layout",
+    "resolve_stored_graph",
+]
 
 
 @dataclass(frozen=True)
@@ -328,3 +341,86 @@ def _spatial(graph: Graph) -> np.ndarray:
 
 
 _PARTITIONS = {"uniform": _uniform, "distance": _distance, "spatial": _spatial}
+
+
+# The graph a network builds when its graph arguments are None (the network's defaults).
+GRAPH_DEFAULTS: dict[str, Any] = {
+    "graph_layout": "nvidia",
+    "graph_strategy": "spatial",
+    "graph_legacy": False,
+}
+ADJACENCY_ATOL = 1e-6  # stored float32 adjacencies are exact up to rounding
+
+
+def _same_adjacency(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0.0, atol=ADJACENCY_ATOL))
+
+
+def graph_flags(graph: dict[str, Any]) -> str:
+    """The command-line flags that build ``graph`` (graph_layout/strategy/legacy kwargs)."""
+    legacy = "--graph-legacy" if graph["graph_legacy"] else "--no-graph-legacy"
+    layout = graph["graph_layout"]
+    layout = layout.name if isinstance(layout, Layout) else layout
+    return f"--graph-layout {layout} --graph-strategy {graph['graph_strategy']} {legacy}"
+
+
+def find_graph(
+    adjacency: np.ndarray, prefer: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Graph kwargs (``graph_layout``, ``graph_strategy``, ``graph_legacy``) whose ``A`` equals
+    ``adjacency`` (K, V, V), or None. Candidates: ``prefer``'s layout (may be a ``.yaml``) and
+    every built-in layout with V joints, each strategy, legacy and true partitions; those that
+    differ least from ``prefer`` come first, so an equal graph keeps what the user asked for."""
+    adjacency = np.asarray(adjacency, dtype=np.float32)
+    if adjacency.ndim != 3 or adjacency.shape[1] != adjacency.shape[2]:
+        return None
+    prefer = {**GRAPH_DEFAULTS, **(prefer or {})}
+    layouts = list(dict.fromkeys([prefer["graph_layout"], *LAYOUTS]))
+    candidates = [
+        {"graph_layout": layout, "graph_strategy": strategy, "graph_legacy": legacy}
+        for layout in layouts
+        for strategy in STRATEGIES
+        for legacy in (False, True)
+    ]
+    candidates.sort(key=lambda c: sum(c[key] != prefer[key] for key in GRAPH_DEFAULTS))
+    for candidate in candidates:
+        layout = get_layout(candidate["graph_layout"])
+        if layout.num_joints != adjacency.shape[1]:
+            continue
+        graph = Graph(layout, candidate["graph_strategy"], legacy=candidate["graph_legacy"])
+        if _same_adjacency(graph.A, adjacency):
+            return candidate
+    return None
+
+
+def resolve_stored_graph(
+    adjacency: np.ndarray, requested: dict[str, Any], *, source: str = "the checkpoint"
+) -> dict[str, Any]:
+    """The graph kwargs to build so that ``A`` equals a checkpoint's stored ``adjacency``.
+
+    ``requested``: the user's graph kwargs, ``None`` where not given (the network default).
+    An equal configured graph is kept; else the matching graph is returned when it only
+    changes arguments the user left at ``None``; otherwise ``ValueError`` names the flags
+    that reproduce the checkpoint (or says that no built-in graph does).
+    """
+    wanted = {key: requested.get(key) for key in GRAPH_DEFAULTS}
+    configured = {key: GRAPH_DEFAULTS[key] if value is None else value
+                  for key, value in wanted.items()}  # fmt: skip
+    graph = Graph(configured["graph_layout"], configured["graph_strategy"],
+                  legacy=configured["graph_legacy"])  # fmt: skip
+    if _same_adjacency(graph.A, np.asarray(adjacency, dtype=np.float32)):
+        return configured
+    match = find_graph(adjacency, prefer=configured)
+    if match is None:
+        raise ValueError(
+            f"{source}: its adjacency A {tuple(np.shape(adjacency))} equals no graph ActRec "
+            f"builds (configured: {graph_flags(configured)}); give its layout as a .yaml file"
+        )
+    conflicts = [key for key, value in wanted.items() if value is not None and value != match[key]]
+    if conflicts:
+        names = ", ".join("--" + key.replace("_", "-") for key in conflicts)
+        raise ValueError(
+            f"{source}: its adjacency A is the graph {graph_flags(match)}, but {names} asks "
+            f"for another; drop {names} or pass {graph_flags(match)}"
+        )
+    return match

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from network.base import Classifier
-from network.graph import Graph, Layout
+from network.graph import Graph, Layout, find_graph, graph_flags
 from network.registry import register_model
 
 __all__ = ["STGCN", "GraphConv", "STGCNBlock"]
@@ -171,10 +171,18 @@ def _check_stored_adjacency(module: STGCN, state_dict: dict[str, Any], prefix: s
     if stored.shape != module.A.shape or not torch.allclose(
         stored.to(module.A), module.A, atol=1e-6
     ):
+        match = find_graph(stored.detach().cpu().float().numpy(), prefer=_graph_kwargs(module))
+        where = f"the graph {graph_flags(match)}" if match else "no graph ActRec builds"
         raise ValueError(
-            "the checkpoint's adjacency A differs from the configured graph "
-            f"({module.graph}); reference checkpoints need graph_legacy=True and their layout"
+            f"the checkpoint's adjacency A is {where}, not the configured {module.graph}; "
+            "build the network with that graph (train_nvpose.py adopts it from --pretrained)"
         )
+
+
+def _graph_kwargs(module: STGCN) -> dict[str, Any]:
+    graph = module.graph
+    return {"graph_layout": graph.layout, "graph_strategy": graph.strategy,
+            "graph_legacy": graph.legacy}  # fmt: skip
 
 
 # Registered variants: name (its STAGES row) -> (default dropout, tags, docstring).

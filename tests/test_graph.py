@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from network.graph import LAYOUTS, STRATEGIES, Graph, Layout, get_layout, hop_distance
+from network.graph import (
+    LAYOUTS,
+    STRATEGIES,
+    Graph,
+    Layout,
+    find_graph,
+    get_layout,
+    hop_distance,
+    resolve_stored_graph,
+)
 
 # layout → (V, edges, center, off-diagonal non-zeros of spatial A[1]/A[2]: legacy, true)
 REFERENCE = {
@@ -125,3 +134,38 @@ def test_unknown_names_raise() -> None:
         Graph("nvidia", "geodesic")
     with pytest.raises(ValueError, match="center"):
         Layout("x", 2, ((0, 1),), center=3)
+
+
+@pytest.mark.parametrize("layout", ["nvidia", "ntu-rgb+d", "openpose", "coco", "human3.6m"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("legacy", [False, True])
+def test_find_graph_reproduces_every_stored_adjacency(layout, strategy, legacy) -> None:
+    stored = Graph(layout, strategy, legacy=legacy).A
+    match = find_graph(stored)
+    assert match is not None
+    again = Graph(match["graph_layout"], match["graph_strategy"], legacy=match["graph_legacy"])
+    np.testing.assert_array_equal(again.A, stored)
+    assert find_graph(stored, prefer=match) == match
+
+
+def test_resolve_stored_graph_switches_or_refuses() -> None:
+    legacy_ntu = Graph("ntu-rgb+d", "spatial", legacy=True).A
+    # the default (true-hop) partition differs for ntu-rgb+d: the TAO checkpoint's graph wins
+    assert not np.array_equal(Graph("ntu-rgb+d", "spatial").A, legacy_ntu)
+    requested = {"graph_layout": "ntu-rgb+d", "graph_strategy": None, "graph_legacy": None}
+    assert resolve_stored_graph(legacy_ntu, requested) == {
+        "graph_layout": "ntu-rgb+d", "graph_strategy": "spatial", "graph_legacy": True,
+    }  # fmt: skip
+    # nothing given: the layout is found from A too
+    assert resolve_stored_graph(legacy_ntu, {})["graph_layout"] == "ntu-rgb+d"
+    # an explicit flag that contradicts A is refused with the flags that reproduce it
+    explicit = {**requested, "graph_legacy": False}
+    with pytest.raises(ValueError, match=r"x.pth: .*--graph-legacy asks for another; drop"):
+        resolve_stored_graph(legacy_ntu, explicit, source="x.pth")
+    with pytest.raises(ValueError, match="--graph-layout ntu-rgb\\+d --graph-strategy spatial"):
+        resolve_stored_graph(legacy_ntu, {"graph_layout": "coco"})
+    # an equal graph is kept as configured
+    same = {"graph_layout": "nvidia", "graph_strategy": "uniform", "graph_legacy": True}
+    assert resolve_stored_graph(Graph("nvidia", "uniform").A, same) == same
+    with pytest.raises(ValueError, match="equals no graph ActRec builds"):
+        resolve_stored_graph(np.ones((3, 25, 25)), requested)

@@ -87,5 +87,6 @@ def test_reference_adjacency_in_state_dict(tmp_path) -> None:
     torch.save(state, path)
     loaded = torch.load(path, weights_only=True)
     build_model("st_gcn_tiny", graph_legacy=True).load_state_dict(loaded)
-    with pytest.raises(ValueError, match="graph_legacy"):
+    message = "A is the graph --graph-layout nvidia --graph-strategy spatial --graph-legacy"
+    with pytest.raises(ValueError, match=message):
         build_model("st_gcn_tiny").load_state_dict(dict(loaded))
