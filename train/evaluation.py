@@ -7,6 +7,7 @@ Used by ``train.engine.fit`` every epoch and by the family scripts' ``evaluate``
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -17,12 +18,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from data.excluded import ExcludedItem
 from train.distributed import DistInfo, init_distributed
 from train.loaders import build_eval_loader
 from train.metrics import EvalResult, ScoreAccumulator, save_confusion, tao_report
 from train.precision import Precision, forward_model, move_to_device, to_channels_last
 
-__all__ = ["evaluate", "evaluate_loader", "predict", "write_metrics_json"]
+__all__ = [
+    "evaluate",
+    "evaluate_loader",
+    "predict",
+    "write_evaluated_list",
+    "write_metrics_json",
+    "write_predictions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +46,51 @@ def _score_batches(
     channels_last: bool,
     num_classes: int | None,
     desc: str,
+    average: str = "prob",
+    strict: bool = False,
 ) -> ScoreAccumulator | None:
     """Scores of every clip, gathered over processes; per-clip losses where targets are known.
-    ``num_classes=None`` takes it from the logits (None comes back for an empty loader)."""
+
+    ``loader`` is an evaluation loader (``build_eval_loader``): batches are ``(batch or None,
+    excluded items)``; excluded items are counted (``strict``: the first one is an error).
+    ``num_classes=None`` takes it from the logits (None comes back when nothing was scored)."""
     from tqdm import tqdm
 
     criterion = nn.CrossEntropyLoss(reduction="none")
-    accumulator = None if num_classes is None else ScoreAccumulator(num_classes)
+    accumulator = None if num_classes is None else ScoreAccumulator(num_classes, average=average)
+    excluded: list[ExcludedItem] = []
     model.eval()
-    for inputs, targets, sample_ids in tqdm(
+    for batch, bad in tqdm(
         loader, desc=desc, leave=False, disable=info.rank != 0, dynamic_ncols=True
     ):
+        excluded += _check_excluded(bad, strict)
+        if batch is None:
+            continue
+        inputs, targets, sample_ids = batch
         inputs = move_to_device(inputs, info.device, channels_last=channels_last)
         with precision.autocast():
             logits = forward_model(model, inputs).float()
         targets = torch.as_tensor(targets)
         known = bool((targets >= 0).all())
         losses = criterion(logits, targets.to(logits.device)) if known else None
-        accumulator = accumulator or ScoreAccumulator(logits.shape[1])
+        accumulator = accumulator or ScoreAccumulator(logits.shape[1], average=average)
         accumulator.update(logits, targets, sample_ids, loss=losses)
+    if accumulator is None and excluded and num_classes is None:
+        log.warning("no item could be read: %d excluded", len(excluded))
     if accumulator is not None:
+        for item in excluded:
+            accumulator.exclude(item.sample_id, item.name, item.reason)
         accumulator.gather()
     return accumulator
+
+
+def _check_excluded(items: list[ExcludedItem], strict: bool) -> list[ExcludedItem]:
+    """``items``, or with ``strict`` an error naming the first one."""
+    if strict and items:
+        item = items[0]
+        reason = item.reason if item.reason.startswith(item.name) else f"{item.name}: {item.reason}"
+        raise ValueError(f"{reason} (--strict: an unreadable item is an error)")
+    return items
 
 
 def evaluate_loader(
@@ -99,32 +131,91 @@ def evaluate(
     class_names: Sequence[str],
     output_dir: str | Path | None = None,
     collate_fn: Callable | None = None,
+    sample_names: Sequence[str] | None = None,
 ) -> EvalResult:
-    """Clip- and video-level evaluation (scores averaged per ``sample_id`` across batches).
+    """Clip- and video-level evaluation (scores averaged per ``sample_id`` across batches, as
+    ``args.average``: ``prob`` softmax, ``score`` logits; default ``prob``).
 
-    With ``output_dir`` (rank 0): ``metrics.json`` (``EvalResult.as_dict``),
-    ``confusion.csv``/``confusion.png`` and ``evaluation.txt`` (the TAO printout, also logged).
-    Each process evaluates a disjoint shard under torchrun.
+    Unreadable items are excluded and counted, never substituted (``args.strict``: an error).
+    With ``output_dir`` (rank 0): ``metrics.json`` (``EvalResult.as_dict`` plus the excluded
+    items), ``confusion.csv``/``confusion.png``, ``evaluation.txt`` (the TAO printout, also
+    logged), ``predictions.csv`` (per sample: name, label, top-5 classes and scores) and
+    ``evaluated.csv`` (every listed sample and whether it was scored). ``sample_names[i]`` names
+    sample id ``i`` in those files (default: the id). Each process evaluates a disjoint shard
+    under torchrun.
     """
     model, info, loader, precision = _prepare(model, dataset, args, collate_fn)
-    result = evaluate_loader(
-        model,
-        loader,
-        info=info,
-        precision=precision,
-        channels_last=args.channels_last,
-        num_classes=len(class_names),
-        desc="evaluate",
-    )
+    accumulator = _score_batches(
+        model, loader, info=info, precision=precision, channels_last=args.channels_last,
+        num_classes=len(class_names), desc="evaluate", average=getattr(args, "average", "prob"),
+        strict=bool(getattr(args, "strict", False)),
+    )  # fmt: skip
+    result = accumulator.result()
     if info.rank == 0:
         report = tao_report(result, list(class_names))
         log.info("evaluation\n%s", report)
+        log.info("%s", result.coverage())
         if output_dir is not None:
             out = Path(output_dir)
             save_confusion(result, list(class_names), out)
             (out / "evaluation.txt").write_text(report + "\n", encoding="utf-8")
-            write_metrics_json(result, out / "metrics.json")
+            excluded = [{"name": name, "reason": reason} for name, reason in result.excluded]
+            write_metrics_json(result, out / "metrics.json", excluded=excluded)
+            names = _namer(sample_names)
+            write_predictions(accumulator, class_names, names, out / "predictions.csv")
+            write_evaluated_list(accumulator, sample_names, out / "evaluated.csv")
     return result
+
+
+def _namer(sample_names: Sequence[str] | None) -> Callable[[int], str]:
+    return (lambda i: str(i)) if sample_names is None else (lambda i: str(sample_names[i]))
+
+
+def write_predictions(
+    accumulator: ScoreAccumulator,
+    class_names: Sequence[str],
+    name_of: Callable[[int], str],
+    path: Path,
+    top_k: int = 5,
+) -> None:
+    """``predictions.csv``: one row per scored sample: name, true label, predicted label, whether
+    it is right, then the ``top_k`` classes and their averaged scores (best first)."""
+    ids, scores = accumulator.video_scores()
+    targets = accumulator.video_targets()
+    k = min(top_k, len(class_names))
+    header = ["video", "label", "predicted", "correct"]
+    header += [f"{field}_{rank}" for rank in range(1, k + 1) for field in ("class", "score")]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for sample_id, row, target in zip(ids, scores, targets):
+            order = np.argsort(-row, kind="stable")[:k]
+            top = [value for c in order for value in (class_names[c], f"{row[c]:.6f}")]
+            label, predicted = class_names[target], class_names[order[0]]
+            writer.writerow(
+                [name_of(int(sample_id)), label, predicted, int(target == order[0]), *top]
+            )
+
+
+def write_evaluated_list(
+    accumulator: ScoreAccumulator, sample_names: Sequence[str] | None, path: Path
+) -> None:
+    """``evaluated.csv``: every listed sample (``sample_names``, else the ids seen) with
+    ``scored`` or ``excluded`` and the reason: the exact list the metrics were computed on."""
+    excluded = accumulator.excluded
+    ids = (
+        range(len(sample_names))
+        if sample_names is not None
+        else sorted({*map(int, accumulator.video_scores()[0]), *excluded})
+    )
+    name_of = _namer(sample_names)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_id", "video", "status", "reason"])
+        for sample_id in ids:
+            reason = excluded.get(sample_id, (None, ""))[1]
+            status = "excluded" if sample_id in excluded else "scored"
+            writer.writerow([sample_id, name_of(sample_id), status, reason])
 
 
 def write_metrics_json(result: EvalResult, path: Path, **extra: object) -> None:
@@ -140,13 +231,19 @@ def predict(
     *,
     collate_fn: Callable | None = None,
 ) -> dict[int, np.ndarray]:
-    """Mean softmax probabilities (K,) per ``sample_id`` over all its clips (targets ignored)."""
+    """Averaged scores (K,) per ``sample_id`` over all its clips (targets ignored): the mean
+    softmax (``args.average`` ``prob``, default) or mean logits (``score``). Unreadable samples
+    are excluded (absent from the result, logged by name), never substituted; ``args.strict``
+    makes them an error."""
     model, info, loader, precision = _prepare(model, dataset, args, collate_fn)
     accumulator = _score_batches(
         model, loader, info=info, precision=precision, channels_last=args.channels_last,
-        num_classes=None, desc="predict",
+        num_classes=None, desc="predict", average=getattr(args, "average", "prob"),
+        strict=bool(getattr(args, "strict", False)),
     )  # fmt: skip
     if accumulator is None:
         return {}
+    for name, reason in accumulator.excluded.values():
+        log.warning("excluded (unreadable): %s", reason if reason.startswith(name) else name)
     ids, probs = accumulator.video_scores()
     return {int(i): p for i, p in zip(ids, probs)}

@@ -10,12 +10,19 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from data.excluded import ExcludedItem, ExcludingCollate
 from train.distributed import DistInfo
 from train.metrics import EvalShardSampler
 from train.multigrid import MultigridBatchSampler, MultigridSchedule, resolve_multigrid
 from train.seeding import epoch_seed, worker_init_fn
 
-__all__ = ["build_eval_loader", "build_train_loader", "multigrid_enabled", "set_loader_epoch"]
+__all__ = [
+    "FinishedBatches",
+    "build_eval_loader",
+    "build_train_loader",
+    "multigrid_enabled",
+    "set_loader_epoch",
+]
 
 
 def multigrid_enabled(args: argparse.Namespace) -> bool:
@@ -66,9 +73,10 @@ def build_train_loader(
     """
     if batch_sampler is None and multigrid_enabled(args):
         batch_sampler = _multigrid_sampler(dataset, args, info, multigrid_schedule)
-    common = _common_loader_kwargs(args, info, collate_fn)
+    common = _common_loader_kwargs(args, info, collate_fn or _dataset_collate(dataset))
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+        loader = DataLoader(dataset, batch_sampler=batch_sampler, **common)
+        return _finished(loader, dataset, info, evaluation=False)
     sampler = DistributedSampler(
         dataset,
         num_replicas=info.world_size,
@@ -79,9 +87,10 @@ def build_train_loader(
     )
     per_rank = len(sampler)
     drop_last = per_rank % args.batch_size == 1 and per_rank > 1
-    return DataLoader(
+    loader = DataLoader(
         dataset, batch_size=args.batch_size, sampler=sampler, drop_last=drop_last, **common
     )
+    return _finished(loader, dataset, info, evaluation=False)
 
 
 def build_eval_loader(
@@ -91,15 +100,73 @@ def build_eval_loader(
     *,
     collate_fn: Callable | None = None,
 ) -> DataLoader:
-    """In-order evaluation batches; each rank gets a disjoint shard (no padding duplicates)."""
+    """In-order evaluation batches; each rank gets a disjoint shard (no padding duplicates).
+
+    Batches are ``(collated scored items or None, [ExcludedItem, ...])``: items a dataset could
+    not read are passed on by name, never substituted (``data.excluded``)."""
     sampler = EvalShardSampler(len(dataset), rank=info.rank, world_size=info.world_size)
     batch_size = getattr(args, "eval_batch_size", None) or args.batch_size
-    return DataLoader(
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        **_common_loader_kwargs(args, info, collate_fn),
+        **_common_loader_kwargs(
+            args, info, ExcludingCollate(collate_fn or _dataset_collate(dataset))
+        ),
     )
+    return _finished(loader, dataset, info, evaluation=True)
+
+
+def _dataset_collate(dataset: Dataset) -> Callable | None:
+    """A dataset's own collate function (``VideoClipDataset.collate_fn``), if it has one."""
+    return getattr(dataset, "collate_fn", None)
+
+
+def _finished(
+    loader: DataLoader, dataset: Dataset, info: DistInfo, *, evaluation: bool
+) -> DataLoader | FinishedBatches:
+    finisher = getattr(dataset, "batch_finisher", None)
+    if finisher is None:
+        return loader
+    return FinishedBatches(loader, finisher, info.device, evaluation=evaluation)
+
+
+class FinishedBatches:
+    """A DataLoader whose batches the main process finishes on ``device`` with the dataset's
+    ``batch_finisher`` (``finish_batch(batch, device) -> (batch or None, dropped)``): uint8
+    clips normalised per batch, or JPEG bytes decoded and augmented on the GPU.
+
+    Length, sampler, batch sampler and generator are the loader's. Training batches whose clips
+    were all dropped are left out; evaluation batches keep the ``(batch, excluded)`` form of
+    ``data.excluded`` and list dropped clips as excluded items.
+    """
+
+    def __init__(
+        self, loader: DataLoader, finisher: Any, device: torch.device, *, evaluation: bool
+    ) -> None:
+        self.loader, self.finisher, self.device = loader, finisher, device
+        self.evaluation = evaluation
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "loader":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if not self.evaluation:
+                finished, _ = self.finisher.finish_batch(batch, self.device)
+                if finished is not None:
+                    yield finished
+                continue
+            inner, excluded = batch
+            if inner is not None:
+                inner, dropped = self.finisher.finish_batch(inner, self.device)
+                excluded = [*excluded, *(ExcludedItem(*d) for d in dropped)]
+            yield inner, excluded
 
 
 def _common_loader_kwargs(

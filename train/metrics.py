@@ -11,6 +11,10 @@ they came from (TAO sums over the whole dataset or votes per batch instead, bug 
     result = acc.result()
     print(tao_report(result, class_names))
 
+Items that could not be read are passed to ``acc.exclude(...)``: the clips of an excluded video
+are never scored, and the result states its denominator (``num_videos`` scored of ``num_listed``).
+``ScoreAccumulator(K, average="score")`` averages logits per video instead of softmax scores.
+
 Under torch.distributed, shard evaluation with :class:`EvalShardSampler` (no padding, so no
 duplicates). With a padding ``DistributedSampler`` pass the dataset indices as ``clip_ids`` to
 ``update``: ``gather`` keeps one copy of each clip id.
@@ -44,6 +48,10 @@ __all__ = [
 
 TAO_RULE = "*" * 31
 CLASS_NAME_WIDTH = 14
+# What a video's clips average into: "prob" the softmax scores (TAO, PySlowFast), "score" the
+# logits (MMAction2's average_clips="score").
+AVERAGES = ("prob", "score")
+_NAMES_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class EvalResult:
     per_class_accuracy: (K,) video-level recall per class, NaN for a class without videos.
     confusion: (K, K) int, rows = true class, columns = predicted class (video level).
     loss: mean loss per clip, NaN when no loss was given.
+    num_videos: videos scored; excluded: ``(name, reason)`` of each video left out (unreadable);
+    ``num_listed`` = scored + excluded, the denominator a reader needs.
     """
 
     clip_top1: float
@@ -65,13 +75,28 @@ class EvalResult:
     num_clips: int
     num_videos: int
     loss: float
+    excluded: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def num_listed(self) -> int:
+        return self.num_videos + len(self.excluded)
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         """Scalar fields for CSV rows and TensorBoard, e.g. ``{"val/video_top1": 0.9, ...}``."""
         names = ("clip_top1", "clip_top5", "video_top1", "video_top5", "mean_class_accuracy")
         scalars = {name: float(getattr(self, name)) for name in names}
         scalars.update(loss=self.loss, num_clips=self.num_clips, num_videos=self.num_videos)
+        scalars.update(num_listed=self.num_listed)
         return {f"{prefix}{key}": value for key, value in scalars.items()}
+
+    def coverage(self) -> str:
+        """``"videos scored 3 / 4 listed (1 excluded: a/v1)"``: the denominator of the numbers."""
+        text = f"videos scored {self.num_videos} / {self.num_listed} listed"
+        if self.excluded:
+            names = [name for name, _ in self.excluded[:_NAMES_SHOWN]]
+            more = ", ..." if len(self.excluded) > _NAMES_SHOWN else ""
+            text += f" ({len(self.excluded)} excluded: {', '.join(names)}{more})"
+        return text
 
 
 class EvalShardSampler(Sampler[int]):
@@ -102,17 +127,32 @@ class ScoreAccumulator:
     """Collects per-clip scores (B, K), targets (B,), sample ids (B,) and losses across batches.
 
     ``from_logits=True`` (default): scores are logits and softmax is applied for video averaging;
-    ``False``: scores are already probabilities.
+    ``False``: scores are already probabilities. ``average``: what a video's clips average into,
+    ``"prob"`` (softmax scores) or ``"score"`` (the scores as given, e.g. logits).
     """
 
-    def __init__(self, num_classes: int, *, from_logits: bool = True) -> None:
+    def __init__(
+        self, num_classes: int, *, from_logits: bool = True, average: str = "prob"
+    ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if average not in AVERAGES:
+            raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
         self.num_classes = num_classes
-        self.from_logits = from_logits
+        self.from_logits, self.average = from_logits, average
         self._parts: dict[str, list[np.ndarray]] = {
             key: [] for key in ("scores", "targets", "sample_ids", "clip_ids", "losses")
         }
+        self._excluded: dict[int, tuple[str, str]] = {}  # sample id -> (name, reason)
+
+    def exclude(self, sample_id: int, name: str, reason: str) -> None:
+        """Leave video ``sample_id`` out (unreadable): its clips, any batch, are never scored."""
+        self._excluded.setdefault(int(sample_id), (name, reason))
+
+    @property
+    def excluded(self) -> dict[int, tuple[str, str]]:
+        """``{sample id: (name, reason)}`` of the videos left out."""
+        return dict(sorted(self._excluded.items()))
 
     def update(
         self,
@@ -163,35 +203,58 @@ class ScoreAccumulator:
         torch.distributed is not initialised."""
         if not is_distributed():
             return
-        gathered: list[dict[str, np.ndarray] | None] = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, self._arrays())
-        merged = {key: np.concatenate([part[key] for part in gathered]) for key in self._parts}
+        gathered: list[tuple | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (self._arrays(), self._excluded))
+        merged = {key: np.concatenate([part[0][key] for part in gathered]) for key in self._parts}
         keep = _first_occurrence(merged["clip_ids"])
         self._parts = {key: [value[keep]] for key, value in merged.items()}
+        for _, excluded in gathered:
+            for sample_id, (name, reason) in excluded.items():
+                self.exclude(sample_id, name, reason)
 
     def video_scores(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(sample_ids (V,), probabilities (V, K))``: mean softmax scores per sample id,
-        ids sorted ascending."""
-        arrays = self._arrays()
-        video_ids, _, probs = _average_by_id(arrays["sample_ids"], self._probs(arrays))
-        return video_ids, probs
+        """``(sample_ids (V,), scores (V, K))``: per scored (not excluded) sample id, ids sorted
+        ascending, the mean softmax scores (``average="prob"``) or mean scores (``"score"``)."""
+        arrays = self._scored_arrays()
+        video_ids, _, averaged = _average_by_id(arrays["sample_ids"], self._averaged(arrays))
+        return video_ids, averaged
 
-    def _probs(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    def video_targets(self) -> np.ndarray:
+        """(V,) target of each scored sample id, in the order of :meth:`video_scores`."""
+        arrays = self._scored_arrays()
+        video_ids, inverse = np.unique(arrays["sample_ids"], return_inverse=True)
+        return _video_targets(video_ids, inverse, arrays["targets"])
+
+    def _scored_arrays(self) -> dict[str, np.ndarray]:
+        arrays = self._arrays()
+        if not self._excluded:
+            return arrays
+        keep = ~np.isin(arrays["sample_ids"], np.fromiter(self._excluded, np.int64))
+        return {key: value[keep] for key, value in arrays.items()}
+
+    def _averaged(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         scores = torch.from_numpy(arrays["scores"]).double()
-        return (scores.softmax(dim=1) if self.from_logits else scores).numpy()
+        if self.from_logits and self.average == "prob":
+            scores = scores.softmax(dim=1)
+        return scores.numpy()
 
     def result(self) -> EvalResult:
-        """All metrics over the clips added so far (call ``gather`` first under DDP)."""
-        arrays = self._arrays()
+        """All metrics over the clips added so far (call ``gather`` first under DDP); clips of
+        excluded videos do not count, and ``num_listed`` says how many videos were listed."""
+        arrays = self._scored_arrays()
         targets = arrays["targets"]
         if targets.size == 0:
+            if self._excluded:
+                raise ValueError(
+                    f"all {len(self._excluded)} listed videos were excluded (unreadable)"
+                )
             raise ValueError("no clips were evaluated (empty dataset?)")
         if targets.min() < 0 or targets.max() >= self.num_classes:
             raise ValueError(
                 f"targets must lie in [0, {self.num_classes}); got {targets.min()}..{targets.max()}"
                 " (unknown labels, -1, are for inference: use video_scores())"
             )
-        video_ids, inverse, probs = _average_by_id(arrays["sample_ids"], self._probs(arrays))
+        video_ids, inverse, probs = _average_by_id(arrays["sample_ids"], self._averaged(arrays))
         video_targets = _video_targets(video_ids, inverse, targets)
         confusion = _confusion(video_targets, probs.argmax(axis=1), self.num_classes)
         per_class = _per_class_recall(confusion)
@@ -207,6 +270,7 @@ class ScoreAccumulator:
             num_clips=int(targets.size),
             num_videos=int(video_ids.size),
             loss=float(losses.mean()) if not np.isnan(losses).any() else math.nan,
+            excluded=tuple(self.excluded.values()),
         )
 
 
@@ -287,6 +351,9 @@ def tao_report(result: EvalResult, class_names: Sequence[str]) -> str:
     *******************************
     Total accuracy: 98.333
     Average class accuracy: 98.333
+
+    A last line states the denominator when videos were excluded:
+    ``videos scored 3 / 4 listed (1 excluded: fall_floor/v07)``.
     """
     _check_names(result, class_names)
     confusion = result.confusion
@@ -296,6 +363,8 @@ def tao_report(result: EvalResult, class_names: Sequence[str]) -> str:
     lines.append(TAO_RULE)
     lines.append(f"Total accuracy: {round(100 * np.trace(confusion) / confusion.sum(), 3)}")
     lines.append(f"Average class accuracy: {round(100 * result.mean_class_accuracy, 3)}")
+    if result.excluded:
+        lines.append(result.coverage())
     return "\n".join(lines)
 
 
