@@ -108,7 +108,7 @@ def parse_annotation(path: Path) -> Annotation:
         )
         label = str(choice["value"]["choices"][0])
         task_path = str(data["task_path"])
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
         if isinstance(exc, AnnotationError):
             raise
         raise AnnotationError(f"{path}: malformed annotation ({exc!r})") from exc

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_NAMED_WARNINGS = 10
+# Box coordinates (pixels) beyond this are corrupt, not a large image (cv2 images stop at 2^31).
+MAX_COORDINATE = 2.0**31
+# A path component made of these characters only, not starting with a dot (no "..", no hidden).
+_UNSAFE_CHARACTERS = re.compile(r"[^\w.\-]+")
 
 
 # How each sampling_mode sets the train-set size of the weighted classes from their counts
@@ -189,6 +194,8 @@ def crop_box(
 def _box_problem(box: tuple[float, float, float, float], image_size: tuple[int, int]) -> str | None:
     x, y, w, h = box
     width, height = image_size
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in box):
+        return f"box {list(box)} is not finite or absurdly large"
     if not (w > 0 and h > 0):
         return "zero-area box"
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
@@ -292,7 +299,7 @@ def _extract_one(
         return None
     x1, y1, x2, y2 = box
     uid = _user_of(image_path, set_dir, annotation.metadata, uid_name)
-    crop_path = mount / spec.post_data_dir / set_name / uid / f"{path.stem}.png"
+    crop_path = crop_path_of(mount / spec.post_data_dir, set_name, uid, path.stem)
     ok, encoded = cv2.imencode(".png", image[y1:y2, x1:x2])
     if not ok:
         report.skip(path, "crop could not be encoded")
@@ -309,6 +316,25 @@ def _extract_one(
         "set": set_name,
         "metadata": metadata,
     }
+
+
+def safe_component(text: str) -> str:
+    """``text`` as one file-name component: runs of characters other than letters, digits,
+    ``_``, ``.`` and ``-`` become ``_`` (so no separator), and leading dots ``_`` (so neither
+    ``..`` nor a hidden name): ``"../../x"`` → ``"___.._x"``, ``"/a/b"`` → ``"_a_b"``; never
+    empty."""
+    cleaned = _UNSAFE_CHARACTERS.sub("_", str(text))
+    stripped = cleaned.lstrip(".")
+    return "_" * (len(cleaned) - len(stripped)) + stripped if cleaned else "_"
+
+
+def crop_path_of(out_dir: Path, set_name: str, uid: str, stem: str) -> Path:
+    """``<out_dir>/<set>/<uid>/<stem>.png`` from sanitised components; always inside
+    ``out_dir`` (checked, whatever an annotation's ``metadata.user_id`` holds)."""
+    path = out_dir / safe_component(set_name) / safe_component(uid) / f"{safe_component(stem)}.png"
+    if not path.resolve().is_relative_to(out_dir.resolve()):
+        raise ValueError(f"{path}: crop path outside {out_dir}")  # unreachable: kept as a guard
+    return path
 
 
 def _relative(path: Path, root: Path) -> str:

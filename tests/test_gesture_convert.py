@@ -226,3 +226,69 @@ def test_convert_kfolds_and_sampling_rate(tmp_path: Path) -> None:
     }
     for fold in folds:
         assert not set(fold["users"]["train"]) & set(fold["users"]["validation"])
+
+
+# --- hostile annotations -----------------------------------------------------------------------
+
+
+def _files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "user_id", ["../../x", "../../../escaped", "/ABSOLUTE/x", "..", ".", "", "a/../../b", "u\x00v"]
+)
+def test_crop_paths_stay_inside_the_output_folder(tmp_path: Path, user_id: str) -> None:
+    root = tmp_path / "mount"
+    _make_set(root)
+    ann = root / "original" / "data" / "annotation"
+    image = root / "original" / "data" / "u2" / "u2_ok" / "000000.png"
+    user_id = user_id.replace("/ABSOLUTE", str(tmp_path / "elsewhere"))
+    data = make_annotation(str(image), "ok", (10, 10, 10, 6), (W, H), {"user_id": user_id})
+    (ann / "hostile.json").write_text(json.dumps(data))
+    dataset_spec, experiment_spec = _specs(root)
+    before = _files_under(tmp_path)
+    result = convert(dataset_spec, experiment_spec, 0, root / "data.json", "v1")
+    written = _files_under(tmp_path) - before
+    crops = root / "extracted"
+    assert written - {root / "data.json"} and all(
+        p.resolve().is_relative_to(crops.resolve()) for p in written - {root / "data.json"}
+    )
+    assert not (tmp_path / "elsewhere").exists()
+    entries = [
+        e for key in ("train_set", "validation_set", "kpi_set") for e in result[key]["images"]
+    ]
+    hostile = [e for e in entries if e["bbox_path"].endswith("hostile.png")]
+    for entry in hostile:  # the entry may be filtered into no set; if present, it is inside
+        assert (root / entry["bbox_path"]).resolve().is_relative_to(crops.resolve())
+        assert entry["user_id"] == user_id  # the split still sees the user as annotated
+
+
+@pytest.mark.parametrize(
+    "box", [(float("nan"), 10, 10, 6), (10, 10, float("inf"), 6), (1e308, 10, 10, 6),
+            (10, 10, 10, -1e308), (10, float("-inf"), 10, 6)],
+)  # fmt: skip
+def test_a_non_finite_or_absurd_box_is_skipped_and_counted(tmp_path: Path, caplog, box) -> None:
+    _make_set(tmp_path)
+    ann = tmp_path / "original" / "data" / "annotation"
+    image = tmp_path / "original" / "data" / "u2" / "u2_ok" / "000000.png"
+    data = make_annotation(str(image), "ok", (10, 10, 10, 6), (W, H))
+    data["completions"][0]["result"][1]["value"].update(
+        dict(zip(("x", "y", "width", "height"), box))
+    )
+    (ann / "absurd.json").write_text(json.dumps(data))  # NaN/Infinity: Python's JSON extension
+    result = convert(*_specs(tmp_path), 0, tmp_path / "data.json", "v1")
+    assert result["summary"]["kept"] == 24
+    assert sum(result["summary"]["skipped"].values()) == 6
+    assert "absurd.json" in caplog.text
+
+
+def test_a_huge_image_size_is_skipped(tmp_path: Path, caplog) -> None:
+    _make_set(tmp_path)
+    ann = tmp_path / "original" / "data" / "annotation"
+    image = tmp_path / "original" / "data" / "u2" / "u2_ok" / "000000.png"
+    data = make_annotation(str(image), "ok", (10, 10, 10, 6), (W, H))
+    data["completions"][0]["result"][1]["original_width"] = float("inf")
+    (ann / "inf_width.json").write_text(json.dumps(data))
+    result = convert(*_specs(tmp_path), 0, tmp_path / "data.json", "v1")
+    assert result["summary"]["kept"] == 24 and "inf_width.json" in caplog.text
