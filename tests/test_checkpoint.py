@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,14 +93,6 @@ def test_unreadable_checkpoint_gives_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"broken\.pth: not a readable checkpoint"):
         ckpt.load_checkpoint(bad)
-
-
-def test_find_resume_path(tmp_path):
-    assert ckpt.find_resume_path(tmp_path, None, auto_resume=True) is None
-    ckpt.atomic_save(_state(1.0), tmp_path / "latest.pth")
-    assert ckpt.find_resume_path(tmp_path, None, auto_resume=True) == tmp_path / "latest.pth"
-    assert ckpt.find_resume_path(tmp_path, None, auto_resume=False) is None
-    assert ckpt.find_resume_path(tmp_path, "x.pth", auto_resume=True) == Path("x.pth")
 
 
 def _tiny_registered():

@@ -2,13 +2,21 @@
 
 A checkpoint is a dict with the keys of ``CHECKPOINT_KEYS``; everything in it is a tensor or a
 plain Python value, so it loads with ``torch.load(..., weights_only=True)``.
+
+The files of one finished epoch are written by :func:`save_epoch_files` in a fixed order:
+``model_epoch_XXX.pth`` (when due), ``best.pth`` (when improved), then ``latest.pth``, each
+atomically. ``latest.pth`` is the commit point: a run killed before it resumes from the previous
+epoch, and ``train.rundir.reconcile`` puts the other files back in line with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import logging
+import os
 import random
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,20 +27,28 @@ from torch import nn
 
 from data.atomic import atomic_write_bytes
 from train.config import plain_args
+from train.validation import FlagValueError
 
 __all__ = [
     "BEST",
     "CHECKPOINT_KEYS",
+    "KEEP_CHECKPOINTS",
     "LATEST",
+    "PREVIOUS_BEST",
     "atomic_save",
     "capture_rng",
     "epoch_filename",
-    "find_resume_path",
+    "epoch_files",
+    "keep_count",
+    "link_or_write",
     "load_checkpoint",
     "load_model",
     "make_checkpoint",
+    "prune_epoch_files",
+    "read_epoch",
     "restore_rng",
     "restore_training_state",
+    "save_epoch_files",
     "unwrap_model",
 ]
 
@@ -53,11 +69,131 @@ CHECKPOINT_KEYS = (
 )
 LATEST = "latest.pth"
 BEST = "best.pth"
+# The best.pth being replaced, kept (as a hard link) until latest.pth commits the new one.
+PREVIOUS_BEST = ".best.pth.previous"
+# model_epoch_XXX.pth files kept besides latest.pth and best.pth (--keep-checkpoints).
+KEEP_CHECKPOINTS = 3
+_EPOCH_FILE = re.compile(r"^model_epoch_(\d+)\.pth$")
+
+log = logging.getLogger(__name__)
 
 
 def epoch_filename(epoch: int) -> str:
     """``model_epoch_XXX.pth`` for the number of finished epochs."""
     return f"model_epoch_{epoch:03d}.pth"
+
+
+def keep_count(text: Any) -> int:
+    """``--keep-checkpoints``: an integer >= 0, or -1 for every epoch file."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = -2
+    if value < -1:
+        raise FlagValueError(f"expected an integer >= 0 (or -1: keep all), got {text!r}")
+    return value
+
+
+def epoch_files(run_dir: str | Path) -> dict[int, Path]:
+    """The ``model_epoch_XXX.pth`` files of ``run_dir`` by epoch."""
+    run_dir = Path(run_dir)
+    found = {}
+    for path in run_dir.glob("model_epoch_*.pth"):
+        match = _EPOCH_FILE.match(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def link_or_write(data: bytes | memoryview | None, path: Path, source: Path | None = None) -> Path:
+    """Atomically make ``path`` hold ``data``: a hard link to ``source`` (a file already holding
+    exactly ``data``) where the file system allows, else a fresh atomic write (of ``source``'s
+    bytes when ``data`` is None).
+
+    A link costs no disk and no write time; every writer in ActRec replaces files (never edits
+    them in place), so linked names never change each other.
+    """
+    if source is not None:
+        temp = path.with_name(f".{path.name}.{os.getpid()}.link.tmp")
+        try:
+            temp.unlink(missing_ok=True)
+            os.link(source, temp)
+            os.replace(temp, path)
+            return path
+        except OSError:
+            temp.unlink(missing_ok=True)
+    if data is None:
+        if source is None:
+            raise ValueError("link_or_write needs data or a source file")
+        data = source.read_bytes()
+    return atomic_write_bytes(path, data)
+
+
+def read_epoch(path: str | Path) -> int | None:
+    """The ``epoch`` stored in a checkpoint, read through a memory map (cheap for big files);
+    ``None`` when the file is missing or unreadable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["epoch"])
+    except Exception:  # a missing, truncated or foreign file: the caller rewrites or removes it
+        return None
+
+
+def save_epoch_files(
+    state: Mapping[str, Any],
+    run_dir: str | Path,
+    *,
+    epoch_file: bool,
+    best: bool,
+    keep: int = KEEP_CHECKPOINTS,
+) -> list[Path]:
+    """Write the files of a finished epoch (``state["epoch"]``); ``latest.pth`` last.
+
+    Order: ``model_epoch_XXX.pth`` (``epoch_file``), ``best.pth`` (``best``; the previous one
+    stays linked as ``PREVIOUS_BEST`` until the commit), ``latest.pth`` (the commit point), then
+    the epoch files beyond the newest ``keep`` (-1: none) are deleted. The state is serialised
+    once; the second and third names are hard links to the first where possible.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    data, epoch = buffer.getbuffer(), int(state["epoch"])
+    written: list[Path] = []
+    if epoch_file and keep != 0:
+        written.append(atomic_write_bytes(run_dir / epoch_filename(epoch), data))
+    if best:
+        _keep_previous_best(run_dir)
+        written.append(link_or_write(data, run_dir / BEST, written[0] if written else None))
+    written.append(link_or_write(data, run_dir / LATEST, written[0] if written else None))
+    (run_dir / PREVIOUS_BEST).unlink(missing_ok=True)
+    prune_epoch_files(run_dir, keep, up_to=epoch)
+    return written
+
+
+def _keep_previous_best(run_dir: Path) -> None:
+    """Keep the current best.pth as ``PREVIOUS_BEST`` (a hard link; where links are not
+    possible, the file is moved and best.pth is briefly absent: reconcile restores it)."""
+    best, previous = run_dir / BEST, run_dir / PREVIOUS_BEST
+    if not best.is_file():
+        return
+    previous.unlink(missing_ok=True)
+    try:
+        os.link(best, previous)
+    except OSError:
+        os.replace(best, previous)
+
+
+def prune_epoch_files(run_dir: str | Path, keep: int, *, up_to: int) -> list[Path]:
+    """Delete the ``model_epoch_XXX.pth`` files of epochs <= ``up_to`` beyond the newest
+    ``keep`` (-1 keeps all); returns the deleted paths."""
+    if keep < 0:
+        return []
+    committed = [path for epoch, path in epoch_files(run_dir).items() if epoch <= up_to]
+    doomed = committed[: max(len(committed) - keep, 0)]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -144,27 +280,23 @@ def atomic_save(state: Mapping[str, Any], *paths: str | Path) -> list[Path]:
     return [atomic_write_bytes(path, buffer.getbuffer()) for path in paths]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint weights-only; a missing or unreadable file raises one clear error."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
+    """Load a checkpoint weights-only; a missing or unreadable file raises one clear error.
+
+    ``mmap`` maps the tensors instead of reading them (for a look at the plain entries)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path}: not a readable checkpoint ({detail})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path}: not an ActRec checkpoint (no 'model' entry)")
     return state
-
-
-def find_resume_path(output_dir: str | Path, resume: str | None, auto_resume: bool) -> Path | None:
-    """``--resume PATH`` if given, else ``<output_dir>/latest.pth`` when auto-resume finds one."""
-    if resume:
-        return Path(resume)
-    latest = Path(output_dir) / LATEST
-    return latest if auto_resume and latest.is_file() else None
 
 
 def restore_training_state(

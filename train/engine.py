@@ -34,6 +34,7 @@ from train.distributed import (
     barrier,
     init_distributed,
     reduce_across_processes,
+    watch_for_stalls,
 )
 from train.evaluation import evaluate, evaluate_loader, predict
 from train.history import RunHistory, plot_curves
@@ -51,10 +52,11 @@ from train.precision import (
     seconds_between,
     to_channels_last,
 )
+from train.rundir import choose_resume, experiment_identity, reconcile, resolve_run_dir
 from train.schedule import LRSchedule
 from train.seeding import epoch_seed, seed_everything
 
-__all__ = ["NonFiniteLossError", "evaluate", "fit", "predict"]
+__all__ = ["NonFiniteLossError", "describe_best", "evaluate", "fit", "predict"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class _Context:
     class_names: list[str]
     progress: _Progress = field(default_factory=_Progress)
     history: RunHistory | None = None
+    experiment: dict[str, Any] = field(default_factory=dict)  # train.rundir.experiment_identity
 
 
 def fit(
@@ -117,8 +120,11 @@ def fit(
     ``model.set_epoch(epoch)`` is called before every epoch when defined. ``param_groups``
     (dicts with ``params`` and optional ``lr_mult``/``weight_decay``) replace the default groups;
     ``lr_lambda(progress in [0, 1]) -> factor`` replaces the ``--lr-schedule``. ``output_dir``
-    overrides ``args.output_dir``. Returns a summary: ``epoch``, ``best_metric`` (best validation
-    video top-1), ``best_epoch``, ``skipped_steps``, ``run_dir`` and the last epoch's metrics
+    overrides ``args.output_dir``; without either, a new ``runs/<family>/<network>-<time>``
+    directory is made (``train.rundir``). Returns a summary: ``epoch``, ``best_metric`` (best
+    validation video top-1; ``None`` without a validation set), ``best_epoch``, ``best_by``
+    (what chose best.pth: ``BEST_BY_VALIDATION`` or, without a validation set,
+    ``BEST_BY_LAST_EPOCH``), ``skipped_steps``, ``run_dir`` and the last epoch's metrics
     (``train_loss``, ``train_top1``, ``lr``, ``val_*``).
     """
     ctx = _setup(
@@ -142,7 +148,7 @@ def fit(
     try:
         with log_file:
             for epoch in range(ctx.progress.epoch, ctx.args.end_epoch):
-                row = _run_epoch(ctx, epoch)
+                row = watch_for_stalls(lambda epoch=epoch: _run_epoch(ctx, epoch))
             _finish(ctx)
     finally:
         if ctx.history is not None:
@@ -152,9 +158,29 @@ def fit(
         "epoch": ctx.progress.epoch,
         "best_metric": ctx.progress.best_metric,
         "best_epoch": ctx.progress.best_epoch,
+        "best_by": _best_by(ctx),
         "skipped_steps": ctx.progress.skipped_steps,
         "run_dir": str(ctx.run_dir),
     }
+
+
+BEST_BY_VALIDATION = "validation video top-1"
+BEST_BY_LAST_EPOCH = "last epoch (no validation set)"
+
+
+def _best_by(ctx: _Context) -> str:
+    return BEST_BY_VALIDATION if ctx.val_loader is not None else BEST_BY_LAST_EPOCH
+
+
+def describe_best(summary: dict[str, Any]) -> str:
+    """What best.pth holds, from a :func:`fit` summary, e.g. ``"best.pth: epoch 7, validation
+    video top-1 81.25%"`` or ``"best.pth: epoch 10, the last epoch (no validation set)"``."""
+    if summary.get("best_by") == BEST_BY_LAST_EPOCH or summary.get("best_metric") is None:
+        return f"best.pth: epoch {summary.get('best_epoch')}, the last epoch (no validation set)"
+    return (
+        f"best.pth: epoch {summary['best_epoch']}, {BEST_BY_VALIDATION} "
+        f"{100 * summary['best_metric']:.2f}%"
+    )
 
 
 def _setup(
@@ -172,23 +198,30 @@ def _setup(
     lr_lambda: Callable[[float], float] | None,
     output_dir: str | Path | None,
 ) -> _Context:
-    info = init_distributed(args.device)
-    run_dir = Path(output_dir or args.output_dir)
+    info = init_distributed(args.device, getattr(args, "dist_timeout", None))
+    _check_args(args, info)
+    network = getattr(ckpt.unwrap_model(model), "network_name", type(model).__name__)
+    run_dir = Path(output_dir) if output_dir else resolve_run_dir(args, family, network)
     seed_everything(epoch_seed(args.random_seed, 0, info.rank))
-    if info.rank == 0:
-        write_resolved_args(args, run_dir)
-    # PySlowFast's multigrid schedule stretches epochs and LR steps (args.yaml keeps the baseline)
+    experiment = experiment_identity(family, model, class_names, args)
+    resume_path = choose_resume(run_dir, experiment, args)
+    state = _load_resume_state(resume_path, family, network) if resume_path else None
+    baseline = args  # args.yaml keeps the baseline
+    # PySlowFast's multigrid schedule stretches epochs and LR steps
     args, multigrid_schedule = resolve_multigrid(args)
-    resume_path = ckpt.find_resume_path(run_dir, args.resume, args.auto_resume)
-    if resume_path is None and args.pretrained:
+    if state is None and args.pretrained:
         _load_pretrained(model, args.pretrained, getattr(args, "pretrained_partial", False))
     model = _place_model(model, args, info)
     optimizer = build_optimizer(parameter_groups(model, args, param_groups), args)
     schedule = _make_schedule(optimizer, args, lr_lambda)
     precision = Precision.from_args(args, info.device)
     progress = _Progress()
-    if resume_path is not None:
-        progress = _resume(resume_path, model, optimizer, schedule, precision)
+    if state is not None:
+        progress = _resume(state, resume_path, model, optimizer, schedule, precision)
+    if info.rank == 0:
+        _prepare_run_dir(run_dir, args, progress, resume_path)
+        write_resolved_args(baseline, run_dir)
+    barrier()
     criterion = criterion or nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     ctx = _Context(
         model=_wrap_model(model, args, info),
@@ -214,10 +247,48 @@ def _setup(
         family=family,
         class_names=list(class_names),
         progress=progress,
-        history=RunHistory(run_dir, tensorboard=args.tensorboard) if info.rank == 0 else None,
+        history=RunHistory(
+            run_dir,
+            tensorboard=args.tensorboard,
+            start_epoch=progress.epoch,
+            start_step=progress.step,
+        )
+        if info.rank == 0
+        else None,
+        experiment=experiment,
     )
     _announce(ctx, len(train_set))
     return ctx
+
+
+def _check_args(args: argparse.Namespace, info: DistInfo) -> None:
+    """Refuse settings that cannot train, before any data is read."""
+    if args.end_epoch < 1:
+        raise ValueError(f"--end-epoch must be at least 1, got {args.end_epoch}")
+    if args.sync_bn and info.distributed and info.device.type != "cuda":
+        raise ValueError(
+            "--sync-bn needs CUDA devices (SyncBatchNorm has no CPU/gloo kernel); drop it: "
+            "each rank then normalises over its own batch"
+        )
+
+
+def _epoch_file_due(args: argparse.Namespace, epoch: int) -> bool:
+    """Whether ``model_epoch_XXX.pth`` is written after ``epoch`` finished epochs."""
+    return epoch % max(args.checkpoint_interval, 1) == 0 or epoch == args.end_epoch
+
+
+def _prepare_run_dir(
+    run_dir: Path, args: argparse.Namespace, progress: _Progress, resume_path: Path | None
+) -> None:
+    """Rank 0: put the run directory in line with the state the run starts from."""
+    reconcile(
+        run_dir,
+        epoch=progress.epoch,
+        best_epoch=progress.best_epoch,
+        source=resume_path,
+        epoch_due=lambda epoch: _epoch_file_due(args, epoch),
+        keep=getattr(args, "keep_checkpoints", ckpt.KEEP_CHECKPOINTS),
+    )
 
 
 def _announce(ctx: _Context, num_items: int) -> None:
@@ -284,17 +355,42 @@ def _make_schedule(
     )
 
 
+def _load_resume_state(path: Path, family: str, network: str) -> dict[str, Any]:
+    """The checkpoint to resume, refused in one line when it is of another family or network."""
+    state = ckpt.load_checkpoint(path, map_location="cpu")
+    stored_family, stored_network = state.get("family"), state.get("network")
+    if stored_family is not None and stored_family != family:
+        raise ValueError(
+            f"{path}: --resume checkpoint of family {stored_family!r} ({stored_network}); "
+            f"this run trains a {family!r} model ({network})"
+        )
+    if stored_network is not None and stored_network != network:
+        raise ValueError(
+            f"{path}: --resume checkpoint of network {stored_network!r}; this run trains "
+            f"{network!r}"
+        )
+    return state
+
+
 def _resume(
+    state: dict[str, Any],
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule: LRSchedule,
     precision: Precision,
 ) -> _Progress:
-    state = ckpt.load_checkpoint(path, map_location="cpu")
-    ckpt.restore_training_state(
-        state, model, optimizer=optimizer, scheduler=schedule, scaler=precision.scaler
-    )
+    try:
+        ckpt.restore_training_state(
+            state, model, optimizer=optimizer, scheduler=schedule, scaler=precision.scaler
+        )
+    except (RuntimeError, ValueError, KeyError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
+        raise ValueError(
+            f"{path}: --resume checkpoint does not fit this model or optimizer ({detail}); "
+            "were the network kwargs or the trained parameters changed?"
+        ) from None
     extra = state.get("progress") or {}
     log.info("resumed from %s after epoch %d (step %d)", path, state["epoch"], state["step"])
     return _Progress(
@@ -312,7 +408,9 @@ def _run_epoch(ctx: _Context, epoch: int) -> dict[str, Any]:
     train_stats = _train_epoch(ctx, epoch)
     row: dict[str, Any] = {"epoch": epoch + 1, **train_stats}
     due = (epoch + 1) % max(args.eval_interval, 1) == 0 or epoch + 1 == args.end_epoch
-    improved = False
+    improved = ctx.val_loader is None  # without validation, best.pth is the last epoch
+    if improved:
+        ctx.progress.best_epoch = epoch + 1
     if ctx.val_loader is not None and due:
         # The unwrapped module: DDP would sync buffers in forward, but ranks hold unequal shards.
         result = evaluate_loader(
@@ -364,7 +462,8 @@ def _log_validation(result: EvalResult, epoch: int) -> None:
 
 
 def _save_checkpoints(ctx: _Context, improved: bool) -> None:
-    """latest.pth every epoch, model_epoch_XXX.pth every interval, best.pth on improvement."""
+    """model_epoch_XXX.pth every interval (the newest --keep-checkpoints kept), best.pth on
+    improvement, latest.pth every epoch and last (``ckpt.save_epoch_files``)."""
     if ctx.info.rank != 0:
         return
     epoch = ctx.progress.epoch
@@ -384,13 +483,14 @@ def _save_checkpoints(ctx: _Context, improved: bool) -> None:
         "best_epoch": ctx.progress.best_epoch,
         "skipped_steps": ctx.progress.skipped_steps,
     }
-    paths = [ctx.run_dir / ckpt.LATEST]
-    interval = max(ctx.args.checkpoint_interval, 1)
-    if epoch % interval == 0 or epoch == ctx.args.end_epoch:
-        paths.append(ctx.run_dir / ckpt.epoch_filename(epoch))
-    if improved:
-        paths.append(ctx.run_dir / ckpt.BEST)
-    ckpt.atomic_save(state, *paths)
+    state["experiment"] = ctx.experiment
+    ckpt.save_epoch_files(
+        state,
+        ctx.run_dir,
+        epoch_file=_epoch_file_due(ctx.args, epoch),
+        best=improved,
+        keep=getattr(ctx.args, "keep_checkpoints", ckpt.KEEP_CHECKPOINTS),
+    )
 
 
 @dataclass
@@ -638,10 +738,14 @@ def _finish(ctx: _Context) -> None:
         return
     if getattr(ctx.args, "plots", True):
         plot_curves(ctx.run_dir)
+    summary = {
+        "best_by": _best_by(ctx),
+        "best_metric": ctx.progress.best_metric,
+        "best_epoch": ctx.progress.best_epoch,
+    }
     log.info(
-        "finished %d epochs; best validation video top-1 %s (epoch %s); checkpoints in %s",
+        "finished %d epochs; %s; checkpoints in %s",
         ctx.progress.epoch,
-        f"{ctx.progress.best_metric:.4f}" if ctx.progress.best_metric is not None else "n/a",
-        ctx.progress.best_epoch,
+        describe_best(summary),
         ctx.run_dir,
     )

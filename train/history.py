@@ -1,8 +1,10 @@
 """Per-epoch records for machines and people: metrics.csv, TensorBoard scalars, PNG curves.
 
-Only rank 0 creates a :class:`RunHistory`. ``metrics.csv`` is appended to (a resumed run adds its
-rows after the old ones; rows of epochs that are re-run after a resume replace nothing, they are
-appended, and :func:`read_metrics` keeps the last row of each epoch).
+Only rank 0 creates a :class:`RunHistory`. ``metrics.csv`` is appended to; a run that starts from
+epoch E first drops the rows past E (:func:`truncate_metrics`, called by ``train.rundir``), so no
+epoch appears twice. TensorBoard scalars go to two runs: ``tensorboard/steps`` (per logging
+interval, x = optimizer step) and ``tensorboard/epochs`` (one point per epoch, x = epoch); a
+resumed run purges the points past its starting step and epoch (``SummaryWriter(purge_step)``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunHistory", "plot_curves", "read_metrics"]
+__all__ = ["RunHistory", "plot_curves", "read_metrics", "truncate_metrics"]
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
 
 # Curves drawn at the end of a run: panel title -> metrics.csv columns.
 CURVE_PANELS: dict[str, tuple[str, ...]] = {
@@ -29,21 +32,32 @@ CURVE_PANELS: dict[str, tuple[str, ...]] = {
 
 
 class RunHistory:
-    """Appends one row per epoch to ``metrics.csv`` and writes TensorBoard scalars."""
+    """Appends one row per epoch to ``metrics.csv`` and writes TensorBoard scalars.
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
+    ``start_epoch``/``start_step``: where the run starts (a resumed checkpoint's epoch and
+    optimizer step); TensorBoard points past them, left by an interrupted run, are purged.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        start_epoch: int = 0,
+        start_step: int = 0,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.run_dir / METRICS_FILE
-        self.writer = _tensorboard_writer(self.run_dir / "tensorboard") if tensorboard else None
+        board = self.run_dir / TENSORBOARD_DIR
+        self.writer = _tensorboard_writer(board / "steps", start_step) if tensorboard else None
+        self.epoch_writer = (
+            _tensorboard_writer(board / "epochs", start_epoch) if tensorboard else None
+        )
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
-        """TensorBoard scalars (e.g. per logging interval); no-op without TensorBoard."""
-        if self.writer is None:
-            return
-        for key, value in values.items():
-            if value is not None and math.isfinite(float(value)):
-                self.writer.add_scalar(key, float(value), step)
+        """TensorBoard scalars at an optimizer step (per logging interval)."""
+        _add_scalars(self.writer, values, step)
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Append one epoch's row; new columns extend the header (old rows get blanks)."""
@@ -59,20 +73,33 @@ class RunHistory:
                     writer.writeheader()
                 writer.writerow(dict(row))
         epoch = int(row.get("epoch", 0))
-        self.scalars({f"epoch/{k}": v for k, v in row.items() if _is_number(v)}, epoch)
+        values = {f"epoch/{k}": v for k, v in row.items() if _is_number(v) and k != "epoch"}
+        _add_scalars(self.epoch_writer, values, epoch)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        for writer in (self.writer, self.epoch_writer):
+            if writer is not None:
+                writer.close()
 
 
-def _tensorboard_writer(directory: Path) -> Any:
+def _add_scalars(writer: Any, values: Mapping[str, float], step: int) -> None:
+    if writer is None:
+        return
+    for key, value in values.items():
+        if value is not None and math.isfinite(float(value)):
+            writer.add_scalar(key, float(value), step)
+
+
+def _tensorboard_writer(directory: Path, start: int) -> Any:
+    """A SummaryWriter; when ``directory`` already holds events, those at x > ``start`` are
+    purged (hidden by TensorBoard) as the first new point is written."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional at run time
         log.warning("tensorboard is not installed: no TensorBoard scalars")
         return None
-    return SummaryWriter(log_dir=str(directory))
+    purge = start + 1 if any(directory.glob("events.out.tfevents.*")) else None
+    return SummaryWriter(log_dir=str(directory), purge_step=purge)
 
 
 def _is_number(value: Any) -> bool:
@@ -101,6 +128,26 @@ def _write_rows(path: Path, fields: list[str], rows: list[Mapping[str, Any]]) ->
         writer.writeheader()
         writer.writerows(rows)
     temp.replace(path)
+
+
+def truncate_metrics(run_dir: str | Path, epoch: int) -> int:
+    """Drop the ``metrics.csv`` rows of epochs after ``epoch``; returns how many were dropped."""
+    path = Path(run_dir) / METRICS_FILE
+    header = _read_header(path)
+    if not header:
+        return 0
+    rows = _read_rows(path)
+    kept = [row for row in rows if _row_epoch(row) is not None and _row_epoch(row) <= epoch]
+    if len(kept) != len(rows):
+        _write_rows(path, header, kept)
+    return len(rows) - len(kept)
+
+
+def _row_epoch(row: Mapping[str, Any]) -> int | None:
+    try:
+        return int(float(row.get("epoch") or ""))
+    except ValueError:
+        return None
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
