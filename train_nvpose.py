@@ -223,8 +223,7 @@ def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-file", default=None, help="default: <output-dir>/actions.txt")
     parser.add_argument("--pose-type", choices=list(skeleton_convert.POSE_TYPES), default="3dbp")
     parser.add_argument("--sequence-length", type=positive_int, default=defaults.sequence_length)
-    parser.add_argument("--sequence-overlap", type=fraction, default=defaults.sequence_overlap)
-    parser.add_argument("--max-gap", type=non_negative_int, default=defaults.max_gap)
+    skeleton_convert.add_window_arguments(parser)
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -426,7 +425,8 @@ def cmd_inference(args: argparse.Namespace) -> int:
         settings = skeleton_convert.ConvertSettings(
             pose_type=args.pose_type, sequence_length_max=frames,
             sequence_length=min(args.sequence_length, frames),
-            sequence_overlap=args.sequence_overlap, max_gap=args.max_gap,
+            sequence_overlap=args.sequence_overlap, window_stride=args.window_stride,
+            max_gap=args.max_gap, keep_unseen_pelvis=args.keep_unseen_pelvis,
         )  # fmt: skip
         files = skeleton_convert.input_files(args.data)
         sequences = skeleton_convert.convert_files(files, settings)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from train.checkpoint import KEEP_CHECKPOINTS, keep_count
+from train.distributed import DEFAULT_TIMEOUT_MINUTES
 from train.multigrid import BN_BASE_SIZE, EPOCH_FACTOR, MULTIGRID_SCHEDULES
 from train.validation import (
     device,
@@ -75,9 +77,14 @@ def _add_run_arguments(group: argparse._ArgumentGroup) -> None:
         default=None,
         help="YAML/JSON spec (TAO style); key=value arguments override its entries",
     )
-    group.add_argument("--output-dir", default="results", help="run directory (logs, checkpoints)")
     group.add_argument(
-        "--end-epoch", type=non_negative_int, default=10, help="number of training epochs"
+        "--output-dir",
+        default=None,
+        help="run directory (logs, checkpoints); train's default is a new "
+        "runs/<family>/<network>-<YYYYmmdd-HHMMSS>[-N], other commands write to ./results",
+    )
+    group.add_argument(
+        "--end-epoch", type=positive_int, default=10, help="number of training epochs"
     )
     group.add_argument(
         "--batch-size", type=positive_int, default=8, help="clips per step and process"
@@ -153,7 +160,16 @@ def _add_speed_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--amp-dtype", choices=AMP_DTYPES, default="bf16")
     group.add_argument("--channels-last", action=_BOOL, default=False, help="channels_last(_3d)")
     group.add_argument("--compile", action=_BOOL, default=False, help="torch.compile the model")
-    group.add_argument("--sync-bn", action=_BOOL, default=False, help="SyncBatchNorm under DDP")
+    group.add_argument(
+        "--sync-bn", action=_BOOL, default=False, help="SyncBatchNorm under DDP (CUDA only)"
+    )
+    group.add_argument(
+        "--dist-timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT_MINUTES,
+        metavar="MINUTES",
+        help="a rank that does not answer a collective for this long stops the job, named",
+    )
 
 
 def _add_checkpoint_arguments(group: argparse._ArgumentGroup) -> None:
@@ -164,6 +180,14 @@ def _add_checkpoint_arguments(group: argparse._ArgumentGroup) -> None:
         type=positive_int,
         default=1,
         help="epochs between model_epoch_XXX.pth files",
+    )
+    group.add_argument(
+        "--keep-checkpoints",
+        type=keep_count,
+        default=KEEP_CHECKPOINTS,
+        metavar="N",
+        help="keep the newest N model_epoch_XXX.pth files besides latest.pth and best.pth "
+        "(-1: all)",
     )
     group.add_argument("--resume", default=None, metavar="PATH", help="checkpoint to resume")
     group.add_argument(

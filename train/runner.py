@@ -15,10 +15,11 @@ from data.framestore import FrameStoreError
 from data.safe_pickle import UnsafePickleError
 from data.video_dataset import VideoReadError
 from train.config import log_spec_notes
-from train.distributed import cleanup_distributed
+from train.distributed import DistributedTimeoutError, cleanup_distributed
 from train.engine import NonFiniteLossError
 from train.logs import setup_logging
 from train.malloc import reuse_large_buffers
+from train.rundir import OTHER_COMMANDS_OUTPUT_DIR
 from train.seeding import seed_everything
 from train.validation import check_args, print_error, printable
 
@@ -69,12 +70,14 @@ def run_command(
     buffers for reuse (``train.malloc``): every subcommand computes on big tensors.
     """
     reuse_large_buffers()
+    if getattr(args, "output_dir", "") is None and getattr(args, "command", None) != "train":
+        args.output_dir = OTHER_COMMANDS_OUTPUT_DIR  # train makes a new run directory instead
     seed = getattr(args, "random_seed", None)
     if seed is not None:
         seed_everything(seed)
     try:
         outcome = command(args)
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, DistributedTimeoutError) as error:
         log.error("%s", one_line(error))
         return 1
     except USER_ERRORS as error:
