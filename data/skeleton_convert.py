@@ -8,12 +8,16 @@ conf]×V}]}``. Per joint (a joint with confidence exactly 0 becomes zeros):
 - ``25dbp`` (C=3): x / width − 0.5, y / height − 0.5, zRel
 - ``2dbp``  (C=2): as 25dbp without z
 
-Each object's frames are split into tracks where ``frame_num`` jumps by more than ``max_gap``, and
-each track into windows of ``sequence_length`` frames every ``sequence_length·(1 − overlap)``
-frames while at least ``sequence_length_min`` frames remain, zero-padded to
-``sequence_length_max``. Departures from TAO ``dataset_convert`` (reference §9): ``overlap`` is the
-true overlap (identical at the default 0.5) and must lie in [0, 1); gaps split tracks; a 3D frame
-whose pelvis has zero confidence is dropped (counted) instead of subtracting an unknown root.
+Each object's frames are split into tracks where ``frame_num`` jumps by more than ``max_gap``
+(``max_gap`` 0: never split, as TAO, which ignores ``frame_num``), and each track into windows of
+``sequence_length`` frames while at least ``sequence_length_min`` frames remain, zero-padded to
+``sequence_length_max``. Windows start every ``window_stride`` frames, or by default every
+``int(sequence_length · sequence_overlap)`` frames: TAO's ``sequence_overlap`` is really the step
+as a fraction of the window (0.25 → step 25 for 100 frames, 1.0 → no overlap, 0.5 → half), and
+it means the same here; 0 (TAO loops forever) is refused. A 3D frame whose pelvis has zero
+confidence is dropped (counted) unless ``keep_unseen_pelvis``, which subtracts the stored pelvis
+coordinates anyway as TAO does. With ``max_gap`` 0 and ``keep_unseen_pelvis`` the arrays are
+bit-identical to TAO ``dataset_convert``'s on clean input.
 
 Output in ``--output-dir``: ``object_<id>.npy`` (``<stem>_object_<id>.npy`` for a folder) of shape
 (S, C, sequence_length_max, V, 1) as TAO writes, ``data.npy`` with all sequences, ``manifest.csv``
@@ -28,6 +32,7 @@ import csv
 import itertools
 import json
 import logging
+import math
 import pickle
 from collections import defaultdict
 from collections.abc import Iterable
@@ -66,7 +71,8 @@ POSE_TYPES: dict[str, tuple[str, int]] = {
 
 @dataclass(frozen=True)
 class ConvertSettings:
-    """The TAO ``dataset_convert`` defaults, plus ``max_gap`` (frames) for track splitting."""
+    """The TAO ``dataset_convert`` settings, plus ``max_gap`` (frames; 0 = no track splitting),
+    ``window_stride`` (frames; overrides ``sequence_overlap``) and ``keep_unseen_pelvis``."""
 
     pose_type: str = "3dbp"
     num_joints: int = 34
@@ -76,21 +82,41 @@ class ConvertSettings:
     sequence_length_max: int = 300
     sequence_length_min: int = 10
     sequence_length: int = 100
-    sequence_overlap: float = 0.5
+    sequence_overlap: float = 0.5  # TAO's meaning: window step = int(sequence_length × this)
+    window_stride: int | None = None
     max_gap: int = 15
+    keep_unseen_pelvis: bool = False
 
     def __post_init__(self) -> None:
         if self.pose_type not in POSE_TYPES:
             raise ValueError(f"pose_type {self.pose_type!r}: choose one of {', '.join(POSE_TYPES)}")
-        if not 0.0 <= self.sequence_overlap < 1.0:
-            raise ValueError(f"sequence_overlap {self.sequence_overlap} must lie in [0, 1)")
         if not 0 < self.sequence_length <= self.sequence_length_max:
             raise ValueError(
                 f"sequence_length {self.sequence_length} must be in [1, sequence_length_max "
                 f"{self.sequence_length_max}]"
             )
-        if self.sequence_length_min < 1 or self.max_gap < 1:
-            raise ValueError("sequence_length_min and max_gap must be at least 1")
+        if self.window_stride is not None and self.window_stride < 1:
+            raise ValueError(f"window_stride {self.window_stride} must be at least 1 frame")
+        if self.window_stride is None and not (
+            math.isfinite(self.sequence_overlap) and self.window_step >= 1
+        ):
+            raise ValueError(
+                f"sequence_overlap {self.sequence_overlap}: TAO steps windows by "
+                f"int(sequence_length x sequence_overlap) = int({self.sequence_length} x "
+                f"{self.sequence_overlap}) frames, which must be at least 1 (TAO loops forever "
+                "at 0); give e.g. 0.5 (half overlap), 1.0 (none), or --window-stride in frames"
+            )
+        if self.sequence_length_min < 1 or self.max_gap < 0:
+            raise ValueError("sequence_length_min must be at least 1 and max_gap at least 0")
+
+    @property
+    def window_step(self) -> int:
+        """Frames between window starts: ``window_stride``, else TAO's int(L × overlap)."""
+        if self.window_stride is not None:
+            return self.window_stride
+        if not math.isfinite(self.sequence_overlap):
+            return 0
+        return int(self.sequence_length * self.sequence_overlap)
 
 
 @dataclass(frozen=True)
@@ -132,11 +158,12 @@ def read_deepstream_json(path: str | Path) -> list[dict]:
 
 
 def normalize_pose(values: Iterable[float], settings: ConvertSettings) -> np.ndarray | None:
-    """Flat [x, y, z, conf]×V → (C, V) normalised; None for a 3D pose whose root is unseen."""
+    """Flat [x, y, z, conf]×V → (C, V) normalised; None for a 3D pose whose root is unseen
+    (unless ``keep_unseen_pelvis``: its stored coordinates are subtracted anyway, as TAO)."""
     joints = np.asarray(values, dtype=np.float64).reshape(settings.num_joints, 4)
     seen = joints[:, 3] != 0
     if settings.pose_type == "3dbp":
-        if not seen[0]:
+        if not seen[0] and not settings.keep_unseen_pelvis:
             return None
         coords = (joints[:, :3] - joints[0, :3]) / settings.focal_length
     else:
@@ -175,7 +202,10 @@ def collect_tracks(
 
 
 def split_at_gaps(frame_nums: list[int], max_gap: int) -> list[tuple[int, int]]:
-    """[start, end) index ranges of runs whose consecutive frame numbers differ by ≤ max_gap."""
+    """[start, end) index ranges of runs whose consecutive frame numbers differ by ≤ max_gap;
+    ``max_gap`` 0: one run (no splitting)."""
+    if max_gap == 0:
+        return [(0, len(frame_nums))] if frame_nums else []
     cuts = [
         i + 1 for i in range(len(frame_nums) - 1) if frame_nums[i + 1] - frame_nums[i] > max_gap
     ]
@@ -186,7 +216,7 @@ def split_at_gaps(frame_nums: list[int], max_gap: int) -> list[tuple[int, int]]:
 def window_bounds(num_frames: int, settings: ConvertSettings) -> list[tuple[int, int]]:
     """[start, end) windows of a track: 250 frames → 5 windows at the defaults (100,100,100,100,50)."""
     length = settings.sequence_length
-    step = length - int(length * settings.sequence_overlap)  # ≥ 1 since overlap < 1
+    step = settings.window_step  # ≥ 1 (ConvertSettings checks it)
     windows, start = [], 0
     while num_frames - start >= settings.sequence_length_min:
         windows.append((start, min(start + length, num_frames)))
@@ -305,7 +335,11 @@ def convert_files(files: list[Path], settings: ConvertSettings) -> list[Sequence
         sequences += found
         dropped += lost
     if dropped:
-        logger.warning("dropped %d 3D poses whose pelvis had zero confidence", dropped)
+        logger.warning(
+            "dropped %d 3D poses whose pelvis had zero confidence (--keep-unseen-pelvis keeps "
+            "them as TAO does)",
+            dropped,
+        )
     return sequences
 
 
@@ -420,15 +454,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sequence_length_max",
         "sequence_length_min",
         "sequence_length",
-        "max_gap",
     ):
         parser.add_argument(
             "--" + name.replace("_", "-"), type=int, default=getattr(defaults, name)
         )
-    for name in ("input_width", "input_height", "focal_length", "sequence_overlap"):
+    for name in ("input_width", "input_height", "focal_length"):
         parser.add_argument(
             "--" + name.replace("_", "-"), type=float, default=getattr(defaults, name)
         )
+    add_window_arguments(parser)
+
+
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    """Window and frame-keeping flags shared by ``convert`` and ``inference``."""
+    defaults = ConvertSettings()
+    parser.add_argument(
+        "--sequence-overlap",
+        type=float,
+        default=defaults.sequence_overlap,
+        help="TAO's meaning: windows start every int(sequence_length x this) frames "
+        "(0.5: half overlap, 1.0: none, 0.25: 3/4 overlap)",
+    )
+    parser.add_argument(
+        "--window-stride",
+        type=int,
+        default=None,
+        help="frames between window starts (overrides --sequence-overlap)",
+    )
+    parser.add_argument(
+        "--max-gap",
+        type=int,
+        default=defaults.max_gap,
+        help="split a track where frame_num jumps by more (0: never, as TAO)",
+    )
+    parser.add_argument(
+        "--keep-unseen-pelvis",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.keep_unseen_pelvis,
+        help="3dbp: keep frames whose pelvis has confidence 0 (TAO subtracts it anyway)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ConvertSettings:

@@ -72,20 +72,105 @@ def test_windows_match_reference(frames: int, expected: list[int]) -> None:
     assert [b - a for a, b in window_bounds(frames, ConvertSettings())] == expected
 
 
-def test_overlap_edge_cases() -> None:
-    no_overlap = ConvertSettings(sequence_length=10, sequence_overlap=0.0, sequence_length_min=1)
-    assert window_bounds(25, no_overlap) == [(0, 10), (10, 20), (20, 25)]
-    dense = ConvertSettings(sequence_length=10, sequence_overlap=0.99, sequence_length_min=10)
-    assert window_bounds(12, dense) == [(0, 10), (1, 11), (2, 12)]  # step ≥ 1, never stuck
-    for bad in (1.0, -0.1, 1.5):
-        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+@pytest.mark.parametrize(
+    ("overlap", "starts"),
+    [(0.25, [0, 25, 50, 75, 100, 125, 150]), (0.5, [0, 50, 100, 150]), (1.0, [0, 100]),
+     (0.75, [0, 75, 150]), (1.5, [0, 150])],
+)  # fmt: skip
+def test_sequence_overlap_is_taos_step_fraction(overlap: float, starts: list[int]) -> None:
+    # TAO dataset_convert: step = int(sequence_length * sequence_overlap); windows while at
+    # least sequence_length_min frames remain (here 180 frames, L = 100, min 10).
+    windows = window_bounds(180, ConvertSettings(sequence_overlap=overlap))
+    assert [a for a, _ in windows] == starts
+    assert all(b == min(a + 100, 180) for a, b in windows)
+
+
+def test_window_stride_and_refused_overlaps() -> None:
+    stride = ConvertSettings(sequence_length=10, window_stride=3, sequence_length_min=10)
+    assert window_bounds(16, stride) == [(0, 10), (3, 13), (6, 16)]
+    for bad in (0.0, -0.5, 0.005, float("nan")):  # step int(100·x) < 1: TAO loops forever at 0
+        with pytest.raises(ValueError, match="TAO loops forever at 0"):
             ConvertSettings(sequence_overlap=bad)
+    with pytest.raises(ValueError, match="window_stride 0"):
+        ConvertSettings(window_stride=0)
     with pytest.raises(ValueError, match="sequence_length_max"):
         ConvertSettings(sequence_length=400)
 
 
+def test_convert_flags_refuse_overlap_zero_in_one_line(tmp_path, capsys) -> None:
+    import train_nvpose
+
+    (tmp_path / "p.json").write_text(json.dumps(frames_json(list(range(12)))))
+    argv = ["convert", "--data", str(tmp_path / "p.json"), "--output-dir", str(tmp_path / "o")]
+    assert train_nvpose.main([*argv, "--sequence-overlap", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "sequence_overlap 0.0" in err and "Traceback" not in err
+    assert train_nvpose.main([*argv, "--window-stride", "4", "--sequence-length", "8",
+                              "--sequence-length-min", "8"]) == 0  # fmt: skip
+    starts = [r["first_frame"] for r in json.loads((tmp_path / "o" / "manifest.json").read_text())]
+    assert starts == [0, 4]
+
+
+def _tao_arrays(frames: list[dict], settings: ConvertSettings) -> dict[int, np.ndarray]:
+    """TAO dataset_convert's algorithm, written out independently: per object (first-seen order),
+    every pose in file order (frame_num ignored); a joint with confidence 0 is zeros, others
+    (p_j - p_0) / focal in Python floats; windows step int(L * overlap)."""
+    per_object: dict[int, list] = {}
+    for batch in frames:
+        for frame in batch["batches"]:
+            for person in frame["objects"]:
+                p = person["pose3d"]
+                joints = []
+                for j in range(settings.num_joints):
+                    if p[j * 4 + 3] == 0.0:
+                        joints.append([0.0, 0.0, 0.0])
+                        continue
+                    joints.append([(p[j * 4 + d] - p[d]) / settings.focal_length for d in range(3)])
+                per_object.setdefault(person["object_id"], []).append(joints)
+    step = int(settings.sequence_length * settings.sequence_overlap)
+    out = {}
+    for object_id, poses in per_object.items():
+        rows, start = [], 0
+        while len(poses) - start >= settings.sequence_length_min:
+            end = min(start + settings.sequence_length, len(poses))
+            row = np.zeros((3, settings.sequence_length_max, settings.num_joints, 1), np.float32)
+            for f, frame in enumerate(range(start, end)):
+                for j in range(settings.num_joints):
+                    for d in range(3):
+                        row[d, f, j, 0] = poses[frame][j][d]
+            rows.append(row)
+            start += step
+        if rows:
+            out[object_id] = np.stack(rows)
+    return out
+
+
+@pytest.mark.parametrize("overlap", [0.25, 0.5, 1.0])
+def test_tao_options_give_taos_arrays_bit_for_bit(tmp_path, overlap: float) -> None:
+    rng = np.random.default_rng(1)
+    frames = frames_json(list(range(0, 40)) + list(range(90, 130)))  # a gap TAO ignores
+    frames += frames_json([3, 4, 5] * 5, object_id=2, root_conf=0.0)  # pelvis never seen
+    frames += frames_json(list(range(25)), object_id=5, missing=(3, 7))
+    for batch in frames:  # irregular coordinates, as real poses are
+        for obj in batch["batches"][0]["objects"]:
+            noise = rng.normal(scale=50.0, size=len(obj["pose3d"]))
+            obj["pose3d"] = [v + float(n) if k % 4 != 3 else v
+                             for k, (v, n) in enumerate(zip(obj["pose3d"], noise))]  # fmt: skip
+    (tmp_path / "p.json").write_text(json.dumps(frames))
+    settings = ConvertSettings(sequence_length=16, sequence_length_max=20, sequence_length_min=4,
+                               sequence_overlap=overlap, max_gap=0, keep_unseen_pelvis=True)  # fmt: skip
+    convert(tmp_path / "p.json", tmp_path / "o", settings)
+    expected = _tao_arrays(frames, settings)
+    assert sorted(expected) == [2, 5, 7]
+    for object_id, array in expected.items():
+        got = np.load(tmp_path / "o" / f"object_{object_id}.npy")
+        assert got.dtype == array.dtype and got.shape == array.shape
+        assert got.tobytes() == array.tobytes(), object_id
+
+
 def test_gap_splitting() -> None:
     assert split_at_gaps([0, 1, 2, 10, 11, 40], max_gap=5) == [(0, 3), (3, 5), (5, 6)]
+    assert split_at_gaps([0, 1, 2, 10, 11, 40], max_gap=0) == [(0, 6)]  # off, as TAO
     assert split_at_gaps([0, 3, 6], max_gap=3) == [(0, 3)]
     assert split_at_gaps([], max_gap=3) == []
 
@@ -121,6 +206,8 @@ def test_dropped_root_frames_are_counted(tmp_path, caplog) -> None:
     rows = convert(tmp_path / "p.json", tmp_path / "o", ConvertSettings())
     assert [r["num_frames"] for r in rows] == [15]
     assert "dropped 2 3D poses" in caplog.text
+    kept = convert(tmp_path / "p.json", tmp_path / "k", ConvertSettings(keep_unseen_pelvis=True))
+    assert [r["num_frames"] for r in kept] == [17]
 
 
 def test_malformed_input_names_file_and_position(tmp_path) -> None:
