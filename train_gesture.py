@@ -553,6 +553,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """top_training then finetuning on the shared engine; the final model in save_weights_path."""
     from network.weights import load_pretrained
     from train.distributed import is_main_process
+    from train.rundir import resolve_run_dir
 
     if args.resume:
         log.warning("--resume is ignored: each stage resumes from <output-dir>/<stage>/latest.pth")
@@ -561,6 +562,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if problem or not stages:
         log.error("%s", problem or "both stages have 0 epochs: nothing to train")
         return 2
+    resolve_run_dir(args, FAMILY, args.network)  # the stages' parent: runs/gesture/<net>-<time>
     class_names = list(args.classes)
     args.image_height, args.image_width = _image_size(args)
     model = build_model(args.network, **_model_kwargs(args, len(class_names)))

@@ -430,7 +430,7 @@ def _check_modality(name: str, args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from train.engine import fit
+    from train.engine import describe_best, fit
 
     name = resolve_network(args)
     _check_modality(name, args)
@@ -448,8 +448,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         len(split.class_names),
     )
     summary = fit(model, train_set, val_set, args, family=FAMILY, class_names=split.class_names)
-    best, epoch = summary["best_metric"], summary["best_epoch"]
-    log.info("best validation video top-1 %.2f%% (epoch %s)", 100 * best, epoch)
+    log.info("%s", describe_best(summary))
     return 0
 
 

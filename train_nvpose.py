@@ -351,7 +351,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on the shared engine."""
-    from train.engine import fit
+    from train.engine import describe_best, fit
 
     _need(args, "train_data", "train_labels")
     label_map = read_label_map(args.label_map)
@@ -363,8 +363,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.seq_length = args.window_size if args.window_size > 0 else frames
     args.num_person = persons
     summary = fit(model, train_set, val_set, args, family=FAMILY, class_names=class_names)
-    logger.info("best validation accuracy %.2f%% (epoch %s)", 100 * summary["best_metric"],
-                summary["best_epoch"])  # fmt: skip
+    logger.info("%s", describe_best(summary))
     return 0
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from data.atomic import atomic_write_bytes
+from data.safe_pickle import torch_load
 from train.config import plain_args
 from train.validation import FlagValueError
 
@@ -289,11 +290,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({detail})") from None
+    state = torch_load(path, map_location=map_location, mmap=mmap)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path}: not an ActRec checkpoint (no 'model' entry)")
     return state
@@ -318,6 +315,15 @@ def restore_training_state(
         scaler.load_state_dict(state["scaler"])
     if restore_random and state.get("rng"):
         restore_rng(state["rng"])
+
+
+def _mismatch(error: RuntimeError) -> str:
+    """The first problem of a ``load_state_dict`` error (its lines after the header), counted."""
+    problems = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+    if not problems:
+        return str(error).strip() or "state_dict mismatch"
+    more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+    return problems[0] + more
 
 
 def load_model(
@@ -349,7 +355,17 @@ def load_model(
         model = build_model(state["network"], **kwargs)
     except KeyError as error:
         raise ValueError(f"{path}: {error.args[0]}") from None
-    model.load_state_dict(state["model"])
+    except (TypeError, ValueError) as error:  # kwargs the builder does not take, or bad values
+        raise ValueError(
+            f"{path}: network kwargs {kwargs} do not build {state['network']!r} "
+            f"({str(error).splitlines()[0]})"
+        ) from None
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"{path}: the weights do not fit {state['network']!r} ({_mismatch(error)})"
+        ) from None
     model.class_names = state.get("class_names")
     model.train_args = dict(state.get("args") or {})
     return model.eval()
