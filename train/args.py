@@ -5,12 +5,16 @@ Family scripts extend the parent parser with their own ``add_argument_group``::
     parser = argparse.ArgumentParser(parents=[common_parser()])
     parser.set_defaults(end_epoch=40, lr_base=0.1)   # family defaults, still beaten by the CLI
 
+Commands that run a trained model without training it (evaluate, inference) take the smaller
+``runtime_parser()`` instead, so their ``--help`` lists only the flags they use.
+
 Flags that fall back to a component's own setting default to ``None``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from train.checkpoint import KEEP_CHECKPOINTS, keep_count
 from train.distributed import DEFAULT_TIMEOUT_MINUTES
@@ -32,14 +36,37 @@ AMP_DTYPES = ("bf16", "fp16")
 PLATEAU_MONITORS = ("val_loss", "train_loss")
 
 _BOOL = argparse.BooleanOptionalAction
+MAX_DEFAULT_WORKERS = 8  # more loader processes than this rarely pay for their memory
+
+
+def default_workers() -> int:
+    """DataLoader workers per process by default: the CPUs this process may run on
+    (``os.sched_getaffinity``, which honours taskset/cgroups/Slurm) shared by the processes of
+    this node (torchrun's ``LOCAL_WORLD_SIZE``), at most ``MAX_DEFAULT_WORKERS``."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(0, min(MAX_DEFAULT_WORKERS, per_process))
+
+
+def runtime_parser() -> argparse.ArgumentParser:
+    """A parent parser for commands that run a trained model (evaluate, inference): spec, output
+    directory, batch size, workers, seed, log level, device, AMP, channels-last; no training
+    flags."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_run_arguments(parser.add_argument_group("run"), training=False)
+    _add_speed_arguments(parser.add_argument_group("speed and devices"), training=False)
+    return parser
 
 
 def common_parser() -> argparse.ArgumentParser:
     """A parent parser (``add_help=False``) with the flags every family script shares."""
     parser = argparse.ArgumentParser(add_help=False)
-    _add_run_arguments(parser.add_argument_group("run"))
+    _add_run_arguments(parser.add_argument_group("run"), training=True)
     _add_optim_arguments(parser.add_argument_group("optimisation"))
-    _add_speed_arguments(parser.add_argument_group("speed and devices"))
+    _add_speed_arguments(parser.add_argument_group("speed and devices"), training=True)
     _add_checkpoint_arguments(parser.add_argument_group("checkpoints"))
     return parser
 
@@ -70,7 +97,7 @@ def add_multigrid_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_run_arguments(group: argparse._ArgumentGroup) -> None:
+def _add_run_arguments(group: argparse._ArgumentGroup, *, training: bool) -> None:
     group.add_argument(
         "-e",
         "--experiment-spec",
@@ -84,19 +111,26 @@ def _add_run_arguments(group: argparse._ArgumentGroup) -> None:
         "runs/<family>/<network>-<YYYYmmdd-HHMMSS>[-N], other commands write to ./results",
     )
     group.add_argument(
-        "--end-epoch", type=positive_int, default=10, help="number of training epochs"
-    )
-    group.add_argument(
         "--batch-size", type=positive_int, default=8, help="clips per step and process"
     )
     group.add_argument(
         "--eval-batch-size", type=positive_int, default=None, help="default: --batch-size"
     )
     group.add_argument(
-        "--workers", type=non_negative_int, default=4, help="DataLoader worker processes"
+        "--workers",
+        type=non_negative_int,
+        default=default_workers(),
+        help="DataLoader worker processes (default: this process's share of the CPUs, at most "
+        f"{MAX_DEFAULT_WORKERS})",
     )
     group.add_argument(
         "--random-seed", type=non_negative_int, default=0, help="seeds Python/NumPy/torch/workers"
+    )
+    group.add_argument("--log-level", type=log_level, default="INFO", help="console logging level")
+    if not training:
+        return
+    group.add_argument(
+        "--end-epoch", type=positive_int, default=10, help="number of training epochs"
     )
     group.add_argument(
         "--log-interval", type=positive_int, default=10, help="steps between console lines"
@@ -106,7 +140,6 @@ def _add_run_arguments(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument("--tensorboard", action=_BOOL, default=True, help="TensorBoard scalars")
     group.add_argument("--plots", action=_BOOL, default=True, help="PNG curves at the end")
-    group.add_argument("--log-level", type=log_level, default="INFO", help="console logging level")
 
 
 def _add_optim_arguments(group: argparse._ArgumentGroup) -> None:
@@ -152,17 +185,18 @@ def _add_optim_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--label-smoothing", type=probability, default=0.0)
 
 
-def _add_speed_arguments(group: argparse._ArgumentGroup) -> None:
+def _add_speed_arguments(group: argparse._ArgumentGroup, *, training: bool) -> None:
     group.add_argument(
         "--device", type=device, default=None, help="cuda, cpu, cuda:1 (default: cuda if any)"
     )
     group.add_argument("--amp", action=_BOOL, default=False, help="mixed precision (GPU only)")
     group.add_argument("--amp-dtype", choices=AMP_DTYPES, default="bf16")
     group.add_argument("--channels-last", action=_BOOL, default=False, help="channels_last(_3d)")
-    group.add_argument("--compile", action=_BOOL, default=False, help="torch.compile the model")
-    group.add_argument(
-        "--sync-bn", action=_BOOL, default=False, help="SyncBatchNorm under DDP (CUDA only)"
-    )
+    if training:
+        group.add_argument("--compile", action=_BOOL, default=False, help="torch.compile the model")
+        group.add_argument(
+            "--sync-bn", action=_BOOL, default=False, help="SyncBatchNorm under DDP (CUDA only)"
+        )
     group.add_argument(
         "--dist-timeout",
         type=positive_float,
