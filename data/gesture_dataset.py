@@ -143,23 +143,32 @@ class GestureCropDataset(Dataset):
         self.image_size = tuple(image_size)
         self.gray_scale = gray_scale
         self.augment = augment
-        self.entries = [e for e in entries if (self.image_root / e["bbox_path"]).is_file()]
+        self.entries = [e for e in entries if self._crop_path(e).is_file()]
         missing = len(entries) - len(self.entries)
         if missing:
             log.warning(
                 "%d of %d crops missing under %s; skipped", missing, len(entries), image_root
             )
+        for entry in self.entries:  # a header check per file, not a decode
+            if not cv2.haveImageReader(str(self._crop_path(entry))):
+                raise ValueError(f"{self._crop_path(entry)}: bbox_path is not an image")
         self.targets = [self.class_to_index.get(e.get("class"), -1) for e in self.entries]
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    def _crop_path(self, entry: Mapping[str, Any]) -> Path:
+        path = entry.get("bbox_path") if isinstance(entry, Mapping) else None
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"data.json entry without a bbox_path: {str(entry)[:200]}")
+        return self.image_root / path
+
     def load(self, index: int) -> np.ndarray:
         """The crop resized to ``image_size``: (H, W, 3) uint8 RGB."""
-        path = self.image_root / self.entries[index]["bbox_path"]
+        path = self._crop_path(self.entries[index])
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise OSError(f"{path}: unreadable crop image")
+            raise ValueError(f"{path}: bbox_path is not a readable image")
         height, width = self.image_size
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UnsafePickleError", "safe_load", "safe_loads"]
+__all__ = ["UnsafePickleError", "safe_load", "safe_loads", "torch_load"]
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -69,3 +70,34 @@ def safe_load(path: str | Path) -> Any:
     """``safe_loads`` of the file at ``path``; errors name the file."""
     path = Path(path)
     return safe_loads(path.read_bytes(), str(path))
+
+
+def torch_load(
+    path: str | Path, *, map_location: Any = "cpu", mmap: bool = False, what: str = "PyTorch file"
+) -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors naming ``path``.
+
+    A file that asks for a global (code) is refused with :class:`UnsafePickleError`; a corrupt,
+    truncated or empty file raises ValueError. torch's own advice to load with
+    ``weights_only=False`` is not repeated.
+    """
+    import torch
+
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the weights-only unpickler's pickle-protocol notes
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as error:
+            refused = [line for line in str(error).splitlines() if "GLOBAL" in line]
+            if refused:
+                raise UnsafePickleError(
+                    f"{path}: refused by the weights-only loader ({refused[0].strip()}); "
+                    "checkpoints may hold only tensors and plain values"
+                ) from None
+            stops = [line.strip() for line in str(error).splitlines() if "Unsupported" in line]
+            detail = f"weights-only loader: {stops[0]}" if stops else "corrupt pickle stream"
+        except Exception as error:  # truncated zips, empty files, bad headers raise many types
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            detail = lines[0] if lines else f"{type(error).__name__}, e.g. an empty file"
+        raise ValueError(f"{path}: not a readable {what} ({detail})")

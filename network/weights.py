@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from data.safe_pickle import torch_load
+
 __all__ = [
     "Checkpoint",
     "LoadReport",
@@ -203,12 +205,11 @@ def _load_file(path: Path) -> Any:
             raise _encrypted(path)
         raise ValueError(f"{path}: not a PyTorch checkpoint (neither a torch zip nor a pickle)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except RuntimeError as error:
+        return torch_load(path)
+    except ValueError:  # UnsafePickleError (a refused global) passes as it is
         if encrypted_name:
             raise _encrypted(path) from None
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
+        raise
 
 
 def _origin(raw: Any, inner: dict[str, Any], tensors: dict[str, torch.Tensor]) -> tuple[str, bool]:

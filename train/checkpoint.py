@@ -290,7 +290,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    state = torch_load(path, map_location=map_location, mmap=mmap)
+    state = torch_load(path, map_location=map_location, mmap=mmap, what="checkpoint")
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path}: not an ActRec checkpoint (no 'model' entry)")
     return state
