@@ -19,6 +19,7 @@ counted in ``skipped``; nothing raises mid-epoch.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -202,9 +203,11 @@ def _decode_jpegs(data: list[Tensor], device: torch.device, gray: bool) -> list[
     from torchvision.io import ImageReadMode, decode_jpeg
 
     mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
-    return decode_jpeg(
-        data, mode=mode, device=device
-    )  # a list in, a list out (torchvision >= 0.19)
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs for TorchCodec (another dependency);
+        # decode_jpeg(list, device=...) works alike from 0.19 to 0.29: a list in, a list out
+        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+        return decode_jpeg(data, mode=mode, device=device)
 
 
 def _assemble(images: Sequence[Tensor], stream: EncodedStream) -> Tensor:

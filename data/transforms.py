@@ -608,9 +608,10 @@ class ClipThreeCropPreset(ClipEvalPreset):
         return super().__call__(*clips, size=size, finish=finish)
 
     def draw(
-        self, height: int, width: int, *, size: Sequence[int] | None = None, view: int = 1
+        self, height: int, width: int, *, size: Sequence[int] | None = None, view: int | None = None
     ) -> ClipDraw:
-        self.view = view
+        if view is not None:  # None: the view __call__ set (it calls draw without one)
+            self.view = view
         return super().draw(height, width, size=size)
 
     def draw_box(self, height: int, width: int, out_hw, short_side: int) -> Box:
@@ -712,9 +713,10 @@ def to_input_dims(batch: Tensor, input_dims: int) -> Tensor:
 
 
 def crop_resize_batch(clips: Sequence[Tensor], draws: Sequence[ClipDraw]) -> Tensor:
-    """Each ``(T, C, H, W)`` clip's box resized to the shared output size, vectorised with
-    ``torchvision.ops.roi_align`` (bilinear samples averaged over each output pixel, an
-    antialiased resize) over all frames of all clips of one frame size.
+    """Each ``(T, C, H, W)`` clip's box resized to the shared output size, vectorised over the
+    clips: two batched matrix products with per-clip interpolation matrices (the separable
+    antialiased bilinear filter of torchvision's ``resize(antialias=True)``, zero outside the
+    box, so the crop costs nothing). Clips are grouped by frame size.
 
     Returns ``(N, T, C, h, w)`` float in [0, 255]. Clips with no box must share their size.
     """
@@ -723,26 +725,34 @@ def crop_resize_batch(clips: Sequence[Tensor], draws: Sequence[ClipDraw]) -> Ten
     out_hw = {tuple(d.out_hw) for d in draws}
     if len(out_hw) != 1 or any(d.box is None for d in draws):
         raise ValueError(f"the clips of a batch need one output size, got {sorted(out_hw)}")
-    from torchvision.ops import roi_align
-
-    (oh, ow) = out_hw.pop()
+    oh, ow = out_hw.pop()
     t, c = clips[0].shape[:2]
     out = clips[0].new_empty((len(clips), t, c, oh, ow), dtype=torch.float32)
     groups: dict[tuple, list[int]] = {}
     for n, clip in enumerate(clips):
         groups.setdefault(tuple(clip.shape), []).append(n)
     for members in groups.values():
-        frames = torch.stack([clips[n] for n in members]).flatten(0, 1).float()
-        boxes = torch.tensor(
-            [[left, top, left + w, top + h] for n in members for top, left, h, w in [draws[n].box]],
-            dtype=torch.float32,
-        )
-        rois = torch.cat(
-            (torch.arange(len(frames)).view(-1, 1).float(), boxes.repeat_interleave(t, 0)), 1
-        )
-        resized = roi_align(frames, rois.to(frames.device), (oh, ow), aligned=True)
-        out[torch.tensor(members, device=out.device)] = resized.view(len(members), t, c, oh, ow)
+        frames = torch.stack([clips[n] for n in members]).float()  # (n, T, C, H, W)
+        boxes = torch.tensor([draws[n].box for n in members], dtype=torch.float32)
+        rows = resize_matrices(boxes[:, 0], boxes[:, 2], oh, frames.shape[-2]).to(frames)
+        cols = resize_matrices(boxes[:, 1], boxes[:, 3], ow, frames.shape[-1]).to(frames)
+        resized = rows[:, None, None] @ frames @ cols.transpose(1, 2)[:, None, None]
+        out[torch.tensor(members, device=out.device)] = resized
     return out
+
+
+def resize_matrices(starts: Tensor, lengths: Tensor, out_size: int, in_size: int) -> Tensor:
+    """``(N, out_size, in_size)``: row i resamples the window ``[start, start + length)`` of a
+    line of ``in_size`` pixels at output pixel i with the antialiased bilinear (triangle) filter,
+    widened by the downscale factor as torchvision/PIL do; rows sum to 1."""
+    scale = (lengths / out_size).view(-1, 1, 1)
+    support = scale.clamp(min=1.0)
+    centres = starts.view(-1, 1, 1) + scale * (torch.arange(out_size).view(1, -1, 1) + 0.5)
+    pixels = torch.arange(in_size).view(1, 1, -1) + 0.5
+    weights = (1 - ((pixels - centres) / support).abs()).clamp(min=0)
+    inside = (pixels >= starts.view(-1, 1, 1)) & (pixels < (starts + lengths).view(-1, 1, 1))
+    weights = weights * inside
+    return weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
 def augment_batch(
@@ -751,8 +761,8 @@ def augment_batch(
     """``N`` uint8 ``(T, C, H, W)`` clips of one stream and their draws -> ``(N, C, T, h, w)``
     normalised float: crop+resize, flip, photometric ops and normalisation over the whole batch.
 
-    Equal to ``preset.finish(preset.geometry(clip, draw), draw)`` clip by clip up to the resize
-    interpolation (``roi_align`` in float here, torchvision's antialiased resize in uint8 there).
+    Equal to ``preset.finish(preset.geometry(clip, draw), draw)`` clip by clip up to rounding:
+    the same antialiased filter in float here, in uint8 there.
     """
     modality = modality_of(clips[0])
     batch = crop_resize_batch(clips, draws).div_(255)  # (N, T, C, h, w) in [0, 1]

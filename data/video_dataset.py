@@ -27,9 +27,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from data import samplers
+from data.excluded import ExcludedItem
 from data.framestore import FrameStore, open_store
+from data.gpu_decode import (
+    DeviceBatchDecoder,
+    EncodedClip,
+    EncodedStream,
+    collate_encoded,
+    read_encoded,
+)
 from data.splits import VideoRecord
-from data.transforms import ClipEvalPreset
+from data.transforms import BatchFinish, ClipEvalPreset
 
 __all__ = ["MODALITY_STREAMS", "VideoClipDataset", "VideoReadError"]
 
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 # What each modality reads: the streams it needs and the frame-count stream that bounds indices.
 MODALITY_STREAMS = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
 COUNT_STREAM = {"rgb": "rgb", "flow": "u"}  # the framestore stream that holds each one's frames
+DELIVERIES = ("float", "uint8", "encoded")
 MAX_SUBSTITUTES = 10  # skip_bad tries this many following videos before giving up
 
 
@@ -59,9 +68,19 @@ class VideoClipDataset(Dataset):
         input_dims: 3 -> ``(C, T, H, W)``; 2 -> ``(C·T, H, W)`` channel-major.
         transform: a preset from ``data.transforms`` (called as ``transform(*clips, size=...)``
             with ``(T, C, H, W)`` uint8 clips); default: normalisation only.
-        skip_bad: replace an unreadable video by the next readable one (logged and counted in
-            ``bad_reads``) instead of raising :class:`VideoReadError`.
+        skip_bad: instead of raising :class:`VideoReadError` (logged and counted in
+            ``bad_reads``): ``mode="train"`` reads the next readable video in its place;
+            ``"center"``/``"conv"`` return an :class:`~data.excluded.ExcludedItem` (evaluation
+            never substitutes: the video is left out and counted).
         store_cache_size: open stores kept per process (connections are pooled by framestore).
+        deliver: what an item's ``inputs`` are. ``"float"``: the transform's normalised output.
+            ``"uint8"`` (CPU path): the preset's cropped, resized, flipped ``(T, C, h, w)`` uint8
+            clips, normalised per batch in the main process by ``batch_finisher``; presets with
+            photometric augmentation deliver float (their ops finish in the worker).
+            ``"encoded"`` (device path): an :class:`~data.gpu_decode.EncodedClip` (JPEG bytes and
+            the clip's draw) that ``batch_finisher`` decodes and augments on the device.
+        exact_decode: decode frames at full size; by default JPEGs are decoded with DCT scaling
+            down to the smallest short side the transform's output needs (``decode_short_side``).
     """
 
     def __init__(
@@ -80,11 +99,14 @@ class VideoClipDataset(Dataset):
         transform: Callable | None = None,
         skip_bad: bool = False,
         store_cache_size: int = 256,
+        deliver: str = "float",
+        exact_decode: bool = False,
     ) -> None:
         _check_choice("modality", modality, MODALITY_STREAMS)
         _check_choice("strategy", strategy, samplers.STRATEGIES)
         _check_choice("mode", mode, samplers.MODES)
         _check_choice("input_dims", input_dims, (2, 3))
+        _check_choice("deliver", deliver, DELIVERIES)
         if not records:
             raise ValueError("VideoClipDataset needs at least one video record")
         if min(clip_length, sample_rate, num_segments, clips_per_video) < 1:
@@ -96,13 +118,20 @@ class VideoClipDataset(Dataset):
         self.num_segments, self.input_dims = num_segments, input_dims
         self.per_video = {"train": clips_per_video, "center": 1, "conv": num_segments}[mode]
         self.transform = transform if transform is not None else ClipEvalPreset(crop_size=None)
+        # Spatial views (a multi-crop eval preset's ``num_views``): item k of a video is clip
+        # k // views at crop k % views, crops varying fastest as PySlowFast's test views.
+        self.views = 1 if mode == "train" else int(getattr(self.transform, "num_views", 1))
+        self.per_video *= self.views
         self.skip_bad = skip_bad
         self.store_cache_size = store_cache_size
+        self.deliver = _effective_delivery(deliver, self.transform)
+        self.exact_decode = exact_decode
         self._bad_reads = multiprocessing.Value("i", 0)
         self._stores: OrderedDict[int, FrameStore] = OrderedDict()
         self._warned: set[int] = set()
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
+        self._decoder: DeviceBatchDecoder | None = None
 
     def __len__(self) -> int:
         return len(self.records) * self.per_video
@@ -117,14 +146,55 @@ class VideoClipDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         video, k = samplers.split_item_index(index, self.per_video)
+        k, view = divmod(k, self.views)
         video, clips = self._read_with_fallback(video, k, shape)
-        outputs = self.transform(*clips, size=shape[1:]) if shape else self.transform(*clips)
+        if isinstance(clips, ExcludedItem):
+            return clips
+        kwargs = {"size": shape[1:]} if shape else {}
+        if self.views > 1:
+            kwargs["view"] = view
+        return self._inputs(clips, kwargs), int(self.records[video].label), video
+
+    def _inputs(self, clips: tuple, kwargs: dict) -> Tensor | tuple | EncodedClip:
+        if self.deliver == "encoded":
+            return EncodedClip(clips, self.transform.draw(*clips[0].size(), **kwargs))
+        if self.deliver == "uint8":
+            outputs = self.transform(*clips, **kwargs, finish=False)
+            return outputs if len(outputs) > 1 else outputs[0]
+        outputs = self.transform(*clips, **kwargs)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         inputs = tuple(self._layout(o) for o in outputs)
-        return (inputs if len(inputs) > 1 else inputs[0]), int(self.records[video].label), video
+        return inputs if len(inputs) > 1 else inputs[0]
+
+    @property
+    def batch_finisher(self) -> Callable | None:
+        """What the main process applies to each collated batch (``train.loaders``), or None:
+        a ``BatchFinish`` for ``deliver="uint8"``, a ``DeviceBatchDecoder`` for ``"encoded"``."""
+        if self.deliver == "uint8":
+            return BatchFinish(self.transform, input_dims=self.input_dims)
+        if self.deliver == "encoded":
+            if self._decoder is None:
+                self._decoder = DeviceBatchDecoder(self.transform, input_dims=self.input_dims)
+            return self._decoder
+        return None
+
+    @property
+    def collate_fn(self) -> Callable | None:
+        """The collate function items need (None: PyTorch's default)."""
+        return collate_encoded if self.deliver == "encoded" else None
 
     # ------------------------------------------------------------------ reading
-    def _read_with_fallback(self, video: int, k: int, shape) -> tuple[int, tuple[Tensor, ...]]:
+    def _read_with_fallback(
+        self, video: int, k: int, shape
+    ) -> tuple[int, tuple[Tensor, ...] | ExcludedItem]:
+        if self.mode != "train":  # evaluation: no substitute, the video is excluded and counted
+            try:
+                return video, self.read_clip(video, k, shape)
+            except VideoReadError as exc:
+                if not self.skip_bad:
+                    raise
+                self._count_bad(video, exc)
+                return video, ExcludedItem(video, self.records[video].name, str(exc))
         for step in range(min(MAX_SUBSTITUTES, len(self.records) - 1) + 1):
             other = (video + step) % len(self.records)
             try:
@@ -140,7 +210,8 @@ class VideoClipDataset(Dataset):
             self._bad_reads.value += 1
         if video not in self._warned:
             self._warned.add(video)
-            log.warning("skipping unreadable video (substituting the next one): %s", exc)
+            action = "substituting the next one" if self.mode == "train" else "excluded"
+            log.warning("skipping unreadable video (%s): %s", action, exc)
 
     def read_clip(self, video: int, k: int = 0, shape=None) -> tuple[Tensor, ...]:
         """The uint8 ``(T, C, H, W)`` clip(s) of item ``k`` of ``video``: (rgb,), (flow,) or both."""
@@ -177,8 +248,18 @@ class VideoClipDataset(Dataset):
                     train=self.mode == "train",
                     rng=self._generator() if self.mode == "train" else None,
                 )
-            clips.append(_read_stream(store, stream, indices))
+            clips.append(self._read_stream(store, stream, indices, shape))
         return tuple(clips)
+
+    def _read_stream(
+        self, store: FrameStore, stream: str, indices: np.ndarray, shape
+    ) -> Tensor | EncodedStream:
+        if self.deliver == "encoded":
+            return read_encoded(store, stream, indices)
+        min_short_side = None
+        if not self.exact_decode and hasattr(self.transform, "decode_short_side"):
+            min_short_side = self.transform.decode_short_side(shape[1:] if shape else None)
+        return _read_stream(store, stream, indices, min_short_side)
 
     def _clip_params(self, shape) -> tuple[int, int, int]:
         if shape is None:
@@ -234,12 +315,28 @@ class VideoClipDataset(Dataset):
         return clip.flatten(0, 1)  # (C, T, H, W) -> (C·T, H, W): all of R, then G, then B
 
 
-def _read_stream(store: FrameStore, stream: str, indices: np.ndarray) -> Tensor:
-    """``(T, 3, H, W)`` uint8 RGB, or ``(T, 2, H, W)`` uint8 flow (u, v)."""
+def _read_stream(
+    store: FrameStore, stream: str, indices: np.ndarray, min_short_side: int | None = None
+) -> Tensor:
+    """``(T, 3, H, W)`` uint8 RGB, or ``(T, 2, H, W)`` uint8 flow (u, v); ``min_short_side`` as
+    in ``FrameStore.read`` (the frames may come downscaled, never below it)."""
     if stream == "rgb":
-        return torch.from_numpy(store.read(indices, "rgb")).permute(0, 3, 1, 2)
-    flow = np.stack((store.read(indices, "u"), store.read(indices, "v")), axis=1)
-    return torch.from_numpy(flow)
+        frames = store.read(indices, "rgb", min_short_side=min_short_side)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)
+    u, v = (store.read(indices, s, min_short_side=min_short_side) for s in ("u", "v"))
+    return torch.from_numpy(np.stack((u, v), axis=1))
+
+
+def _effective_delivery(deliver: str, transform) -> str:
+    if deliver == "float":
+        return deliver
+    if not hasattr(transform, "draw"):
+        raise ValueError(
+            f"deliver={deliver!r} needs a preset from data.transforms, got {transform!r}"
+        )
+    if deliver == "uint8" and getattr(transform, "srtg", None) is not None:
+        return "float"  # photometric ops draw per clip: they finish in the worker
+    return deliver
 
 
 def _check_choice(name: str, value, choices) -> None:

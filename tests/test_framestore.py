@@ -7,6 +7,7 @@ import multiprocessing as mp
 import pickle
 import sqlite3
 
+import cv2
 import numpy as np
 import pytest
 
@@ -237,3 +238,33 @@ def test_writer_is_atomic(tmp_path, frames):
     assert sorted(p.name for p in video.parent.iterdir()) == ["vid"]
     make_framedb(video, frames[:2])  # rewriting replaces
     assert open_store(video).num_frames() == 2
+
+
+# ----------------------------------------------------------------------------- DCT-scaled decode
+@pytest.mark.parametrize(
+    ("min_short_side", "shape"),
+    [(None, (96, 128)), (12, (12, 16)), (13, (24, 32)), (24, (24, 32)), (25, (48, 64)),
+     (48, (48, 64)), (49, (96, 128)), (500, (96, 128))],
+)  # fmt: skip
+def test_reduced_decode_never_below_min_short_side(tmp_path, min_short_side, shape):
+    full = make_frames(3, 96, 128)
+    u = make_flow(2, 96, 128)
+    store = open_store(make_framedb(tmp_path / "v", full, u=u, v=u))
+    clip = store.read([0, 2, 0], min_short_side=min_short_side)
+    assert clip.shape == (3, *shape, 3)
+    np.testing.assert_array_equal(clip[0], clip[2])
+    assert store.read([1], "u", min_short_side=min_short_side).shape == (1, *shape)
+    # the scaled decode is the frame at that size (libjpeg's DCT scaling ~ an area resize)
+    reference = cv2.resize(store.read([2])[0], shape[::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(clip[1].astype(int) - reference).mean() < 4
+
+
+def test_png_and_progressive_jpeg_sizes(tmp_path, frames):
+    png_store = open_store(make_tao_folder(tmp_path / "tao" / "vid", frames))
+    assert png_store.read([0], min_short_side=4).shape == (1, 32, 40, 3)  # PNG: full size
+    bgr = cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR)
+    progressive = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert framestore.jpeg_size(progressive) == (32, 40)
+    assert framestore.jpeg_size(framestore.encode_image(frames[0], fmt="png")) is None
+    assert framestore.decode_frames([progressive], min_short_side=16).shape == (1, 16, 20, 3)
+    assert framestore.FrameStore.encoded and open_store(tmp_path / "tao" / "vid").encoded

@@ -219,3 +219,69 @@ def test_batch_augment_on_cuda_matches_layout():
     assert rgb_out.device.type == "cuda" and rgb_out.shape == (2, 12, 16, 16)
     assert flow_out.shape == (2, 8, 16, 16)
     assert torch.isfinite(rgb_out).all()
+
+
+# ----------------------------------------------------------------------------- batch paths
+def smooth_clip(frames: int = 3, channels: int = 3, height: int = 40, width: int = 52, seed=0):
+    """Smooth random images (interpolation differences stay small on them)."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand((frames, channels, height // 4, width // 4), generator=generator)
+    fine = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")
+    return (fine * 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("crop_type", sorted(T.CROP_TYPES))
+@pytest.mark.parametrize("channels", [3, 2])
+def test_augment_batch_matches_clip_by_clip(crop_type, channels):
+    preset = T.ClipTrainPreset(crop_size=16, short_side=20, crop_type=crop_type, hflip_prob=0.5)
+    clips = [smooth_clip(channels=channels, seed=s) for s in range(6)]
+    torch.manual_seed(0)
+    draws = [preset.draw(40, 52) for _ in clips]
+    assert {d.flip for d in draws} == {True, False}
+    batched = T.augment_batch(preset, clips, draws)
+    one_by_one = torch.stack(
+        [preset.finish(preset.geometry(c, d), d) for c, d in zip(clips, draws)]
+    )
+    assert batched.shape == one_by_one.shape == (6, channels, 3, 16, 16)
+    std = preset.norm["rgb" if channels == 3 else "flow"][1].view(1, -1, 1, 1, 1)
+    grey_levels = ((batched - one_by_one) * std * 255).abs()
+    assert grey_levels.max() < 1.5  # the same filter: float here, uint8 (rounded) there
+    torch.manual_seed(0)
+    assert T.BatchAugment(preset)(torch.stack(clips)).shape == batched.shape
+
+
+def test_srtg_apply_batch_equals_clip_by_clip():
+    batch = smooth_clip(frames=2, height=16, width=20).float().div(255).expand(4, -1, -1, -1, -1)
+    batch = batch + 0.1 * torch.rand(batch.shape)  # clips differ
+    torch.manual_seed(1)
+    draws = [ALL_ON.draw(16, 20) for _ in range(4)]
+    batched = ALL_ON.apply_batch(batch.clone(), draws)
+    one_by_one = torch.stack([ALL_ON.apply(c.clone(), d) for c, d in zip(batch, draws)])
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
+    torch.manual_seed(1)
+    assert torch.equal(ALL_ON(batch[0].clone()), ALL_ON.apply(batch[0].clone(), draws[0]))
+
+
+def test_batch_finish_equals_the_presets_finish():
+    preset = T.ClipTrainPreset(crop_size=16, short_side=20)
+    torch.manual_seed(0)
+    uint8 = [preset(smooth_clip(seed=s), finish=False)[0] for s in range(3)]
+    assert uint8[0].dtype == torch.uint8 and uint8[0].shape == (3, 3, 16, 16)
+    draw = T.ClipDraw(None, None)
+    expected = torch.stack([preset.finish(c, draw) for c in uint8])
+    torch.testing.assert_close(T.BatchFinish(preset)(torch.stack(uint8)), expected)
+    flat = T.BatchFinish(preset, input_dims=2)(torch.stack(uint8))
+    assert torch.equal(flat, T.to_input_dims(T.BatchFinish(preset)(torch.stack(uint8)), 2))
+    with pytest.raises(ValueError, match="uint8"):
+        T.BatchFinish(preset)(torch.stack(uint8).float())
+
+
+def test_decode_short_side_follows_the_output_size():
+    train = T.ClipTrainPreset(crop_size=112, short_side=128)
+    assert train.decode_short_side() == 128
+    assert train.decode_short_side((56, 56)) == 64  # multigrid scales the short side
+    assert (
+        T.ClipTrainPreset(crop_size=112, short_side=128, crop_type="no_crop").decode_short_side()
+        == 112
+    )
+    assert T.ClipEvalPreset(crop_size=None).decode_short_side() is None
