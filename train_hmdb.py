@@ -177,6 +177,19 @@ def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rgb-std", type=positive_float, nargs="+", default=[0.229, 0.224, 0.225])
     group.add_argument("--of-mean", type=finite_float, nargs="+", default=[0.5])
     group.add_argument("--of-std", type=positive_float, nargs="+", default=[0.5])
+    group.add_argument(
+        "--exact-decode",
+        action=BOOL,
+        default=False,
+        help="decode JPEG frames at full size (default: libjpeg DCT scaling to 1/2, 1/4 or 1/8 "
+        "where the frame's short side stays >= the short side the crop needs)",
+    )
+    group.add_argument(
+        "--decode-device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: workers pass JPEG bytes, the batch is decoded (nvJPEG) and augmented on the GPU",
+    )
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -343,6 +356,8 @@ def make_dataset(
         input_dims=input_dims,
         transform=transform,
         skip_bad=args.skip_bad_videos,
+        deliver="encoded" if getattr(args, "decode_device", "cpu") == "cuda" else "uint8",
+        exact_decode=getattr(args, "exact_decode", False),
     )
 
 
