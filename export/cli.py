@@ -33,6 +33,7 @@ from export.metadata import MetadataView
 from export.onnx_export import ExportReport, ParityError, export_onnx
 from export.ort_runtime import OrtClassifier, softmax
 from export.tensorrt_engine import TensorRTUnavailable
+from train.validation import non_negative_int, positive_float, positive_int
 
 __all__ = [
     "add_export_arguments",
@@ -62,6 +63,8 @@ def _shape(text: str) -> tuple[int, ...]:
         ) from None
     if not dims:
         raise argparse.ArgumentTypeError("empty shape")
+    if min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: every size must be > 0")
     return dims
 
 
@@ -105,8 +108,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="also leave T free (TensorRT engines still fix T at the exported length)",
     )
-    group.add_argument("--opset", "-t", type=int, default=17)
-    group.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (fp32)")
+    group.add_argument("--opset", "-t", type=positive_int, default=17)
+    group.add_argument("--atol", type=positive_float, default=1e-3, help="parity tolerance (fp32)")
 
 
 def export_checkpoint(
@@ -179,9 +182,15 @@ def add_ort_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument("--mode", choices=("center", "conv", "stream"), default="center",
                        help="video: centre clip, conv segments, or a sliding window")  # fmt: skip
-    group.add_argument("--num-segments", type=int, default=10, help="video conv mode: clips")
-    group.add_argument("--stride", type=int, default=1, help="video stream mode: window stride")
-    group.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    group.add_argument(
+        "--num-segments", type=positive_int, default=10, help="video conv mode: clips"
+    )
+    group.add_argument(
+        "--stride", type=positive_int, default=1, help="video stream mode: window stride"
+    )
+    group.add_argument(
+        "--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads"
+    )
     group.add_argument("--results", default=None, help="also write the printed lines here")
 
 
@@ -251,7 +260,7 @@ def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
     group.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
                        help="FP32 vs INT8 accuracy on the validation set")  # fmt: skip
-    group.add_argument("--seed", type=int, default=0, help="calibration sample draw")
+    group.add_argument("--seed", type=non_negative_int, default=0, help="calibration sample draw")
 
 
 def run_quantize(
@@ -289,10 +298,12 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--onnx", required=True, help="FP32 ONNX file from export")
     group.add_argument("--engine", default=None, help="output (default: <onnx>.<precision>.engine)")
     group.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
-    group.add_argument("--min-batch", type=int, default=1)
-    group.add_argument("--opt-batch", type=int, default=4)
-    group.add_argument("--max-batch", type=int, default=16)
-    group.add_argument("--workspace-gib", type=float, default=2.0, help="builder workspace")
+    group.add_argument("--min-batch", type=positive_int, default=1)
+    group.add_argument("--opt-batch", type=positive_int, default=4)
+    group.add_argument("--max-batch", type=positive_int, default=16)
+    group.add_argument(
+        "--workspace-gib", type=positive_float, default=2.0, help="builder workspace"
+    )
     group.add_argument("--calib-cache", default=None,
                        help="INT8 calibration cache; reused when it exists")  # fmt: skip
     _add_calibration_arguments(group)
@@ -300,9 +311,9 @@ def add_trt_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_calibration_arguments(group: argparse._ArgumentGroup) -> None:
     """INT8 calibration data, the same for ONNX Runtime and TensorRT."""
-    group.add_argument("--calib-samples", type=int, default=128,
+    group.add_argument("--calib-samples", type=positive_int, default=128,
                        help="training items drawn for calibration")  # fmt: skip
-    group.add_argument("--calib-batch-size", type=int, default=8)
+    group.add_argument("--calib-batch-size", type=positive_int, default=8)
 
 
 def run_trt(args: argparse.Namespace, *, family: str, calib_set: Dataset | None = None) -> int:
