@@ -30,13 +30,14 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from data import prepare, synth_video
 from data.framestore import is_complete_video
-from data.splits import SplitResult, VideoRecord, find_videos, load_split
-from data.transforms import CROP_TYPES, ClipEvalPreset, ClipTrainPreset
+from data.splits import SplitResult, VideoRecord, find_videos, load_split, write_split_lists
+from data.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPreset, ClipTrainPreset
 from data.video_dataset import VideoClipDataset
 from export import cli as export_cli
 from network import build_model, get_entry
@@ -132,6 +133,7 @@ FROM_CHECKPOINT = (
 )
 
 
+SPLITS_USED = "splits_used"  # in a run directory: the split the run drew (data.splits lists)
 # TAO names a backbone ("resnet18", "resnet_18") and an input type; our registry names them.
 TAO_NETWORK_PREFIX = {"2d": "resnet2d_", "3d": "tao_r3d_"}
 
@@ -250,6 +252,9 @@ def _add_eval_arguments(parser: argparse.ArgumentParser, *, with_split: bool) ->
         help="an unreadable video is an error (default: excluded, named and counted)",
     )
     parser.add_argument("--rgb-network", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--network", default=None, help="a TAO-trained checkpoint's network (default: read from it)"
+    )
     parser.set_defaults(**dict.fromkeys(FROM_CHECKPOINT))
 
 
@@ -336,6 +341,8 @@ def make_dataset(
             srtg=args.srtg_augment,
             **_norm(args),
         )
+    elif args.spatial_crops == 3:
+        transform = ClipThreeCropPreset(crop_size=args.clip_size, **_norm(args))
     else:
         transform = ClipEvalPreset(
             crop_size=args.clip_size,
@@ -355,7 +362,8 @@ def make_dataset(
         clips_per_video=args.clips_per_video if subset == "train" else 1,
         input_dims=input_dims,
         transform=transform,
-        skip_bad=args.skip_bad_videos,
+        # evaluation and inference exclude and count unreadable videos (--strict: an error)
+        skip_bad=getattr(args, "skip_bad_videos", True),
         deliver="encoded" if getattr(args, "decode_device", "cpu") == "cuda" else "uint8",
         exact_decode=getattr(args, "exact_decode", False),
     )
@@ -462,16 +470,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         len(split.val),
         len(split.class_names),
     )
+    saved = _save_split(split, args)
     summary = fit(model, train_set, val_set, args, family=FAMILY, class_names=split.class_names)
+    if not saved:  # the run directory was chosen inside fit
+        _save_split(split, args)
     log.info("%s", describe_best(summary))
     return 0
+
+
+def _save_split(split: SplitResult, args: argparse.Namespace) -> bool:
+    """Rank 0 writes the videos the run trains and validates on to ``<run dir>/splits_used/``
+    (UCF101-style lists; ``--splits <run dir>/splits_used`` reproduces the split). False while
+    the run directory is not known yet."""
+    if not args.output_dir:
+        return False
+    if os.environ.get("RANK", "0") == "0":
+        folder = write_split_lists(split, Path(args.output_dir) / SPLITS_USED)
+        log.info("the split this run uses: %s", folder)
+    return True
 
 
 def _restore(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The checkpoint's model and its training arguments (data flags not given default to them)."""
     from train.checkpoint import load_model
 
-    model = load_model(args.checkpoint, family=FAMILY)
+    model = load_model(args.checkpoint, family=FAMILY, network=args.network)
     return model, model.train_args
 
 
@@ -492,17 +515,59 @@ def _fill_from_checkpoint(args: argparse.Namespace, saved: dict[str, Any]) -> ar
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Clip/video metrics of a checkpoint on its validation split; data, split, clip shape and
+    normalisation default to the training run's (``<run dir>/splits_used`` when the run drew
+    its split from class folders)."""
     from train.engine import evaluate
 
     model, saved = _restore(args)
+    _use_saved_split(args, saved)
     args = _fill_from_checkpoint(args, saved)
     split = load_records(args)
-    class_names = getattr(model, "class_names", None) or split.class_names
+    class_names = list(getattr(model, "class_names", None) or split.class_names)
+    records = _relabel(split.val, split.class_names, class_names)
+    if not records:
+        raise ValueError(f"{args.data}: the split has no validation videos")
     dims = input_dims_of(model.network_name, args)
-    dataset = make_dataset(split.val, args, subset="val", input_dims=dims)
-    result = evaluate(model, dataset, args, class_names=class_names, output_dir=args.output_dir)
-    print(f"clip top-1 {100 * result.clip_top1:.2f}%  video top-1 {100 * result.video_top1:.2f}%")
+    dataset = make_dataset(records, args, subset="val", input_dims=dims)
+    args.output_dir = args.output_dir or "results"
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    result = evaluate(
+        model, dataset, args, class_names=class_names, output_dir=args.output_dir,
+        sample_names=[r.name for r in records],
+    )  # fmt: skip
+    print(
+        f"clip top-1 {100 * result.clip_top1:.2f}%  video top-1 {100 * result.video_top1:.2f}%  "
+        f"({result.coverage()}; {dataset.per_video} views per video)"
+    )
     return 0
+
+
+def _use_saved_split(args: argparse.Namespace, saved: dict[str, Any]) -> None:
+    """No ``--splits`` given and the training run drew its split from class folders: use the
+    lists it saved (``splits_used/`` beside the checkpoint), not a fresh draw."""
+    lists = Path(args.checkpoint).parent / SPLITS_USED
+    if args.splits or args.val_data or saved.get("splits") or saved.get("val_data"):
+        return
+    if (lists / "classInd.txt").is_file():
+        args.splits, args.split = str(lists), 1
+        log.info("validation videos from %s (the split the training run drew)", lists)
+
+
+def _relabel(
+    records: Sequence[VideoRecord], split_classes: Sequence[str], model_classes: Sequence[str]
+) -> list[VideoRecord]:
+    """``records`` with labels in the model's class order (splits may list classes in another
+    order); a class the model does not know is an error naming it."""
+    if list(split_classes) == list(model_classes):
+        return list(records)
+    index = {name: i for i, name in enumerate(model_classes)}
+    unknown = sorted({split_classes[r.label] for r in records} - set(index))
+    if unknown:
+        raise ValueError(
+            f"validation classes the checkpoint was not trained on: {', '.join(unknown[:5])}"
+        )
+    return [replace(r, label=index[split_classes[r.label]]) for r in records]
 
 
 def _inference_videos(root: Path) -> list[Path]:
@@ -534,8 +599,15 @@ def cmd_inference(args: argparse.Namespace) -> int:
     dataset = make_dataset(records, args, subset="val", input_dims=dims)
     scores = predict(model, dataset, args)
     class_names = model.class_names
+    excluded = [path for index, path in enumerate(videos) if index not in scores]
+    if excluded and len(videos) == 1:
+        raise ValueError(f"{excluded[0]}: cannot be read (see the warning above)")
     lines = []
     for index, path in enumerate(videos):
+        if index not in scores:
+            print(f"{path} : excluded (unreadable)")
+            lines.append(json.dumps({"video": str(path), "label": None, "excluded": True}))
+            continue
         probs = scores[index]
         order = probs.argsort()[::-1][: args.top_k]
         print(f"{path} : {[class_names[int(order[0])]]}")
@@ -543,6 +615,7 @@ def cmd_inference(args: argparse.Namespace) -> int:
         lines.append(json.dumps({"video": str(path), "label": topk[0][0], "top_k": topk}))
     if args.jsonl:
         Path(args.jsonl).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log.info("labelled %d / %d videos (%d excluded)", len(scores), len(videos), len(excluded))
     return 0
 
 
@@ -581,7 +654,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
          "--workers", str(args.workers)],
         ["export", "--checkpoint", str(run / "best.pth"), "--onnx", str(out / "model.onnx")],
         ["inference", "--checkpoint", str(run / "best.pth"), "--videos", str(data / "jpg"),
-         "--data", str(data), "--jsonl", str(out / "inference.jsonl"),
+         "--jsonl", str(out / "inference.jsonl"),
          "--workers", str(args.workers)],
     ]  # fmt: skip
     for step in steps:

@@ -51,6 +51,7 @@ class SplitResult:
     val: list[VideoRecord]
     class_names: list[str]
     missing: list[str] = field(default_factory=list)
+    unlisted_classes: list[str] = field(default_factory=list)  # data folders no entry names
 
 
 class SplitError(ValueError):
@@ -109,6 +110,25 @@ def _report_missing(missing: list[str], source: Path, data_root: Path) -> None:
         )
 
 
+def _report_unlisted(
+    videos: dict[str, dict[str, Path]], class_names: list[str], source: Path, data_root: Path
+) -> list[str]:
+    """Class folders under ``data_root`` that no entry of ``source`` names (compared
+    case-insensitively, as the lookup): reported, since their videos are not used."""
+    listed = {name.lower() for name in class_names}
+    unlisted = sorted(name for name in videos if name.lower() not in listed)
+    if unlisted:
+        log.warning(
+            "%d class folders under %s are named by no entry of %s; their videos are not used: %s",
+            len(unlisted),
+            data_root,
+            source,
+            ", ".join(unlisted[:_MAX_NAMES_SHOWN])
+            + (", ..." if len(unlisted) > _MAX_NAMES_SHOWN else ""),
+        )
+    return unlisted
+
+
 def _assemble(
     entries: list[tuple[str, str, str]],
     class_names: list[str],
@@ -117,9 +137,11 @@ def _assemble(
     folder_names: Callable[[str, str], list[str]] = lambda c, v: [v],
 ) -> SplitResult:
     """``entries`` are ``(subset, class, video)``; build records for those prepared."""
-    lookup = _Lookup(find_videos(data_root))
+    videos = find_videos(data_root)
+    lookup = _Lookup(videos)
     labels = {name: i for i, name in enumerate(class_names)}
     result = SplitResult(train=[], val=[], class_names=class_names)
+    result.unlisted_classes = _report_unlisted(videos, class_names, source, data_root)
     for subset, class_name, video in entries:
         path = next(
             (p for name in folder_names(class_name, video) if (p := lookup.get(class_name, name))),
@@ -295,3 +317,37 @@ def load_split(
         return srtg_csv_split(data_root, *(sorted(path.glob("*.csv")) if path.is_dir() else [path]))
     parser = hmdb51_split if fmt == "hmdb51" else ucf101_split
     return parser(data_root, split_path, split)
+
+
+# ----------------------------------------------------------------------------- writing
+def _listed_video(name: str) -> str:
+    """``<class>/<video>`` as a list entry whose stem is the video's folder or file stem."""
+    return name if Path(name).suffix.lower() in LIST_SUFFIXES else f"{name}.avi"
+
+
+LIST_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+
+
+def write_split_lists(result: SplitResult, folder: str | Path) -> Path:
+    """Write ``result`` as UCF101-style lists that :func:`load_split` reads back as split 1:
+    ``classInd.txt`` (the class order, so labels keep their indices), ``trainlist01.txt``
+    (``<class>/<video>.avi <label+1>``) and ``testlist01.txt``. Used for ``splits_used/`` in a
+    run directory: the exact videos a run trained and validated on, whatever drew them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    spaced = [name for name in result.class_names if len(name.split()) != 1]
+    if spaced:
+        raise SplitError(f"class names with whitespace cannot be listed: {spaced[:5]}")
+    (folder / "classInd.txt").write_text(
+        "".join(f"{i} {name}\n" for i, name in enumerate(result.class_names, 1)), encoding="utf-8"
+    )
+    for file, records, with_label in (
+        ("trainlist01.txt", result.train, True),
+        ("testlist01.txt", result.val, False),
+    ):
+        lines = [
+            _listed_video(r.name) + (f" {r.label + 1}" if with_label else "") + "\n"
+            for r in records
+        ]
+        (folder / file).write_text("".join(lines), encoding="utf-8")
+    return folder

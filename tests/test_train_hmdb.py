@@ -16,6 +16,7 @@ CLASSES = ["move_left", "move_right", "grow"]
 # Small but real: encoded mp4 files, decoded and written to frames.db with flow.
 CLIP = ["--clip-length", "4", "--clip-size", "32", "--short-side", "36"]
 FAST = ["--workers", "0", "--no-tensorboard", "--no-plots", "--log-interval", "1"]
+EVAL_FAST = ["--workers", "0"]  # evaluate and inference take no training flags
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +57,14 @@ def test_one_epoch_evaluate_and_infer(prepared, tmp_path, network, extra):
     evaluate = ["evaluate", "--checkpoint", str(run / "best.pth"), "--data", str(prepared["data"])]
     out = tmp_path / "eval"
     conv = ["--eval-mode", "conv", "--segments", "3", "--output-dir", str(out)]
-    assert train_hmdb.main([*evaluate, *conv, *FAST]) == 0
+    assert train_hmdb.main([*evaluate, *conv, *EVAL_FAST]) == 0
     report = (out / "evaluation.txt").read_text()
     assert "Total accuracy:" in report and "Average class accuracy:" in report
 
     jsonl = tmp_path / "inference.jsonl"
     videos = prepared["data"] / "jpg" / "grow"
     infer = ["inference", "--checkpoint", str(run / "best.pth"), "--videos", str(videos)]
-    assert train_hmdb.main([*infer, "--jsonl", str(jsonl), *FAST]) == 0
+    assert train_hmdb.main([*infer, "--jsonl", str(jsonl), *EVAL_FAST]) == 0
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(rows) == 4
     assert all(row["label"] in CLASSES and len(row["top_k"]) == 3 for row in rows)
@@ -75,7 +76,7 @@ def test_inference_prints_tao_lines(prepared, tmp_path, capsys):
     capsys.readouterr()
     video = prepared["data"] / "jpg" / "move_left"
     infer = ["inference", "--checkpoint", str(run / "latest.pth"), "--videos", str(video)]
-    assert train_hmdb.main([*infer, *FAST]) == 0
+    assert train_hmdb.main([*infer, *EVAL_FAST]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " : [" in line]
     assert len(lines) == 4
     path, labels = lines[0].split(" : ")

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from data.excluded import ExcludedItem, ExcludingCollate
 from data.framestore import open_store
 from data.splits import VideoRecord
 from data.transforms import ClipEvalPreset, ClipTrainPreset
@@ -154,7 +155,7 @@ def test_other_layouts_and_inference_labels(tmp_path):
     assert flow[0][0].shape == (4, 2, 32, 40)
 
 
-def test_bad_video_raises_with_path_or_is_substituted(videos, tmp_path, caplog):
+def test_bad_video_raises_with_path_or_is_substituted_in_training(videos, tmp_path, caplog):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "frames.db").write_bytes(b"this is not a database")
@@ -162,12 +163,19 @@ def test_bad_video_raises_with_path_or_is_substituted(videos, tmp_path, caplog):
     strict = VideoClipDataset(records, clip_length=4, mode="center", transform=raw)
     with pytest.raises(VideoReadError, match="broken"):
         strict[1]
-    lenient = VideoClipDataset(records, clip_length=4, mode="center", transform=raw, skip_bad=True)
+    lenient = VideoClipDataset(records, clip_length=4, transform=raw, skip_bad=True)
     with caplog.at_level(logging.WARNING):
         clip, target, sample_id = lenient[1]
-    assert (target, sample_id) == (2, 2)  # the next video, with its own label and id
-    assert torch.equal(clip, expected(videos[2], range(4, 8)))
+    assert (target, sample_id) == (2, 2)  # training: the next video, with its own label and id
+    assert clip.shape == (4, 3, 32, 40)
     assert lenient.bad_reads == 1 and "broken" in caplog.text
+    # Evaluation never substitutes: the item is excluded, named and counted.
+    center = VideoClipDataset(records, clip_length=4, mode="center", transform=raw, skip_bad=True)
+    assert torch.equal(center[2][0], expected(videos[2], range(4, 8)))
+    excluded = center[1]
+    assert isinstance(excluded, ExcludedItem)
+    assert (excluded.sample_id, excluded.name) == (1, "x/broken")
+    assert "broken" in excluded.reason and center.bad_reads == 1
 
 
 def test_flow_modality_without_flow_is_a_clear_error(tmp_path):
@@ -196,11 +204,12 @@ def test_dataloader_workers_over_sqlite(videos, tmp_path):
     broken = VideoRecord(tmp_path / "missing", 0, "x/missing")
     records = [*videos, broken]
     center = VideoClipDataset(records, clip_length=4, mode="center", transform=raw, skip_bad=True)
-    loader = DataLoader(center, batch_size=2, num_workers=2)
+    loader = DataLoader(center, batch_size=2, num_workers=2, collate_fn=ExcludingCollate())
     batches = list(loader)
-    in_process = [center[i][0] for i in range(len(center))]
-    assert torch.equal(torch.cat([b[0] for b in batches]), torch.stack(in_process))
-    assert center.bad_reads >= 2  # counted inside the workers, seen here
+    in_process = [center[i][0] for i in range(len(videos))]
+    assert torch.equal(torch.cat([b[0][0] for b in batches]), torch.stack(in_process))
+    assert [e.sample_id for b in batches for e in b[1]] == [len(videos)]
+    assert center.bad_reads == 1  # counted inside a worker, seen here
 
     train = VideoClipDataset(videos[:1], clip_length=4, clips_per_video=8, transform=raw)
     torch.manual_seed(0)
