@@ -199,3 +199,47 @@ def test_gather_across_processes_with_unequal_counts_and_padding(tmp_path):
         results = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name in ("unequal", "padded"):
             assert results[name] == [pytest.approx(2 / 3), 8, 3.5], (rank, name)
+
+
+def test_excluded_video_is_left_out_and_the_denominator_stated():
+    acc = ScoreAccumulator(2)
+    logits = torch.tensor([[3.0, 0.0], [0.0, 3.0], [3.0, 0.0], [0.0, 3.0]])
+    # video 7 has one clip scored before its second clip failed: none of its clips count
+    acc.update(logits, [0, 1, 1, 0], [5, 6, 7, 8])
+    acc.exclude(7, "a/v7", "a/v7: cannot read")
+    acc.exclude(9, "b/v9", "b/v9: cannot read")
+    acc.exclude(9, "b/v9", "b/v9: cannot read")  # a second clip of the same video: one video
+    result = acc.result()
+    assert (result.num_videos, result.num_listed, result.num_clips) == (3, 5, 3)
+    assert result.video_top1 == pytest.approx(2 / 3)  # 5 and 6 right, 8 wrong; 7 not scored
+    assert result.excluded == (("a/v7", "a/v7: cannot read"), ("b/v9", "b/v9: cannot read"))
+    assert result.coverage() == "videos scored 3 / 5 listed (2 excluded: a/v7, b/v9)"
+    assert result.as_dict()["num_listed"] == 5
+    assert tao_report(result, ["x", "y"]).endswith(result.coverage())
+    ids, _ = acc.video_scores()
+    assert ids.tolist() == [5, 6, 8]
+
+
+def test_all_videos_excluded_is_a_clear_error():
+    acc = ScoreAccumulator(2)
+    acc.exclude(0, "a/v0", "unreadable")
+    with pytest.raises(ValueError, match="all 1 listed videos were excluded"):
+        acc.result()
+
+
+def test_average_score_averages_logits_not_softmax():
+    # Three clips of one video of class 0. One clip is very sure of class 1 (logits 0, 20), two
+    # lean to class 0 (5, 0). Mean softmax p(1) = (1 + 2 * 0.0067) / 3 = 0.34 -> class 0;
+    # mean logits (3.33, 6.67) -> class 1: the confident clip dominates.
+    logits = torch.tensor([[0.0, 20.0], [5.0, 0.0], [5.0, 0.0]])
+    prob, score = ScoreAccumulator(2), ScoreAccumulator(2, average="score")
+    for acc in (prob, score):
+        acc.update(logits, [0, 0, 0], [0, 0, 0])
+    p = torch.softmax(logits.double(), 1).mean(0).numpy()
+    np.testing.assert_allclose(prob.video_scores()[1][0], p)
+    np.testing.assert_allclose(score.video_scores()[1][0], logits.mean(0).numpy(), rtol=1e-6)
+    assert prob.result().video_top1 == 1.0
+    assert score.result().video_top1 == 0.0
+    assert prob.result().clip_top1 == score.result().clip_top1 == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="average"):
+        ScoreAccumulator(2, average="vote")
