@@ -16,7 +16,27 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelEntry", "build_model", "get_entry", "list_models", "register_model"]
+__all__ = [
+    "ModelArgumentError",
+    "ModelEntry",
+    "UnknownModelError",
+    "build_model",
+    "get_entry",
+    "list_models",
+    "register_model",
+]
+
+
+class UnknownModelError(KeyError, ValueError):
+    """A name that is not registered (a KeyError for lookups; a ValueError, i.e. bad input, for
+    the scripts' one-line errors). The message suggests the closest names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelArgumentError(TypeError, ValueError):
+    """Keyword arguments the network's builder does not take."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,7 @@ def get_entry(name: str) -> ModelEntry:
 
         close = difflib.get_close_matches(name, _REGISTRY, n=5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown model {name!r}.{hint} See network.list_models().")
+        raise UnknownModelError(f"unknown model {name!r}.{hint} See network.list_models().")
     return _REGISTRY[name]
 
 
@@ -84,7 +104,9 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     unknown = [key for key in given if key not in signature.parameters]
     if unknown and not accepts_any:
-        raise TypeError(f"model {name!r} does not take argument(s) {', '.join(sorted(unknown))}")
+        raise ModelArgumentError(
+            f"model {name!r} does not take argument(s) {', '.join(sorted(unknown))}"
+        )
     model = entry.builder(**given)
     model.network_name = name
     model.network_kwargs = dict(given)
