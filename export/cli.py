@@ -89,6 +89,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", "-m", "--model", default=None, help="checkpoint written by training"
     )
     group.add_argument(
+        "--network", default=None, help="a TAO-trained checkpoint's network (default: read from it)"
+    )
+    group.add_argument(
         "--onnx", "-o", "--output", default=None, help="output file (default: <checkpoint>.onnx)"
     )
     group.add_argument(
@@ -122,12 +125,13 @@ def export_checkpoint(
     dynamic_time: bool = False,
     opset: int = 17,
     atol: float = 1e-3,
+    network: str | None = None,
 ) -> ExportReport:
     """Rebuild the network of ``checkpoint`` (``train.checkpoint.load_model``) and export it."""
     from network import get_entry
     from train.checkpoint import load_model
 
-    model = load_model(checkpoint, family=family)
+    model = load_model(checkpoint, family=family, network=network)
     args = model.train_args
     layout = get_entry(model.network_name).input_layout
     shapes = (
@@ -160,7 +164,7 @@ def run_export(args: argparse.Namespace, *, family: str) -> int:
         report = export_checkpoint(
             args.checkpoint, args.onnx, family=family, input_shape=args.input_shape,
             dynamic_batch=args.dynamic_batch, dynamic_time=args.dynamic_time,
-            opset=args.opset, atol=args.atol,
+            opset=args.opset, atol=args.atol, network=getattr(args, "network", None),
         )  # fmt: skip
         print(report.summary())
         for warning in report.tracer_warnings:

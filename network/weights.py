@@ -31,6 +31,7 @@ __all__ = [
     "Checkpoint",
     "LoadReport",
     "PretrainedLoadError",
+    "encrypted_model_error",
     "inflate_kernel",
     "load_pretrained",
     "read_checkpoint",
@@ -186,7 +187,8 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return stripped
 
 
-def _encrypted(path: Path | str) -> ValueError:
+def encrypted_model_error(path: Path | str) -> ValueError:
+    """The one-line error for an encrypted TAO model (``.tlt``/``.etlt`` or an encrypted state)."""
     return ValueError(
         f"{path}: an encrypted TAO model; encrypted TAO models must be decrypted with TAO "
         "first (load it in TAO with its key and save the plain PyTorch checkpoint)"
@@ -202,13 +204,13 @@ def _load_file(path: Path) -> Any:
     encrypted_name = path.suffix.lower() in ENCRYPTED_SUFFIXES
     if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
         if encrypted_name:
-            raise _encrypted(path)
+            raise encrypted_model_error(path)
         raise ValueError(f"{path}: not a PyTorch checkpoint (neither a torch zip nor a pickle)")
     try:
         return torch_load(path)
     except ValueError:  # UnsafePickleError (a refused global) passes as it is
         if encrypted_name:
-            raise _encrypted(path) from None
+            raise encrypted_model_error(path) from None
         raise
 
 
@@ -250,7 +252,7 @@ def read_checkpoint(source: str | PathLike | dict) -> Checkpoint:
     label = "<state_dict>" if isinstance(source, dict) else str(source)
     raw = _load_file(Path(source)) if isinstance(source, str | PathLike) else source
     if isinstance(raw, dict) and raw.get("state_dict_encrypted"):
-        raise _encrypted(label)
+        raise encrypted_model_error(label)
     inner = raw
     for key in STATE_DICT_KEYS:
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):

@@ -327,16 +327,24 @@ def _mismatch(error: RuntimeError) -> str:
 
 
 def load_model(
-    path: str | Path, family: str | None = None, map_location: str | torch.device = "cpu"
+    path: str | Path,
+    family: str | None = None,
+    map_location: str | torch.device = "cpu",
+    network: str | None = None,
 ) -> nn.Module:
     """Rebuild the network stored in ``path`` from its registry name and kwargs, with weights.
 
     ``family`` (``"video"``, ``"skeleton"``, ``"gesture"``) guards against a checkpoint of another
     family. The model comes back in eval mode with ``class_names`` and ``train_args`` (the
     training command's arguments, a dict) set from the checkpoint, which is read once.
+    A TAO-trained checkpoint is rebuilt by ``export.checkpoint_info.foreign_model`` (``network``:
+    ``--network``, else read from the checkpoint).
     """
+    from export.checkpoint_info import foreign_model
     from network import build_model
 
+    if (foreign := foreign_model(path, family=family, network=network)) is not None:
+        return foreign.to(map_location)
     state = load_checkpoint(path, map_location)
     stored = state.get("family")
     if family is not None and stored is not None and stored != family:
