@@ -1,0 +1,121 @@
+"""DDP on 2 CPU processes (gloo): a stalled rank is named within --dist-timeout instead of hanging
+the job, and BatchNorm statistics are per rank (DDP(2) then differs from one process at the same
+global batch; without BatchNorm they agree, tests/test_distributed.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_engine_toys import CLASS_NAMES, ToyClassifier, ToyDataset, make_args
+
+from train.distributed import DistributedTimeoutError, cleanup_distributed, init_distributed
+from train.engine import fit
+from train.history import read_metrics
+from train.runner import run_command
+
+# fork where there is one: the children inherit the imported modules (spawn re-imports torch).
+METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+TIMEOUT_MINUTES = 0.05  # 3 s
+
+
+class _StallingModel(ToyClassifier):
+    """Rank 1 stops answering before its second epoch (as a hung data loader would)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if epoch == 1 and int(os.environ["RANK"]) == 1:
+            time.sleep(120)
+
+
+def _join(rank: int, port: int) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+    )
+    torch.set_num_threads(1)
+    init_distributed("cpu", TIMEOUT_MINUTES)
+
+
+def _stall_worker(rank: int, port: int, output_dir: str, results) -> None:
+    _join(rank, port)
+    args = make_args(output_dir, "--end-epoch", "3", "--dist-timeout", str(TIMEOUT_MINUTES))
+    try:
+        fit(_StallingModel(dropout=0.0), ToyDataset(16), None, args, family="video",
+            class_names=CLASS_NAMES)  # fmt: skip
+        results.put((rank, "finished"))
+    except DistributedTimeoutError as error:
+        results.put((rank, str(error)))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_stalled_rank_is_named_within_the_timeout(tmp_path):
+    context = mp.get_context(METHOD)
+    results = context.SimpleQueue()
+    port = _free_port()
+    workers = [
+        context.Process(target=_stall_worker, args=(rank, port, str(tmp_path / "run"), results))
+        for rank in range(2)
+    ]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    try:
+        workers[0].join(timeout=60)
+        elapsed = time.monotonic() - started
+        assert workers[0].exitcode == 0 and not results.empty()
+        rank, message = results.get()
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.join()
+    assert rank == 0
+    assert message.startswith("rank 1 did not answer within 0.05 min (--dist-timeout)"), message
+    assert "\n" not in message
+    assert elapsed < 40  # 3 s timeout + at most 3 s of check-in, plus start-up and one epoch
+    # epoch 1 was committed before the stall; a restart resumes from it
+    assert [row["epoch"] for row in read_metrics(tmp_path / "run")] == [1]
+
+
+def test_the_runner_reports_a_stall_in_one_line_with_exit_code_1(caplog):
+    def stalled(_args):
+        raise DistributedTimeoutError("rank 3 did not answer within 10 min (--dist-timeout)")
+
+    assert run_command(stalled, make_args("unused")) == 1
+    assert "rank 3 did not answer" in caplog.text
+
+
+def _bn_worker(rank: int, port: int, output_dir: str) -> None:
+    _join(rank, port)
+    _train_bn(output_dir, batch_size=2)
+    cleanup_distributed()
+
+
+def _train_bn(output_dir, batch_size: int) -> None:
+    torch.manual_seed(0)
+    flags = ("--end-epoch", "1", "--no-auto-resume", "--batch-size", str(batch_size))
+    fit(ToyClassifier(batch_norm=True, dropout=0.0), ToyDataset(24, noise=0.0), None,
+        make_args(output_dir, *flags), family="video", class_names=CLASS_NAMES)  # fmt: skip
+
+
+def test_batch_norm_statistics_are_per_rank(tmp_path):
+    # Same global batch (2 ranks x 2 = 4 clips), same data and weights: only the BatchNorm
+    # statistics differ (over 2 clips per rank instead of 4), and so does the training loss.
+    mp.start_processes(
+        _bn_worker, args=(_free_port(), str(tmp_path / "ddp")), nprocs=2, start_method=METHOD
+    )
+    _train_bn(tmp_path / "single", batch_size=4)
+    ddp, single = read_metrics(tmp_path / "ddp")[0], read_metrics(tmp_path / "single")[0]
+    assert ddp["train_loss"] != pytest.approx(single["train_loss"], rel=1e-4)
