@@ -42,6 +42,7 @@ __all__ = [
     "augment_batch",
     "hflip_clip",
     "modality_of",
+    "uint8_layout",
 ]
 
 MODALITY_BY_CHANNELS = {3: "rgb", 2: "flow"}
@@ -661,13 +662,14 @@ class BatchAugment:
 
 
 class BatchFinish:
-    """The main-process end of the CPU path: ``(N, T, C, h, w)`` uint8 clips (already cropped,
-    resized and flipped in the workers) -> normalised float ``(N, C, T, h, w)`` (or
-    ``(N, C·T, h, w)``) in one pass over the batch, on whatever device the batch is.
+    """The main-process end of the CPU path: ``(N, C, T, h, w)`` uint8 clips (cropped, resized,
+    flipped and laid out in the workers: ``uint8_layout``) -> normalised float of the same shape
+    (or ``(N, C·T, h, w)``), one conversion and two in-place passes over the batch, on whatever
+    device the batch is.
 
-    Workers so hand over a quarter of the bytes, and the conversion runs vectorised once per
-    batch instead of once per clip. Presets with photometric augmentation finish in the workers
-    (their ops draw per clip), so this is used only without it.
+    Workers so hand over a quarter of the bytes (and on a GPU the host-to-device copy shrinks
+    alike). Presets with photometric augmentation finish in the workers (their ops draw per
+    clip), so this is used only without it.
     """
 
     def __init__(self, preset: _ClipPreset, *, input_dims: int = 3) -> None:
@@ -690,16 +692,20 @@ class BatchFinish:
         return (self(moved), *rest), []
 
     def _one(self, batch: Tensor) -> Tensor:
-        if batch.dtype != torch.uint8 or batch.dim() != 5:
+        if batch.dtype != torch.uint8 or batch.dim() != 5 or batch.shape[1] not in (2, 3):
             raise ValueError(
-                f"expected (N, T, C, H, W) uint8 clips, got {batch.dtype} {tuple(batch.shape)}"
+                f"expected (N, C, T, H, W) uint8 clips, got {batch.dtype} {tuple(batch.shape)}"
             )
-        mean, std = self.preset.norm[modality_of(batch[0])]
-        scale = 1 / (255 * std.to(batch.device))
-        shift = mean.to(batch.device) / std.to(batch.device)
-        out = batch.permute(0, 2, 1, 3, 4).float()  # (N, C, T, H, W), one copy
-        out = out.mul_(scale.view(1, -1, 1, 1, 1)).sub_(shift.view(1, -1, 1, 1, 1))
-        return to_input_dims(out, self.input_dims)
+        mean, std = (
+            v.to(batch.device) for v in self.preset.norm[MODALITY_BY_CHANNELS[batch.shape[1]]]
+        )
+        out = batch.float().mul_((1 / (255 * std)).unsqueeze(-1))  # (1, C, 1, 1, 1)
+        return to_input_dims(out.sub_((mean / std).unsqueeze(-1)), self.input_dims)
+
+
+def uint8_layout(clip: Tensor) -> Tensor:
+    """A worker's ``(T, C, h, w)`` uint8 clip -> contiguous ``(C, T, h, w)`` for BatchFinish."""
+    return clip.permute(1, 0, 2, 3).contiguous()
 
 
 def _check_input_dims(input_dims: int) -> None:

@@ -37,7 +37,7 @@ from data.gpu_decode import (
     read_encoded,
 )
 from data.splits import VideoRecord
-from data.transforms import BatchFinish, ClipEvalPreset
+from data.transforms import BatchFinish, ClipEvalPreset, uint8_layout
 
 __all__ = ["MODALITY_STREAMS", "VideoClipDataset", "VideoReadError"]
 
@@ -74,7 +74,7 @@ class VideoClipDataset(Dataset):
             never substitutes: the video is left out and counted).
         store_cache_size: open stores kept per process (connections are pooled by framestore).
         deliver: what an item's ``inputs`` are. ``"float"``: the transform's normalised output.
-            ``"uint8"`` (CPU path): the preset's cropped, resized, flipped ``(T, C, h, w)`` uint8
+            ``"uint8"`` (CPU path): the preset's cropped, resized, flipped ``(C, T, h, w)`` uint8
             clips, normalised per batch in the main process by ``batch_finisher``; presets with
             photometric augmentation deliver float (their ops finish in the worker).
             ``"encoded"`` (device path): an :class:`~data.gpu_decode.EncodedClip` (JPEG bytes and
@@ -159,7 +159,7 @@ class VideoClipDataset(Dataset):
         if self.deliver == "encoded":
             return EncodedClip(clips, self.transform.draw(*clips[0].size(), **kwargs))
         if self.deliver == "uint8":
-            outputs = self.transform(*clips, **kwargs, finish=False)
+            outputs = tuple(uint8_layout(c) for c in self.transform(*clips, **kwargs, finish=False))
             return outputs if len(outputs) > 1 else outputs[0]
         outputs = self.transform(*clips, **kwargs)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)

@@ -70,7 +70,7 @@ def test_the_three_deliveries_agree(videos, modality, input_dims):
 
 def test_uint8_items_are_small_and_photometric_presets_finish_in_workers(videos):
     item = dataset(videos, "uint8")[0][0]
-    assert item.dtype == torch.uint8 and item.shape == (4, 3, 16, 16)
+    assert item.dtype == torch.uint8 and item.shape == (3, 4, 16, 16) and item.is_contiguous()
     srtg = dataset(
         videos, "uint8", transform=ClipTrainPreset(crop_size=16, short_side=20, srtg=True)
     )

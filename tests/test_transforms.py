@@ -269,6 +269,7 @@ def test_batch_finish_equals_the_presets_finish():
     assert uint8[0].dtype == torch.uint8 and uint8[0].shape == (3, 3, 16, 16)
     draw = T.ClipDraw(None, None)
     expected = torch.stack([preset.finish(c, draw) for c in uint8])
+    uint8 = [T.uint8_layout(c) for c in uint8]
     torch.testing.assert_close(T.BatchFinish(preset)(torch.stack(uint8)), expected)
     flat = T.BatchFinish(preset, input_dims=2)(torch.stack(uint8))
     assert torch.equal(flat, T.to_input_dims(T.BatchFinish(preset)(torch.stack(uint8)), 2))

@@ -63,8 +63,10 @@ def build_train_loader(
     batch_sampler: Sampler | None = None,
     collate_fn: Callable | None = None,
     multigrid_schedule: MultigridSchedule | None = None,
+    persistent_workers: bool = False,
 ) -> DataLoader:
-    """Shuffled training batches for this rank.
+    """Shuffled training batches for this rank (``persistent_workers``: workers outlive a pass,
+    as benchmarks/loader.py uses them to watch worker memory).
 
     Priority: a family's ``batch_sampler``; else the multigrid sampler when ``--long-cycles`` or
     ``--short-cycles`` is on; else a ``DistributedSampler`` (also for one process, so the order
@@ -74,6 +76,8 @@ def build_train_loader(
     if batch_sampler is None and multigrid_enabled(args):
         batch_sampler = _multigrid_sampler(dataset, args, info, multigrid_schedule)
     common = _common_loader_kwargs(args, info, collate_fn or _dataset_collate(dataset))
+    if persistent_workers and common["num_workers"] > 0:
+        common["persistent_workers"] = True
     if batch_sampler is not None:
         loader = DataLoader(dataset, batch_sampler=batch_sampler, **common)
         return _finished(loader, dataset, info, evaluation=False)
