@@ -226,16 +226,16 @@ def _origin(raw: Any, inner: dict[str, Any], tensors: dict[str, torch.Tensor]) -
     tao_names = any(n.startswith(("fc_cls.", "model_rgb.", "model_of.")) for n in tensors)
     if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "network" in raw:
         return f"ActRec checkpoint of {raw['network']}, epoch {raw.get('epoch')}", False
-    if isinstance(raw, dict) and "state_dict" in raw:
-        epoch = raw.get("epoch")
-        if "pytorch-lightning_version" in raw or (
-            names and all(n.startswith("model.") for n in names)
-        ):
-            return f"TAO PyTorch Lightning checkpoint, epoch {epoch}", False
-        if "epoch" in raw and names and all(n.startswith("module.") for n in names):
-            return f"SRTG save_checkpoint file, epoch {epoch}", True
+    wrapped = isinstance(raw, dict) and "state_dict" in raw
+    epoch = raw.get("epoch") if wrapped else None
+    if wrapped and (
+        "pytorch-lightning_version" in raw or (names and all(n.startswith("model.") for n in names))
+    ):
+        return f"TAO PyTorch Lightning checkpoint, epoch {epoch}", False
     if tao_names:
         return "TAO state dict", False
+    if wrapped and "epoch" in raw and names and all(n.startswith("module.") for n in names):
+        return f"SRTG save_checkpoint file, epoch {epoch}", True
     if srtg_names:
         return "SRTG state dict", True
     if "fc.weight" in tensors and ("stem.0.weight" in tensors or "conv1.weight" in tensors):
