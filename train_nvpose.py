@@ -4,7 +4,10 @@
     python train_nvpose.py synth --output-dir data/synth
     python train_nvpose.py convert --data poses.json --output-dir data/seq [--labels labels.csv]
     python train_nvpose.py train -e configs/nvpose/experiment_nvidia.yaml \\
-        dataset.train_dataset.data_path=data/synth/train_data.npy train.num_epochs=20
+        dataset.train_dataset.data_path=data/synth/train_data.npy \\
+        dataset.train_dataset.label_path=data/synth/train_label.pkl \\
+        dataset.val_dataset.data_path=data/synth/val_data.npy \\
+        dataset.val_dataset.label_path=data/synth/val_label.pkl train.num_epochs=20
     python train_nvpose.py train --train-data train_data.npy --train-labels train_label.pkl \\
         --val-data val_data.npy --val-labels val_label.pkl --label-map label_map.json
     python train_nvpose.py evaluate --checkpoint results/best.pth --data val_data.npy \\
