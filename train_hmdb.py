@@ -470,24 +470,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         len(split.val),
         len(split.class_names),
     )
-    saved = _save_split(split, args)
-    summary = fit(model, train_set, val_set, args, family=FAMILY, class_names=split.class_names)
-    if not saved:  # the run directory was chosen inside fit
-        _save_split(split, args)
+    summary = fit(
+        model,
+        train_set,
+        val_set,
+        args,
+        family=FAMILY,
+        class_names=split.class_names,
+        on_run_dir=lambda run_dir: _save_split(split, run_dir),
+    )
     log.info("%s", describe_best(summary))
     return 0
 
 
-def _save_split(split: SplitResult, args: argparse.Namespace) -> bool:
-    """Rank 0 writes the videos the run trains and validates on to ``<run dir>/splits_used/``
-    (UCF101-style lists; ``--splits <run dir>/splits_used`` reproduces the split). False while
-    the run directory is not known yet."""
-    if not args.output_dir:
-        return False
-    if os.environ.get("RANK", "0") == "0":
-        folder = write_split_lists(split, Path(args.output_dir) / SPLITS_USED)
-        log.info("the split this run uses: %s", folder)
-    return True
+def _save_split(split: SplitResult, run_dir: Path) -> None:
+    """Write the videos the run trains and validates on to ``<run dir>/splits_used/``
+    (UCF101-style lists; ``--splits <run dir>/splits_used`` reproduces the split); called by the
+    engine on rank 0 once the run directory is accepted."""
+    folder = write_split_lists(split, run_dir / SPLITS_USED)
+    log.info("the split this run uses: %s", folder)
 
 
 def _restore(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

@@ -112,6 +112,7 @@ def fit(
     param_groups: Sequence[dict[str, Any]] | None = None,
     lr_lambda: Callable[[float], float] | None = None,
     output_dir: str | Path | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``args.end_epoch`` epochs with validation, checkpoints, logs and auto-resume.
 
@@ -121,7 +122,9 @@ def fit(
     (dicts with ``params`` and optional ``lr_mult``/``weight_decay``) replace the default groups;
     ``lr_lambda(progress in [0, 1]) -> factor`` replaces the ``--lr-schedule``. ``output_dir``
     overrides ``args.output_dir``; without either, a new ``runs/<family>/<network>-<time>``
-    directory is made (``train.rundir``). Returns a summary: ``epoch``, ``best_metric`` (best
+    directory is made (``train.rundir``). ``on_run_dir(run_dir)`` runs on rank 0 once the
+    directory is accepted (same experiment, reconciled), before the first epoch: for files a
+    family keeps beside the checkpoints. Returns a summary: ``epoch``, ``best_metric`` (best
     validation video top-1; ``None`` without a validation set), ``best_epoch``, ``best_by``
     (what chose best.pth: ``BEST_BY_VALIDATION`` or, without a validation set,
     ``BEST_BY_LAST_EPOCH``), ``skipped_steps``, ``run_dir`` and the last epoch's metrics
@@ -140,6 +143,7 @@ def fit(
         param_groups=param_groups,
         lr_lambda=lr_lambda,
         output_dir=output_dir,
+        on_run_dir=on_run_dir,
     )
     row: dict[str, Any] = {}
     log_file = (
@@ -197,6 +201,7 @@ def _setup(
     param_groups: Sequence[dict[str, Any]] | None,
     lr_lambda: Callable[[float], float] | None,
     output_dir: str | Path | None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> _Context:
     info = init_distributed(args.device, getattr(args, "dist_timeout", None))
     _check_args(args, info)
@@ -221,6 +226,8 @@ def _setup(
     if info.rank == 0:
         _prepare_run_dir(run_dir, args, progress, resume_path)
         write_resolved_args(baseline, run_dir)
+        if on_run_dir is not None:
+            on_run_dir(run_dir)
     barrier()
     criterion = criterion or nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     ctx = _Context(
