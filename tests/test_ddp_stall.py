@@ -5,13 +5,12 @@ global batch; without BatchNorm they agree, tests/test_distributed.py)."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_engine_toys import CLASS_NAMES, ToyClassifier, ToyDataset, make_args
+from test_engine_toys import CLASS_NAMES, ToyClassifier, ToyDataset, free_port, make_args
 
 from train.distributed import DistributedTimeoutError, cleanup_distributed, init_distributed
 from train.engine import fit
@@ -55,16 +54,10 @@ def _stall_worker(rank: int, port: int, output_dir: str, results) -> None:
         results.put((rank, str(error)))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_stalled_rank_is_named_within_the_timeout(tmp_path):
     context = mp.get_context(METHOD)
     results = context.SimpleQueue()
-    port = _free_port()
+    port = free_port()
     workers = [
         context.Process(target=_stall_worker, args=(rank, port, str(tmp_path / "run"), results))
         for rank in range(2)
@@ -114,7 +107,7 @@ def test_batch_norm_statistics_are_per_rank(tmp_path):
     # Same global batch (2 ranks x 2 = 4 clips), same data and weights: only the BatchNorm
     # statistics differ (over 2 clips per rank instead of 4), and so does the training loss.
     mp.start_processes(
-        _bn_worker, args=(_free_port(), str(tmp_path / "ddp")), nprocs=2, start_method=METHOD
+        _bn_worker, args=(free_port(), str(tmp_path / "ddp")), nprocs=2, start_method=METHOD
     )
     _train_bn(tmp_path / "single", batch_size=4)
     ddp, single = read_metrics(tmp_path / "ddp")[0], read_metrics(tmp_path / "single")[0]

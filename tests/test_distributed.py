@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_engine_toys import CLASS_NAMES, ToyClassifier, ToyDataset, make_args
+from test_engine_toys import CLASS_NAMES, ToyClassifier, ToyDataset, free_port, make_args
 
 from train.checkpoint import load_checkpoint
 from train.distributed import (
@@ -65,17 +64,11 @@ def _worker(rank: int, world_size: int, port: int, output_dir: str, results) -> 
     cleanup_distributed()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_ddp_two_cpu_processes_equal_one_process(tmp_path):
     # fork where there is one: the children inherit the imported modules (spawn re-imports torch).
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     results = mp.get_context(method).SimpleQueue()
-    args = (2, _free_port(), str(tmp_path / "ddp"), results)
+    args = (2, free_port(), str(tmp_path / "ddp"), results)
     mp.start_processes(_worker, args=args, nprocs=2, join=True, start_method=method)
     assert sorted(results.get() for _ in range(2)) == [(0, 3.0), (1, 3.0)]
     _train(tmp_path / "single", GLOBAL_BATCH)

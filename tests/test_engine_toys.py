@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
 from pathlib import Path
 
 import torch
@@ -136,3 +137,10 @@ def weights_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
 
 def close(a: float, b: float, tol: float = 1e-6) -> bool:
     return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+
+
+def free_port() -> int:
+    """A free TCP port on localhost (MASTER_PORT of a test process group)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
