@@ -112,3 +112,12 @@ def test_batch_norm_statistics_are_per_rank(tmp_path):
     _train_bn(tmp_path / "single", batch_size=4)
     ddp, single = read_metrics(tmp_path / "ddp")[0], read_metrics(tmp_path / "single")[0]
     assert ddp["train_loss"] != pytest.approx(single["train_loss"], rel=1e-4)
+
+
+def test_only_collective_timeouts_count_as_a_stall():
+    from train.distributed import _is_collective_timeout
+
+    gloo = "[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 3000ms for recv operation"
+    assert _is_collective_timeout(RuntimeError(gloo))
+    assert _is_collective_timeout(RuntimeError("Watchdog caught collective operation timeout"))
+    assert not _is_collective_timeout(RuntimeError("DataLoader timed out after 5 seconds"))

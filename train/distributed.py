@@ -122,6 +122,16 @@ def _is_timeout(error: BaseException) -> bool:
     return "timed out" in text or "timeout" in text
 
 
+# Words of the backends' timeout messages (gloo: "Timed out waiting 600000ms for recv operation",
+# NCCL: "Watchdog caught collective operation timeout"); a DataLoader's "timed out" is not one.
+_COLLECTIVE_WORDS = ("gloo", "nccl", "collective", "watchdog", "process group", "timed out waiting")
+
+
+def _is_collective_timeout(error: BaseException) -> bool:
+    text = str(error).lower()
+    return _is_timeout(error) and any(word in text for word in _COLLECTIVE_WORDS)
+
+
 def watch_for_stalls(step: Callable[[], _T]) -> _T:
     """Run ``step()``; a collective that times out inside it becomes a
     :class:`DistributedTimeoutError` naming the rank(s) that did not answer.
@@ -134,7 +144,7 @@ def watch_for_stalls(step: Callable[[], _T]) -> _T:
     except RuntimeError as error:
         if not is_distributed() or isinstance(error, DistributedTimeoutError):
             raise
-        if not _is_timeout(error):
+        if not _is_collective_timeout(error):
             raise
         raise DistributedTimeoutError(_stall_message()) from None
 
