@@ -1,8 +1,8 @@
 """Running one subcommand of a family script: seeding, error reporting, process-group cleanup.
 
 Every entry script's ``main(argv)`` is ``run_script(parse, COMMANDS)``, so all families get the
-same exit codes: 0 success, 1 training diverged or a rank stalled, 2 bad input (one line naming the file or flag, no
-traceback). Every command also gets the same malloc settings (``train.malloc``).
+same exit codes: 0 success, 1 training diverged or a rank stalled, 2 bad input (one line naming
+the file or flag, no traceback). Every command also gets the same malloc settings (``train.malloc``).
 """
 
 from __future__ import annotations
