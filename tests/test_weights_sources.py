@@ -251,3 +251,60 @@ def test_encrypted_tao_models_are_one_line(tmp_path):
     other.write_text("not weights")
     with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         load_pretrained(build_model("r3d_tiny"), other)
+
+
+# --- through the script: a refused file is exit code 2 with the table in the log --------------
+
+
+@pytest.fixture(scope="module")
+def hmdb_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    import train_hmdb
+
+    root = tmp_path_factory.mktemp("hmdb_pretrained")
+    videos, data = root / "videos", root / "data"
+    synth = [
+        "synth",
+        "--out",
+        str(videos),
+        "--classes",
+        "move_left",
+        "grow",
+        "--videos-per-class",
+        "2",
+    ]
+    assert train_hmdb.main([*synth, "--frames", "8", "--size", "40x32"]) == 0
+    prepare = ["prepare", "--videos", str(videos), "--out", str(data), "--short-side", "32"]
+    assert train_hmdb.main([*prepare, "--workers", "1"]) == 0
+    return {"data": str(data), "splits": str(videos / "splits")}
+
+
+@pytest.mark.parametrize("case", ["another-family", "srtg-plain", "encrypted"])
+def test_train_hmdb_refuses_with_exit_code_2(hmdb_data, tmp_path, caplog, case):
+    import train_hmdb
+
+    if case == "another-family":
+        path, network, expected = tmp_path / "stgcn.pth", "r3d_tiny", "a skeleton checkpoint"
+        stgcn = build_model("st_gcn_tiny", num_classes=3).state_dict()
+        torch.save({"model": stgcn, "network": "st_gcn_tiny", "family": "skeleton"}, path)
+    elif case == "srtg-plain":  # SRTG's get_symbol: a plain r3d under an srtg_* name
+        path, network = tmp_path / "srtg_r3d_tiny_ep-0040.pth", "srtg_r3d_tiny"
+        expected = "it loads completely with: --network srtg_r3d_tiny --no-sr-blocks"
+        plain = build_model("srtg_r3d_tiny", sr_blocks=False, num_classes=2).state_dict()
+        torch.save(srtg_file({srtg_names(k, v.shape): v for k, v in plain.items()}), path)
+    else:
+        path, network = tmp_path / "ar_model.etlt", "r3d_tiny"
+        expected = "encrypted TAO models must be decrypted with TAO first"
+        path.write_bytes(b"\x07encrypted" * 16)
+    argv = [
+        "train", "--data", hmdb_data["data"], "--splits", hmdb_data["splits"],
+        "--network", network, "--clip-length", "4", "--clip-size", "32", "--batch-size", "2",
+        "--end-epoch", "1", "--workers", "0", "--no-tensorboard", "--no-plots",
+        "--output-dir", str(tmp_path / "run"), "--pretrained", str(path),
+    ]  # fmt: skip
+    assert train_hmdb.main(argv) == 2
+    assert expected in caplog.text
+    if case == "srtg-plain":  # the same file trains with the flag the table names
+        caplog.clear()
+        argv[argv.index("--output-dir") + 1] = str(tmp_path / "run2")
+        assert train_hmdb.main([*argv, "--no-sr-blocks"]) == 0
+        assert "0 missing, 0 unexpected" in caplog.text
