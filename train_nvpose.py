@@ -308,7 +308,7 @@ def _adopt_stored_graph(args: argparse.Namespace) -> None:
 
 
 def _build_network(args: argparse.Namespace, class_names: list[str], shape: tuple) -> Any:
-    channels, _, joints, _ = shape
+    channels = shape[0]
     _adopt_stored_graph(args)
     model = build_model(
         args.network, num_classes=len(class_names), in_channels=args.in_channels or channels,
@@ -316,12 +316,22 @@ def _build_network(args: argparse.Namespace, class_names: list[str], shape: tupl
         graph_legacy=args.graph_legacy,
         edge_importance_weighting=args.edge_importance_weighting, dropout=args.dropout,
     )  # fmt: skip
-    if model.A.shape[-1] != joints:
-        raise ValueError(
-            f"{args.train_data}: {joints} joints per pose, but graph layout "
-            f"{model.graph.layout.name!r} has {model.A.shape[-1]}"
-        )
+    _check_poses(model, shape, args.train_data)
     return model
+
+
+def _check_poses(model: Any, shape: tuple, source: str) -> None:
+    """(C, T, V, M) sequences fit the network: V joints of its graph, C input channels."""
+    channels, _, joints, _ = shape
+    expected = model.A.shape[-1]
+    if joints != expected:
+        raise ValueError(
+            f"{source}: {joints} joints per pose, but the network's graph layout "
+            f"{model.graph.layout.name!r} has {expected}"
+        )
+    wanted = model.data_bn.num_features // expected
+    if channels != wanted:
+        raise ValueError(f"{source}: {channels} channels per joint, but the network takes {wanted}")
 
 
 def _labelled_dataset(data: str, labels: str | None, class_names: list[str]) -> SkeletonDataset:
@@ -379,6 +389,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, family=FAMILY)
     names = list(model.class_names or [])
     dataset = _labelled_dataset(args.data, args.labels, names)
+    _check_poses(model, dataset.shape, args.data)
     result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
     print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "
           f"{100 * result.mean_class_accuracy:.2f}% on {result.num_clips} sequences")  # fmt: skip
@@ -433,6 +444,7 @@ def cmd_inference(args: argparse.Namespace) -> int:
         files = skeleton_convert.input_files(args.data)
         sequences = skeleton_convert.convert_files(files, settings)
         dataset = SkeletonDataset(skeleton_convert.pad_sequences(sequences, settings))
+    _check_poses(model, dataset.shape, args.data)
     scores = predict(model, dataset, args)
     actions = [names[int(np.argmax(scores[i]))] if i in scores else "unknown"
                for i in range(len(dataset.data))]  # fmt: skip

@@ -34,7 +34,7 @@ import json
 import logging
 import math
 import pickle
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,29 +175,107 @@ def normalize_pose(values: Iterable[float], settings: ConvertSettings) -> np.nda
     return coords.T.astype(np.float32)
 
 
+# |coordinate| above this (mm, pixels) is no measurement; such poses are dropped, counted per file.
+MAX_ABS_COORDINATE = 1e6
+UNSEEN_PELVIS = "3D poses whose pelvis had zero confidence (--keep-unseen-pelvis keeps them as TAO)"
+BAD_VALUES = f"poses with NaN, infinite or absurd (|value| > {MAX_ABS_COORDINATE:g}) coordinates"
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+              int: "a number", float: "a number", type(None): "null"}  # fmt: skip
+
+
+def _json_type(value: object) -> str:
+    return JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _integer(value: object, where: str, field: str) -> int:
+    """An integral JSON number (``7`` or ``7.0``); anything else raises naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}: {field} {value!r} is {_json_type(value)}, not an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{where}: {field} {value!r} is not an integer")
+    return int(value)
+
+
+def _frame_objects(frame: object, position: int, source: str) -> tuple[int, list[dict]]:
+    """(frame_num, objects) of one frame, or ValueError naming file, frame and field."""
+    if not isinstance(frame, dict):
+        raise ValueError(f"{source}: frame {position}: expected an object, got {_json_type(frame)}")
+    frame_num = _integer(
+        frame.get("frame_num", position), f"{source}: frame {position}", "frame_num"
+    )
+    objects = frame.get("objects", [])
+    if not isinstance(objects, list):
+        raise ValueError(
+            f"{source}: frame {frame_num}: objects is {_json_type(objects)}, not an array"
+        )
+    for index, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            raise ValueError(
+                f"{source}: frame {frame_num}, object {index}: expected an object, got "
+                f"{_json_type(obj)}"
+            )
+    return frame_num, objects
+
+
+def _pose_values(obj: dict, key: str, where: str, settings: ConvertSettings) -> np.ndarray:
+    """The flat [x, y, z, conf]×V numbers of ``obj[key]`` as float64."""
+    values = obj[key]
+    if not isinstance(values, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(f"{where}: {key} must be an array of numbers")
+    if len(values) != 4 * settings.num_joints:
+        raise ValueError(
+            f"{where}: {key} has {len(values) // 4} joints, expected "
+            f"num_joints={settings.num_joints}"
+        )
+    return np.asarray(values, dtype=np.float64)
+
+
+def _plausible(values: np.ndarray, settings: ConvertSettings) -> bool:
+    """Finite confidences; finite coordinates within ±MAX_ABS_COORDINATE for every joint used
+    (the seen ones, and the 3D root that is subtracted)."""
+    joints = values.reshape(settings.num_joints, 4)
+    if not np.isfinite(joints[:, 3]).all():
+        return False
+    used = joints[:, 3] != 0
+    if settings.pose_type == "3dbp":
+        used[0] = True
+    coords = joints[used, :3]
+    return bool(np.isfinite(coords).all() and (np.abs(coords) <= MAX_ABS_COORDINATE).all())
+
+
+def _drop_reason(values: np.ndarray, pose: np.ndarray | None, settings: ConvertSettings) -> str:
+    """Why a pose is dropped ("" when kept): implausible values (also after normalisation, e.g.
+    an overflowing division) or an unseen 3D pelvis."""
+    if not _plausible(values, settings) or (pose is not None and not np.isfinite(pose).all()):
+        return BAD_VALUES
+    return UNSEEN_PELVIS if pose is None else ""
+
+
 def collect_tracks(
-    frames: list[dict], settings: ConvertSettings, source: str
-) -> tuple[dict[int, list[tuple[int, np.ndarray]]], int]:
-    """Per object id, its (frame_num, (C, V) pose) in file order; and the dropped-frame count."""
+    frames: list, settings: ConvertSettings, source: str
+) -> tuple[dict[int, list[tuple[int, np.ndarray]]], Counter]:
+    """Per object id, its (frame_num, (C, V) pose) in file order; and the dropped poses by
+    reason (``UNSEEN_PELVIS``, ``BAD_VALUES``). Malformed frames or objects raise ValueError
+    naming the file, the frame and the field."""
     key = POSE_TYPES[settings.pose_type][0]
     tracks: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    dropped = 0
+    dropped: Counter = Counter()
     for position, frame in enumerate(frames):
-        frame_num = int(frame.get("frame_num", position))
-        for obj in frame.get("objects", []):
-            values = obj.get(key)
-            if values is None or "object_id" not in obj:
-                raise ValueError(f"{source}: frame {frame_num}: an object lacks object_id or {key}")
-            if len(values) != 4 * settings.num_joints:
-                raise ValueError(
-                    f"{source}: frame {frame_num}, object {obj['object_id']}: {key} has "
-                    f"{len(values) // 4} joints, expected num_joints={settings.num_joints}"
-                )
-            pose = normalize_pose(values, settings)
-            if pose is None:
-                dropped += 1
+        frame_num, objects = _frame_objects(frame, position, source)
+        for index, obj in enumerate(objects):
+            where = f"{source}: frame {frame_num}, object {index}"
+            if obj.get(key) is None or "object_id" not in obj:
+                raise ValueError(f"{where}: an object lacks object_id or {key}")
+            object_id = _integer(obj["object_id"], where, "object_id")
+            values = _pose_values(obj, key, where, settings)
+            pose = normalize_pose(values, settings) if _plausible(values, settings) else None
+            reason = _drop_reason(values, pose, settings)
+            if reason:
+                dropped[reason] += 1
                 continue
-            tracks[int(obj["object_id"])].append((frame_num, pose))
+            tracks[object_id].append((frame_num, pose))
     return tracks, dropped
 
 
@@ -225,8 +303,11 @@ def window_bounds(num_frames: int, settings: ConvertSettings) -> list[tuple[int,
 
 
 def sequences_of_file(path: Path, settings: ConvertSettings) -> tuple[list[Sequence], int]:
-    """All windows of all objects of one JSON file, and its count of dropped frames."""
+    """All windows of all objects of one JSON file, and its count of dropped poses (each
+    reason logged with the file's name)."""
     tracks, dropped = collect_tracks(read_deepstream_json(path), settings, str(path))
+    for reason, count in dropped.items():
+        logger.warning("%s: dropped %d %s", path, count, reason)
     sequences = []
     for object_id, entries in tracks.items():
         frame_nums = [frame for frame, _ in entries]
@@ -243,7 +324,7 @@ def sequences_of_file(path: Path, settings: ConvertSettings) -> tuple[list[Seque
                         poses[:, start:end],
                     )
                 )
-    return sequences, dropped
+    return sequences, sum(dropped.values())
 
 
 def pad_sequences(sequences: list[Sequence], settings: ConvertSettings) -> np.ndarray:
@@ -334,12 +415,8 @@ def convert_files(files: list[Path], settings: ConvertSettings) -> list[Sequence
         found, lost = sequences_of_file(path, settings)
         sequences += found
         dropped += lost
-    if dropped:
-        logger.warning(
-            "dropped %d 3D poses whose pelvis had zero confidence (--keep-unseen-pelvis keeps "
-            "them as TAO does)",
-            dropped,
-        )
+    if dropped and len(files) > 1:
+        logger.warning("dropped %d poses in %d files in all", dropped, len(files))
     return sequences
 
 
@@ -367,6 +444,8 @@ def write_outputs(
 ) -> list[dict]:
     """Per-object arrays, ``data.npy`` (``data``: the padded sequences) and the manifest;
     returns the manifest rows."""
+    if not np.isfinite(data).all():  # collect_tracks drops such poses; never write them
+        raise ValueError(f"{out_dir}: refusing to write sequences with NaN or infinite values")
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / "data.npy", data, allow_pickle=False)
     rows = _manifest_rows(sequences, files)

@@ -1,6 +1,6 @@
 """A TAO ST-GCN checkpoint stores its adjacency ``A``: train_nvpose adopts the graph that
 reproduces it (and logs it) or refuses a contradicting flag; a network never computes silently
-with another partition."""
+with another partition. Sequences that do not fit a checkpoint's network are one line, exit 2."""
 
 from __future__ import annotations
 
@@ -62,3 +62,25 @@ def test_a_contradicting_flag_is_refused(ntu_data, tmp_path, capsys):
     assert "tao.ckpt: its adjacency A is the graph" in err and "drop --graph-legacy" in err
     assert "Traceback" not in err
     assert not (tmp_path / "run" / "latest.pth").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "inference"])
+@pytest.mark.parametrize(("joints", "channels", "message"),
+                         [(34, 3, "34 joints per pose, but the network's graph layout 'ntu-rgb+d' "
+                           "has 25"), (25, 2, "2 channels per joint, but the network takes 3")])  # fmt: skip
+def test_sequences_that_do_not_fit_the_checkpoint(
+    ntu_data, tmp_path_factory, capsys, command, joints, channels, message
+):
+    run = tmp_path_factory.getbasetemp() / "fit_run"
+    if not (run / "best.pth").exists():
+        assert _train(ntu_data, run, "--graph-layout", "ntu-rgb+d") == 0
+    data = tmp_path_factory.mktemp("bad") / "data.npy"
+    np.save(data, np.zeros((6, channels, 8, joints, 1), np.float32))
+    argv = [command, "--checkpoint", str(run / "best.pth"), "--data", str(data),
+            "--output-dir", str(data.parent / "out"), "--device", "cpu", "--workers", "0"]  # fmt: skip
+    if command == "evaluate":
+        argv += ["--labels", str(ntu_data / "labels.pkl")]
+    capsys.readouterr()
+    assert train_nvpose.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{data}: {message}" in err and "Traceback" not in err

@@ -227,3 +227,73 @@ def test_malformed_input_names_file_and_position(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no \.json files"):
         convert(tmp_path / "empty", tmp_path / "o2", ConvertSettings())
+
+
+def _write(tmp_path, frames, name="p.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(frames))  # json writes NaN and Infinity as Python reads them
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda values: values.__setitem__(4 * 5, float("nan")),  # one seen joint NaN
+        lambda values: values.__setitem__(4 * 9 + 1, float("inf")),
+        lambda values: values.__setitem__(4 * 2 + 2, 1e306),  # absurd
+        lambda values: values.__setitem__(0, float("nan")),  # NaN root: every joint NaN
+        lambda values: values.__setitem__(4 * 3 + 3, float("nan")),  # NaN confidence
+    ],
+)
+def test_non_finite_or_absurd_poses_are_dropped_and_counted(tmp_path, caplog, corrupt) -> None:
+    frames = frames_json(list(range(14)))
+    for frame in (3, 8):
+        corrupt(frames[frame]["batches"][0]["objects"][0]["pose3d"])
+    path = _write(tmp_path, frames)
+    rows = convert(path, tmp_path / "o", ConvertSettings())
+    assert [r["num_frames"] for r in rows] == [12]
+    assert f"{path}: dropped 2 poses with NaN, infinite or absurd" in caplog.text
+    data = np.load(tmp_path / "o" / "data.npy")
+    assert np.isfinite(data).all() and np.abs(data).max() < 10
+
+
+def test_unseen_joints_may_hold_any_value(tmp_path) -> None:
+    frames = frames_json(list(range(12)), missing=(4,))
+    frames[0]["batches"][0]["objects"][0]["pose3d"][4 * 4] = float("nan")  # unused: conf 0
+    rows = convert(_write(tmp_path, frames), tmp_path / "o", ConvertSettings())
+    assert [r["num_frames"] for r in rows] == [12]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f[1].update(batches=["x"]), r"p\.json: frame 1: expected an object, got a string"),
+        (lambda f: f[2]["batches"][0].update(objects=[7]),
+         r"p\.json: frame 2, object 0: expected an object, got a number"),
+        (lambda f: f[2]["batches"][0].update(objects={"a": 1}),
+         r"p\.json: frame 2: objects is an object, not an array"),
+        (lambda f: f[3]["batches"][0]["objects"][0].update(object_id="seven"),
+         r"p\.json: frame 3, object 0: object_id 'seven' is a string, not an integer"),
+        (lambda f: f[3]["batches"][0].update(frame_num="3"),
+         r"p\.json: frame 3: frame_num '3' is a string, not an integer"),
+        (lambda f: f[4]["batches"][0]["objects"][0].update(pose3d=["a"] * 136),
+         r"p\.json: frame 4, object 0: pose3d must be an array of numbers"),
+    ],
+)  # fmt: skip
+def test_malformed_frames_and_objects_name_file_frame_and_field(tmp_path, change, message):
+    frames = frames_json(list(range(6)))
+    change(frames)
+    with pytest.raises(ValueError, match=message):
+        convert(_write(tmp_path, frames), tmp_path / "o", ConvertSettings())
+
+
+def test_convert_and_inference_exit_2_in_one_line(tmp_path, capsys) -> None:
+    import train_nvpose
+
+    frames = frames_json(list(range(12)))
+    frames[5]["batches"][0]["objects"][0]["object_id"] = "x7"
+    path = _write(tmp_path, frames)
+    assert train_nvpose.main(["convert", "--data", path, "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "p.json: frame 5, object 0: object_id 'x7'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
