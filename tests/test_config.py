@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from train.args import common_parser
-from train.config import load_spec, parse_override, resolve_args, write_resolved_args
+from train.config import SpecError, load_spec, parse_override, resolve_args, write_resolved_args
 
 SPEC_MAP = {
     "train_config.optim.lr": "lr_base",
@@ -112,10 +112,10 @@ def test_bad_spec_files_name_the_file(tmp_path, text, message):
 
 
 def test_unknown_override_and_bad_choice_are_errors(spec_file):
-    with pytest.raises(SystemExit, match="unknown override 'no_such_key'"):
+    with pytest.raises(SpecError, match="unknown override 'no_such_key'"):
         resolve_args(_parser(), ["no_such_key=3"], SPEC_MAP)
     bad = {"train_config.optim.lr_scheduler": "optimizer"}
-    with pytest.raises(SystemExit, match="not one of"):
+    with pytest.raises(SpecError, match=r"lr_scheduler: 'AutoReduce' is not one of sgd, adamw"):
         resolve_args(_parser(), ["-e", str(spec_file)], bad)
 
 

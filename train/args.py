@@ -17,6 +17,7 @@ import argparse
 import os
 
 from train.checkpoint import KEEP_CHECKPOINTS, keep_count
+from train.config import add_spec_arguments
 from train.distributed import DEFAULT_TIMEOUT_MINUTES
 from train.multigrid import BN_BASE_SIZE, EPOCH_FACTOR, MULTIGRID_SCHEDULES
 from train.validation import (
@@ -98,13 +99,9 @@ def add_multigrid_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_arguments(group: argparse._ArgumentGroup, *, training: bool) -> None:
+    add_spec_arguments(group)
     group.add_argument(
-        "-e",
-        "--experiment-spec",
-        default=None,
-        help="YAML/JSON spec (TAO style); key=value arguments override its entries",
-    )
-    group.add_argument(
+        "-r",
         "--output-dir",
         default=None,
         help="run directory (logs, checkpoints); train's default is a new "

@@ -6,34 +6,91 @@ become parser defaults before the final parse, so any flag given on the command 
     spec_map = {"train_config.optim.lr": "lr_base", "dataset_config.batch_size": "batch_size"}
     args = resolve_args(parser, ["train", "-e", "spec.yaml", "train_config.optim.lr=0.01"], spec_map)
 
-A ``spec_map`` value is an argparse dest, or ``(dest, convert)`` where ``convert(value)`` turns a
-spec value into the flag's value (e.g. a TAO scheduler name into ``--lr-schedule``).
+A ``spec_map`` value (a :data:`SpecTarget`) is one of
+
+- an argparse dest: the spec value becomes that flag's default (typed and checked like the flag);
+- ``(dest, convert)``: ``convert(value)`` gives the flag's value (e.g. ``[224, 224]`` → 224); it
+  raises ValueError/TypeError for a bad value;
+- ``(dest, {spec value: flag value})``: a closed set of spec values (``MultiStep`` →
+  ``multistep``); any other value is refused with the allowed ones;
+- :class:`Ignored`: a documented key that ActRec accepts and does not use, with the reason.
+
+``spec_map`` may also be a function of the spec (for layouts whose keys mean different things, e.g.
+TAO 3/4 and TAO 5 ``results_dir``). ``known_keys`` lists the keys other subcommands use, which are
+silently left alone. Every other key is unknown: :func:`log_spec_notes` warns about it once logging
+is set up, and ``--strict-spec`` refuses it. Every bad spec value is one :class:`SpecError` line
+naming the file, the key and the allowed values (exit code 2 through ``train.runner``).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 __all__ = [
+    "Ignored",
+    "SpecError",
+    "add_spec_arguments",
+    "command_of",
     "load_spec",
+    "log_spec_notes",
     "parse_override",
     "resolve_args",
+    "spec_table",
+    "square_shape",
     "write_resolved_args",
 ]
 
 log = logging.getLogger(__name__)
 
-SpecTarget = str | tuple[str, Callable[[Any], Any]]
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")
+KEY_NOTE = "-k/--key is accepted for TAO compatibility and ignored: ActRec files are not encrypted"
+
+
+class SpecError(ValueError):
+    """A spec key or value ActRec cannot use; the message is one line naming file and key."""
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A documented spec key that is accepted and not used; ``reason`` says why."""
+
+    reason: str
+
+
+SpecTarget = str | tuple[str, Callable[[Any], Any] | Mapping[Any, Any]] | Ignored
+SpecMap = Mapping[str, SpecTarget]
+
+
+def add_spec_arguments(group: argparse._ActionsContainer) -> None:
+    """``-e`` (TAO's ``--experiment_spec_file`` names too), ``-k`` and ``--strict-spec``."""
+    group.add_argument(
+        "-e",
+        "--experiment-spec",
+        "--experiment_spec_file",
+        "--experiment_spec",
+        dest="experiment_spec",
+        default=None,
+        help="YAML/JSON spec (TAO 3/4 or TAO 5 layout); key=value arguments override its entries",
+    )
+    group.add_argument(
+        "-k", "--key", default=None, help="TAO's encryption key: accepted and ignored (a note)"
+    )
+    group.add_argument(
+        "--strict-spec",
+        action="store_true",
+        help="refuse spec keys ActRec does not know (default: a warning naming them)",
+    )
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
@@ -64,39 +121,67 @@ def parse_override(token: str) -> tuple[str, Any]:
     return key, value
 
 
+def command_of(argv: Sequence[str]) -> str:
+    """The subcommand of a family script's ``argv`` (its first token), or ``""``."""
+    return next((token for token in argv if not token.startswith("-")), "")
+
+
+def square_shape(value: Any) -> int:
+    """TAO's ``output_shape`` ``[height, width]`` → the crop size; ActRec crops square clips."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError("expected [height, width], e.g. [224, 224]")
+    height, width = (int(side) for side in value)
+    if height != width or height <= 0:
+        raise ValueError("expected two equal positive sizes (ActRec crops square clips)")
+    return height
+
+
 def resolve_args(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,
-    spec_map: Mapping[str, SpecTarget] | None = None,
+    spec_map: SpecMap | Callable[[Mapping[str, Any]], SpecMap] | None = None,
+    *,
+    known_keys: Iterable[str] = (),
 ) -> argparse.Namespace:
     """Parse ``argv`` with the spec (``-e``) and ``key=value`` overrides as defaults.
 
     Override keys may be dotted spec keys (``model_config.rgb_seq_length=32``), top-level keys
     named in ``spec_map`` (``batch_size=4`` in TAO style) or argparse dests. The merged spec (after
-    overrides) is stored in ``args.spec`` (``None`` without a spec) for family-specific sections.
+    overrides) is stored in ``args.spec`` (``None`` without a spec) for family-specific sections;
+    the notes for :func:`log_spec_notes` in ``args.spec_notes``.
     """
-    spec_map = dict(spec_map or {})
     argv = list(sys.argv[1:] if argv is None else argv)
     cli, overrides = _split_overrides(parser, argv)
     known, _ = parser.parse_known_args(cli)
     spec_path = getattr(known, "experiment_spec", None)
     spec = load_spec(spec_path) if spec_path else {}
     source = str(spec_path) if spec_path else "command line"
-    dests = _all_dests(parser)
-    direct: dict[str, Any] = {}
-    for key, value in overrides:
-        if _is_spec_key(key, spec_map, spec):
-            _set_nested(spec, key, value)
-        elif key in dests:
-            direct[key] = value
-        else:
-            raise SystemExit(f"error: unknown override {key!r}: not a key of {source} nor a flag")
-    defaults = _map_spec(spec, spec_map, source)
-    defaults.update(direct)
-    _set_defaults(parser, _typed_defaults(parser, defaults, source))
+    mapping = _spec_map(spec_map, spec)
+    everything = set(mapping) | set(known_keys)
+    top_level, direct = _apply_overrides(parser, spec, overrides, everything, source)
+    mapping = _spec_map(spec_map, spec)
+    values, origins, notes, unknown = _map_spec(
+        {**_flatten(spec, everything), **top_level}, mapping, everything, source
+    )
+    if unknown and getattr(known, "strict_spec", False):
+        raise SpecError(f"{source}: unknown spec keys (--strict-spec): {'; '.join(unknown)}")
+    defaults = _typed_defaults(parser, values, origins, source)
+    defaults.update(_typed_defaults(parser, direct, {k: k for k in direct}, source))
+    _set_defaults(parser, defaults)
     args = parser.parse_args(cli)
     args.spec = spec if (spec_path or overrides) else None
+    args.spec_notes = [(logging.WARNING, f"{source}: unknown spec key {key}") for key in unknown]
+    args.spec_notes += [(logging.INFO, f"{source}: {note}") for note in notes]
+    if getattr(args, "key", None) is not None:
+        args.spec_notes.append((logging.INFO, KEY_NOTE))
     return args
+
+
+def log_spec_notes(args: argparse.Namespace) -> None:
+    """Log (once logging is set up) the spec's unknown keys as warnings and the accepted-and-
+    ignored ones as notes; the notes leave ``args`` (they are not run arguments)."""
+    for level, message in vars(args).pop("spec_notes", None) or []:
+        log.log(level, "%s", message)
 
 
 def write_resolved_args(args: argparse.Namespace, run_dir: str | Path) -> Path:
@@ -114,6 +199,22 @@ def plain_args(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
     return {key: _plain(value) for key, value in items if not callable(value)}
 
 
+def spec_table(spec_map: SpecMap) -> list[tuple[str, str]]:
+    """(key, handling) rows for the docs: ``--flag``, ``--flag (values)`` or ``ignored: why``."""
+    rows = []
+    for key, target in spec_map.items():
+        if isinstance(target, Ignored):
+            rows.append((key, f"ignored: {target.reason}"))
+            continue
+        dest, convert = (target, None) if isinstance(target, str) else target
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(convert, Mapping):
+            flag += " (" + ", ".join(f"{k} → {v}" for k, v in convert.items()) + ")"
+        rows.append((key, flag))
+    return rows
+
+
+# ----------------------------------------------------------------------------- internals
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -124,6 +225,12 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def _spec_map(
+    spec_map: SpecMap | Callable[[Mapping[str, Any]], SpecMap] | None, spec: Mapping[str, Any]
+) -> dict[str, SpecTarget]:
+    return dict((spec_map(spec) if callable(spec_map) else spec_map) or {})
 
 
 def _split_overrides(
@@ -140,6 +247,32 @@ def _split_overrides(
         else:
             cli.append(token)
     return cli, overrides
+
+
+def _apply_overrides(
+    parser: argparse.ArgumentParser,
+    spec: dict[str, Any],
+    overrides: list[tuple[str, Any]],
+    keys: set[str],
+    source: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merge spec-key overrides into ``spec``; return the top-level scalars that would replace a
+    section (TAO 3/4 ``model=x.tlt`` beside a TAO 5 ``model:`` section) and the by-dest values."""
+    dests = _all_dests(parser)
+    top_level: dict[str, Any] = {}
+    direct: dict[str, Any] = {}
+    for key, value in overrides:
+        if _is_spec_key(key, keys, spec):
+            if isinstance(_get_nested(spec, key), Mapping) and not isinstance(value, Mapping):
+                top_level[key] = value
+            else:
+                _set_nested(spec, key, value)
+        elif key in dests:
+            direct[key] = value
+        else:
+            hint = _did_you_mean(key, keys | set(dests))
+            raise SpecError(f"unknown override {key!r}: not a key of {source} nor a flag{hint}")
+    return top_level, direct
 
 
 def _parsers(parser: argparse.ArgumentParser) -> Iterable[argparse.ArgumentParser]:
@@ -170,8 +303,8 @@ def _all_dests(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     }
 
 
-def _is_spec_key(key: str, spec_map: Mapping[str, SpecTarget], spec: Mapping[str, Any]) -> bool:
-    return any(key == mapped or key.startswith(mapped + ".") for mapped in spec_map) or (
+def _is_spec_key(key: str, keys: Iterable[str], spec: Mapping[str, Any]) -> bool:
+    return any(key == mapped or key.startswith(mapped + ".") for mapped in keys) or (
         _get_nested(spec, key) is not _MISSING
     )
 
@@ -199,51 +332,98 @@ def _set_nested(spec: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _leaves(spec: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
-    for key, value in spec.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            yield from _leaves(value, dotted + ".")
+def _flatten(spec: Mapping[str, Any], keys: set[str], prefix: str = "") -> dict[str, Any]:
+    """Dotted key → value; a mapping stays whole where it is a key's value (``label_map``)."""
+    flat: dict[str, Any] = {}
+    for name, value in spec.items():
+        dotted = f"{prefix}{name}"
+        if isinstance(value, Mapping) and value and dotted not in keys:
+            flat.update(_flatten(value, keys, dotted + "."))
         else:
-            yield dotted
+            flat[dotted] = value
+    return flat
 
 
 def _map_spec(
-    spec: Mapping[str, Any], spec_map: Mapping[str, SpecTarget], source: str
-) -> dict[str, Any]:
-    """Spec values keyed by argparse dest; unmapped spec entries are reported once."""
-    defaults: dict[str, Any] = {}
-    for key, target in spec_map.items():
-        value = _get_nested(spec, key)
-        if value is _MISSING:
-            continue
-        dest, convert = (target, None) if isinstance(target, str) else target
-        defaults[dest] = convert(value) if convert else value
-    unmapped = [
-        leaf
-        for leaf in _leaves(spec)
-        if not any(leaf == key or leaf.startswith(key + ".") for key in spec_map)
-    ]
-    if unmapped:
-        log.info("%s: spec entries not used by this command: %s", source, ", ".join(unmapped))
-    return defaults
+    flat: Mapping[str, Any], spec_map: Mapping[str, SpecTarget], keys: set[str], source: str
+) -> tuple[dict[str, Any], dict[str, str], list[str], list[str]]:
+    """(values by dest, the spec key of each dest, ignored-key notes, unknown keys with hints)."""
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    notes: list[str] = []
+    unknown: dict[str, None] = {}
+    for key, value in flat.items():
+        target = spec_map.get(key)
+        if isinstance(target, Ignored):
+            notes.append(f"{key} is accepted and ignored: {target.reason}")
+        elif target is not None and value is not None:
+            dest, value = _target_value(f"{source}: {key}", target, value)
+            if dest in values and values[dest] != value:
+                raise SpecError(
+                    f"{source}: {origins[dest]} ({values[dest]!r}) and {key} ({value!r}) "
+                    f"disagree; both set --{dest.replace('_', '-')}"
+                )
+            values[dest], origins[dest] = value, key
+        elif target is None and key not in keys and (part := _unknown_part(key, keys)):
+            unknown[part] = None
+    return values, origins, notes, [k + _did_you_mean(k, _at_depth(k, keys)) for k in unknown]
+
+
+def _target_value(where: str, target: SpecTarget, value: Any) -> tuple[str, Any]:
+    if isinstance(target, str):
+        return target, value
+    dest, convert = target
+    if isinstance(convert, Mapping):
+        if isinstance(value, str) and value in convert:
+            return dest, convert[value]
+        allowed = ", ".join(str(name) for name in convert)
+        raise SpecError(f"{where}: {value!r} is not one of {allowed}")
+    try:
+        return dest, convert(value)
+    except (TypeError, ValueError, KeyError, IndexError) as error:
+        raise SpecError(f"{where}: bad value {value!r} ({error})") from None
+
+
+def _unknown_part(key: str, keys: set[str]) -> str | None:
+    """The shortest prefix of ``key`` that no known key starts with (the misspelt section);
+    ``None`` for a known section left empty (``evaluate:``)."""
+    parts = key.split(".")
+    for end in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:end])
+        if not any(k == prefix or k.startswith(prefix + ".") for k in keys):
+            return prefix
+    return None
+
+
+def _at_depth(key: str, keys: set[str]) -> set[str]:
+    depth = key.count(".") + 1
+    return {".".join(k.split(".")[:depth]) for k in keys}
+
+
+def _did_you_mean(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(candidates), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _typed_defaults(
-    parser: argparse.ArgumentParser, defaults: Mapping[str, Any], source: str
+    parser: argparse.ArgumentParser,
+    defaults: Mapping[str, Any],
+    origins: Mapping[str, str],
+    source: str,
 ) -> dict[str, Any]:
     """Apply each flag's ``type`` (YAML reads ``1e-3`` as a string) and check ``choices``."""
     actions = _all_dests(parser)
     typed: dict[str, Any] = {}
     for dest, value in defaults.items():
         action = actions.get(dest)
+        key = origins.get(dest, dest)
         if action is None:
-            raise SystemExit(f"error: {source}: spec maps to unknown argument {dest!r}")
-        typed[dest] = _convert(action, value, source)
+            raise SpecError(f"{source}: {key} maps to unknown argument {dest!r}")
+        typed[dest] = _convert(action, value, f"{source}: {key}")
     return typed
 
 
-def _convert(action: argparse.Action, value: Any, source: str) -> Any:
+def _convert(action: argparse.Action, value: Any, where: str) -> Any:
     # nargs=0 (--x/--no-x flags) takes a single value, like nargs=None
     many = action.nargs in ("*", "+") or (isinstance(action.nargs, int) and action.nargs > 0)
     if many and not isinstance(value, list | tuple):
@@ -253,13 +433,13 @@ def _convert(action: argparse.Action, value: Any, source: str) -> Any:
             value = [action.type(v) if action.type else v for v in value]
         elif action.type and value is not None and not isinstance(value, bool):
             value = action.type(value)
-    except (TypeError, ValueError):
-        raise SystemExit(f"error: {source}: bad value {value!r} for {action.dest}") from None
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+        flag = action.option_strings[0] if action.option_strings else action.dest
+        raise SpecError(f"{where}: bad value {value!r} for {flag} ({error})") from None
     checked = value if many else [value]
     if action.choices is not None and any(v not in action.choices for v in checked):
-        raise SystemExit(
-            f"error: {source}: {value!r} is not one of {sorted(action.choices)} for {action.dest}"
-        )
+        allowed = ", ".join(str(choice) for choice in action.choices)
+        raise SpecError(f"{where}: {value!r} is not one of {allowed}")
     return value
 
 
