@@ -59,6 +59,7 @@ from data.framestore import (
 from data.splits import VideoRecord
 from data.transforms import ClipTrainPreset
 from data.video_dataset import VideoClipDataset
+from train import malloc
 from train.distributed import DistInfo
 from train.loaders import build_train_loader
 from train.malloc import reuse_large_buffers
@@ -83,7 +84,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--passes", type=int, default=3, help="timed passes after a warm one")
     parser.add_argument("--all-layouts", action="store_true", help="add legacy DB and PNG rows")
     parser.add_argument("--decode-device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--rows", nargs="+", default=None, help="only rows named exactly so")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process")
+    parser.add_argument(
+        "--worker-free-slack-mib",
+        type=float,
+        default=None,
+        help="workers trim their heap when more than this lies free (train.malloc; default: "
+        "the training setting; 0: trim every second as before)",
+    )
     return parser
 
 
@@ -201,9 +210,9 @@ class _RecordPid:
         self.inner(worker_id)
 
 
-def _proc_cpu_seconds(pid: int) -> float:
+def _proc_cpu_seconds(pid: int) -> np.ndarray:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return np.array([int(fields[11]), int(fields[12])]) / CLOCK_TICKS  # utime, stime
 
 
 def _proc_rss_mib(pid: int) -> float:
@@ -213,9 +222,9 @@ def _proc_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def _self_cpu_seconds() -> float:
+def _self_cpu_seconds() -> np.ndarray:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return np.array([usage.ru_utime, usage.ru_stime])
 
 
 def measure(dataset: Dataset, workers: int, args: argparse.Namespace, device: str) -> dict:
@@ -237,10 +246,16 @@ def measure(dataset: Dataset, workers: int, args: argparse.Namespace, device: st
     seconds = time.perf_counter() - start
     cpu = _cpu(pids, workers) - cpu_before
     del loader, inner  # persistent workers end here
-    return {"clips_s": clips / seconds, "cpu_ms": 1000 * cpu / clips, "rss": rss}
+    return {
+        "clips_s": clips / seconds,
+        "cpu_ms": 1000 * cpu.sum() / clips,
+        "sys_ms": 1000 * cpu[1] / clips,
+        "rss": rss,
+    }
 
 
-def _cpu(pids: list[int], workers: int) -> float:
+def _cpu(pids: list[int], workers: int) -> np.ndarray:
+    """(user, system) seconds of this process and its workers."""
     total = _self_cpu_seconds()
     if workers:
         total += sum(_proc_cpu_seconds(pid) for pid in pids)
@@ -294,14 +309,14 @@ DECODE_ROW = {"ActRec --exact-decode": "decode-only (full size)"}  # others: dec
 
 def format_table(rows: list[tuple[str, str, int, dict | str]]) -> str:
     header = (
-        "| store | source | workers | clips/s | CPU ms/clip | / SRTG | / decode | "
+        "| store | source | workers | clips/s | CPU ms/clip | sys ms/clip | / SRTG | / decode | "
         "RSS MiB after passes |"
     )
     lines = [header, "|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|"]
     done = {(store, name, w): r for store, name, w, r in rows if isinstance(r, dict)}
     for store, name, workers, r in rows:
         if not isinstance(r, dict):
-            lines.append(f"| {store} | {name} | {workers} | {r} | | | | |")
+            lines.append(f"| {store} | {name} | {workers} | {r} | | | | | |")
             continue
         srtg = done.get((store, "SRTG procedure", workers))
         decode = done.get((store, DECODE_ROW.get(name, "decode-only (scaled)"), workers))
@@ -314,7 +329,7 @@ def format_table(rows: list[tuple[str, str, int, dict | str]]) -> str:
         rss = " / ".join(f"{v:.0f}" for v in r["rss"])
         lines.append(
             f"| {store} | {name} | {workers} | {r['clips_s']:.1f} | {r['cpu_ms']:.2f} | "
-            f"{ratio_srtg} | {ratio_dec} | {rss} |"
+            f"{r['sys_ms']:.2f} | {ratio_srtg} | {ratio_dec} | {rss} |"
         )
     return "\n".join(lines)
 
@@ -333,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     reuse_large_buffers()  # as train_hmdb.py train runs (train.runner)
+    if args.worker_free_slack_mib is not None:  # read by the workers' worker_init_fn
+        malloc.WORKER_FREE_SLACK_BYTES = int(args.worker_free_slack_mib * (1 << 20))
     widths = args.width or [round(h * 4 / 3) for h in args.height]
     if len(widths) != len(args.height):
         raise SystemExit("error: --width needs one value per --height")
@@ -341,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"clips {args.clip_length}x{args.crop}x{args.crop}, rate {args.sample_rate}, batch "
         f"{args.batch_size}, {args.videos * args.clips_per_video} clips per pass, "
-        f"{args.passes} timed passes; load average {os.getloadavg()[0]:.2f} at start"
+        f"{args.passes} timed passes; worker free-heap slack "
+        f"{malloc.WORKER_FREE_SLACK_BYTES >> 20} MiB; load average {os.getloadavg()[0]:.2f} at start"
     )
     for height, width in zip(args.height, widths):
         with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
@@ -349,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             store = f"{height}x{width}"
             for workers in args.workers:
                 for name, dataset in build_datasets(sources, args).items():
+                    if args.rows and name not in args.rows:
+                        continue
                     if "cuda" in name and not cuda:
                         rows.append((store, name, workers, NOT_MEASURED))
                         continue

@@ -91,3 +91,35 @@ def test_runner_applies_the_compute_setting(monkeypatch) -> None:
     monkeypatch.setattr(runner, "reuse_large_buffers", lambda: calls.append(1) or True)
     assert runner.run_command(lambda args: 0, argparse.Namespace()) == 0
     assert calls == [1]
+
+
+SLACK_PROBE = """
+import json, os, sys, time
+import torch
+from train import malloc
+
+def resident_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+
+assert malloc.return_buffers_to_os(period_seconds=0.2, free_slack_bytes=int(sys.argv[1]) << 20)
+blocks = [torch.ones(1 << 18) for _ in range(101)]  # 101 MiB of touched heap blocks
+del blocks[:-1]  # 100 MiB free inside the heap, below the last block
+free_mib, before = malloc.free_heap_bytes() >> 20, resident_mib()
+time.sleep(0.7)
+print(json.dumps({"free_mib": free_mib, "released_mib": before - resident_mib()}))
+"""
+
+
+@pytest.mark.parametrize(("slack_mib", "trimmed"), [(64, True), (512, False)])
+def test_workers_trim_only_when_more_than_the_slack_lies_free(slack_mib, trimmed) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SLACK_PROBE, str(slack_mib)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["free_mib"] >= 90
+    if trimmed:  # 100 MiB free > 64 MiB slack: the pages go back to the OS
+        assert result["released_mib"] >= 80
+    else:  # below the slack: kept for the next clips, no page faults
+        assert result["released_mib"] < 20

@@ -9,10 +9,13 @@ keeps freed blocks below 1 GiB in its heap for reuse (like PyTorch's CUDA cachin
 
 DataLoader workers reuse their clip buffers the same way (with a 128 KiB threshold every clip's
 buffers were faulted in afresh: 0.6× the clips/s in benchmarks/loader.py), but heap
-fragmentation then grows each worker's memory over the epochs (+230 MiB in 10 passes), so a
-daemon thread in each worker hands free heap pages back to the OS once a second
-(``malloc_trim``). ``worker_init_fn`` sets that. Both return False where the C library is not
-glibc; nothing else changes then.
+fragmentation then grows each worker's memory over the epochs (+230 MiB in 10 passes). A daemon
+thread in each worker therefore looks at the free heap once a second (``mallinfo2``, a walk of
+the free lists) and hands free pages back to the OS (``malloc_trim``) only when more than
+``WORKER_FREE_SLACK_BYTES`` lie free: memory stays within that slack of what the worker uses,
+and the buffers of the next clip are not faulted in afresh after every trim (trimming every
+second regardless cost about 4 ms of system time per clip). ``worker_init_fn`` sets that. All
+return False where the C library is not glibc; nothing else changes then.
 """
 
 from __future__ import annotations
@@ -22,13 +25,26 @@ import functools
 import threading
 import time
 
-__all__ = ["return_buffers_to_os", "reuse_large_buffers"]
+__all__ = ["free_heap_bytes", "return_buffers_to_os", "reuse_large_buffers"]
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 COMPUTE_MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB stay in the heap for reuse
 COMPUTE_TRIM_THRESHOLD = 1 << 30  # free heap top kept up to 1 GiB instead of trimmed
 TRIM_PERIOD_SECONDS = 1.0
+# Free heap a worker may hold before it is trimmed: a few clips' buffers (a 16-frame 360p clip
+# decodes to 8 MiB), far below the fragmentation that grew workers by hundreds of MiB.
+WORKER_FREE_SLACK_BYTES = 64 << 20
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,17 +72,39 @@ def reuse_large_buffers() -> bool:
     return _mallopt(COMPUTE_MMAP_THRESHOLD, COMPUTE_TRIM_THRESHOLD)
 
 
-def return_buffers_to_os(period_seconds: float = TRIM_PERIOD_SECONDS) -> bool:
-    """Data workers: reuse buffers as compute processes do, and give free heap pages back to the
-    OS every ``period_seconds`` (``malloc_trim`` from a daemon thread), so memory stays flat."""
+def return_buffers_to_os(
+    period_seconds: float = TRIM_PERIOD_SECONDS, free_slack_bytes: int | None = None
+) -> bool:
+    """Data workers: reuse buffers as compute processes do; every ``period_seconds`` a daemon
+    thread gives free heap pages back to the OS (``malloc_trim``) when more than
+    ``free_slack_bytes`` (default ``WORKER_FREE_SLACK_BYTES``; 0: always) lie free."""
     if not reuse_large_buffers():
         return False
     libc = _libc()
-    threading.Thread(target=_trim_forever, args=(libc, period_seconds), daemon=True).start()
+    slack = WORKER_FREE_SLACK_BYTES if free_slack_bytes is None else int(free_slack_bytes)
+    free_bytes = _free_heap_reader(libc) if slack > 0 else None
+    threading.Thread(
+        target=_trim_forever, args=(libc, period_seconds, slack, free_bytes), daemon=True
+    ).start()
     return True
 
 
-def _trim_forever(libc: ctypes.CDLL, period_seconds: float) -> None:
+def free_heap_bytes() -> int | None:
+    """Bytes free inside malloc's heaps (all arenas), or None without glibc >= 2.33."""
+    reader = _free_heap_reader(_libc())
+    return None if reader is None else reader()
+
+
+def _free_heap_reader(libc: ctypes.CDLL | None):
+    mallinfo2 = getattr(libc, "mallinfo2", None)
+    if mallinfo2 is None:  # glibc < 2.33: no 64-bit statistics; trim every period then
+        return None
+    mallinfo2.restype = _MallInfo2
+    return lambda: int(mallinfo2().fordblks)
+
+
+def _trim_forever(libc: ctypes.CDLL, period_seconds: float, slack: int, free_bytes) -> None:
     while True:
         time.sleep(period_seconds)
-        libc.malloc_trim(0)
+        if free_bytes is None or free_bytes() > slack:
+            libc.malloc_trim(0)
