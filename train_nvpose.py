@@ -37,6 +37,7 @@ import numpy as np
 
 from data import skeleton_convert, skeleton_synth
 from data.skeleton_dataset import SkeletonDataset, read_label_map
+from data.skeleton_formats import is_skeleton_source
 from export import cli as export_cli
 from network import build_model, list_models
 from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, resolve_stored_graph
@@ -153,8 +154,26 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--train-data", default=None, help="(N, C, T, V, M) .npy")
-    group.add_argument("--train-labels", default=None, help="TAO .pkl, .json or .csv")
+    group.add_argument(
+        "--train-data",
+        "--data",
+        dest="train_data",
+        default=None,
+        help="(N, C, T, V, M) .npy, a pyskl/MMAction2 .pkl, or NTU .skeleton file(s)",
+    )
+    group.add_argument(
+        "--train-labels", default=None, help="TAO .pkl, .json or .csv (.npy data only)"
+    )
+    group.add_argument("--split", default=None, help="pyskl/NTU training split, e.g. xsub_train")
+    group.add_argument(
+        "--val-split", default=None, help="validation split (of --val-data, default --data)"
+    )
+    group.add_argument(
+        "--keypoint-score",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="pyskl 2D: the keypoint score as one more input channel",
+    )
     group.add_argument("--val-data", default=None)
     group.add_argument("--val-labels", default=None)
     group.add_argument("--label-map", default=None, help="JSON file {class: id}")
@@ -274,16 +293,18 @@ def _train_datasets(
     args: argparse.Namespace, label_map: dict[str, int] | None
 ) -> tuple[SkeletonDataset, SkeletonDataset | None]:
     num_classes = args.num_classes or (len(label_map) if label_map else None)
+    source = {"keypoint_score": args.keypoint_score}
     train_set = SkeletonDataset(
         args.train_data, args.train_labels, label_map=label_map, num_classes=num_classes,
         window_size=args.window_size, random_choose=args.random_choose,
         random_move=args.random_move, rotate_3d=args.rotate_3d, scale_3d=args.scale_3d,
+        split=args.split, **source,
     )  # fmt: skip
     val_set = None
-    if args.val_data:
-        val_set = SkeletonDataset(
-            args.val_data, args.val_labels, label_map=label_map, num_classes=num_classes
-        )
+    val_data = args.val_data or (args.train_data if args.val_split else None)
+    if val_data:
+        val_set = SkeletonDataset(val_data, args.val_labels, label_map=label_map,
+                                  num_classes=num_classes, split=args.val_split, **source)  # fmt: skip
     return train_set, val_set
 
 
@@ -366,7 +387,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train on the shared engine."""
     from train.engine import describe_best, fit
 
-    _need(args, "train_data", "train_labels")
+    _need(args, "train_data")
+    if not is_skeleton_source(args.train_data):  # pyskl and NTU files carry their labels
+        _need(args, "train_labels")
     label_map = read_label_map(args.label_map)
     train_set, val_set = _train_datasets(args, label_map)
     class_names = class_names_of(label_map, args.num_classes, train_set.labels)

@@ -1,6 +1,8 @@
 """Skeleton sequences for ST-GCN: an (N, C, T, V, M) ``.npy`` plus labels, items ``(x, target, id)``.
 
-Labels come as the TAO pickle ``(sample_names, class_ids)`` (read by ``data.safe_pickle``), as JSON
+Sequences come as a TAO ``.npy``, or as a pyskl/MMAction2 pickle or NTU ``.skeleton`` files
+(``data.skeleton_formats``; ``split`` selects a split, labels come with them). Labels come as the
+TAO pickle ``(sample_names, class_ids)`` (read by ``data.safe_pickle``), as JSON
 (the same two lists, or ``{"names": [...], "labels": [...]}``) or as CSV (``name,label`` rows,
 ``label`` an id or a class name from ``label_map``). Without labels every target is −1.
 
@@ -24,6 +26,12 @@ import torch
 from torch.utils.data import Dataset
 
 from data.safe_pickle import safe_load
+from data.skeleton_formats import (
+    PaddedSequences,
+    SkeletonSource,
+    is_skeleton_source,
+    read_skeleton_source,
+)
 
 __all__ = [
     "SkeletonDataset",
@@ -189,16 +197,17 @@ class SkeletonDataset(Dataset):
         random_move: bool = False,
         rotate_3d: float = 0.0,
         scale_3d: float = 0.0,
+        split: str | None = None,
+        keypoint_score: bool = False,
     ) -> None:
-        if isinstance(data_path, np.ndarray):  # sequences converted in memory (inference)
-            self.data_path, self.data = Path("<array>"), data_path
-        else:
-            self.data_path = Path(data_path)
-            self.data = _open_array(self.data_path)
+        self.data_path, self.data, source = _open_data(data_path, split, keypoint_score)
         if self.data.ndim != 5:
             raise ValueError(f"{self.data_path}: expected (N, C, T, V, M), got {self.data.shape}")
         n = len(self.data)
-        if label_path is None:
+        if label_path is None and source is not None and source.labels is not None:
+            self.sample_names, self.labels = source.names, source.labels
+            _check_label_range(self.labels, num_classes, self.data_path)
+        elif label_path is None:
             self.sample_names, self.labels = [str(i) for i in range(n)], [-1] * n
         else:
             self.sample_names, self.labels = load_labels(label_path, label_map)
@@ -237,6 +246,24 @@ class SkeletonDataset(Dataset):
         if (self.rotate_3d or self.scale_3d) and x.shape[0] >= 3:
             x = random_rotate_scale(x, rng, max_degrees=self.rotate_3d, max_scale=self.scale_3d)
         return torch.from_numpy(np.ascontiguousarray(x)), self.labels[row], row
+
+
+def _open_data(
+    data: str | Path | np.ndarray, split: str | None, keypoint_score: bool
+) -> tuple[Path, np.ndarray | PaddedSequences, SkeletonSource | None]:
+    """(path, (N, C, T, V, M) array-like, pyskl/NTU source or None) of ``data``: an array
+    converted in memory, a pyskl pickle or NTU ``.skeleton`` file/folder, or a TAO ``.npy``."""
+    if isinstance(data, np.ndarray):  # sequences converted in memory (inference)
+        return Path("<array>"), data, None
+    path = Path(data)
+    if is_skeleton_source(path):
+        source = read_skeleton_source(path, split=split, keypoint_score=keypoint_score)
+        return path, source.data, source
+    if split is not None or keypoint_score:
+        raise ValueError(
+            f"{path}: --split and --keypoint-score need a pyskl pickle or NTU .skeleton files"
+        )
+    return path, _open_array(path), None
 
 
 def _open_array(path: Path) -> np.ndarray:
