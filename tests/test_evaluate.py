@@ -5,6 +5,7 @@ parsers that list only the flags these commands use."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 import train_hmdb
+from data.excluded import ExcludedItem
 from data.splits import SplitResult, VideoRecord, hmdb51_split, load_split, write_split_lists
 from data.transforms import ClipThreeCropPreset, uniform_crop_box
 from train import args as train_args
@@ -154,7 +156,7 @@ def _help(command: str) -> str:
 def test_evaluate_and_inference_list_only_their_flags(command):
     text = _help(command)
     for training_flag in ("--lr-base", "--end-epoch", "--optimizer", "--tensorboard", "--resume",
-                          "--train-crop", "--flip-prob", "--clips-per-video", "--network",
+                          "--train-crop", "--flip-prob", "--clips-per-video",
                           "--sync-bn", "--compile", "--train-frame-interval"):  # fmt: skip
         assert training_flag not in text
     for flag in ("--checkpoint", "--clip-length", "--segments", "--spatial-crops", "--average",
@@ -240,3 +242,46 @@ def test_evaluate_relabels_by_class_name():
     assert [r.label for r in relabelled] == [1, 0]
     with pytest.raises(ValueError, match="not trained on: y"):
         train_hmdb._relabel(records, ["x", "y"], ["x", "z"])
+
+
+class _ToyDataset(torch.utils.data.Dataset):
+    """4 samples of 2 features (class = which feature is larger); sample 2 cannot be read.
+    Any family's dataset that returns an ExcludedItem goes through the same evaluator."""
+
+    def __init__(self) -> None:
+        self.x = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
+        self.y = [0, 1, 0, 1]
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        if index == 2:
+            return ExcludedItem(index, "sample-2", "sample-2: cannot be read")
+        return self.x[index], self.y[index], index
+
+
+def _toy_args(**extra) -> argparse.Namespace:
+    fields = {"device": "cpu", "channels_last": False, "batch_size": 3, "eval_batch_size": None,
+              "workers": 0, "random_seed": 0, "amp": False, "amp_dtype": "bf16"}  # fmt: skip
+    return argparse.Namespace(**{**fields, **extra})
+
+
+def test_shared_evaluator_excludes_items_for_every_family(tmp_path):
+    from train.evaluation import evaluate, predict
+
+    model = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2))
+    names = ["s0", "s1", "sample-2", "s3"]
+    result = evaluate(model, _ToyDataset(), _toy_args(), class_names=["a", "b"],
+                      output_dir=tmp_path, sample_names=names)  # fmt: skip
+    assert (result.video_top1, result.num_videos, result.num_listed) == (1.0, 3, 4)
+    assert [row["video"] for row in _rows(tmp_path / "predictions.csv")] == ["s0", "s1", "s3"]
+    assert [row["status"] for row in _rows(tmp_path / "evaluated.csv")] == [
+        "scored", "scored", "excluded", "scored",
+    ]  # fmt: skip
+    scores = predict(model, _ToyDataset(), _toy_args())
+    assert sorted(scores) == [0, 1, 3]  # the excluded id is absent, not another sample's score
+    with pytest.raises(ValueError, match=r"sample-2: cannot be read .*--strict"):
+        evaluate(model, _ToyDataset(), _toy_args(strict=True), class_names=["a", "b"])
