@@ -186,6 +186,21 @@ def _gather_worker(rank, world_size, port, out_dir):
         acc.gather()
         result = acc.result()
         results[name] = [result.video_top1, result.num_clips, result.loss]
+    # rank 1 could not read a clip of video 2; rank 0 scored video 2's other clips: gone too
+    acc = ScoreAccumulator(3, from_logits=False)
+    for clip in shards["unequal"][rank]:
+        probs, target, sample_id = flat[clip]
+        acc.update(torch.tensor([probs]), [target], [sample_id])
+    if rank == 1:
+        acc.exclude(2, "c/v2", "c/v2: unreadable")
+    acc.gather()
+    result = acc.result()
+    results["excluded"] = [
+        result.num_videos,
+        result.num_listed,
+        result.num_clips,
+        result.coverage(),
+    ]
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
@@ -199,6 +214,8 @@ def test_gather_across_processes_with_unequal_counts_and_padding(tmp_path):
         results = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name in ("unequal", "padded"):
             assert results[name] == [pytest.approx(2 / 3), 8, 3.5], (rank, name)
+        # video 2 had 2 of the 8 clips
+        assert results["excluded"] == [2, 3, 6, "videos scored 2 / 3 listed (1 excluded: c/v2)"]
 
 
 def test_excluded_video_is_left_out_and_the_denominator_stated():
