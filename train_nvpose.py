@@ -191,6 +191,7 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> N
     parser.add_argument("--data", default=None, help=".npy, or deepstream JSON file/folder")
     if labels:
         parser.add_argument("--labels", default=None)
+        parser.add_argument("--split", default=None, help="pyskl/NTU split, e.g. xsub_val")
 
 
 # Defaults of one subcommand that differ from ``train.args.common_parser``'s; each subcommand gets
@@ -355,15 +356,27 @@ def _check_poses(model: Any, shape: tuple, source: str) -> None:
         raise ValueError(f"{source}: {channels} channels per joint, but the network takes {wanted}")
 
 
-def _labelled_dataset(data: str, labels: str | None, class_names: list[str]) -> SkeletonDataset:
-    """A labelled .npy; deepstream JSON carries no classes (``convert --labels`` makes a set)."""
-    if Path(data).suffix.lower() != ".npy":
+def _labelled_dataset(
+    args: argparse.Namespace, class_names: list[str], model: Any
+) -> SkeletonDataset:
+    """A labelled .npy, pyskl pickle or NTU .skeleton data; deepstream JSON carries no classes
+    (``convert --labels`` makes a set). The score channel follows the training run."""
+    data = args.data
+    if Path(data).suffix.lower() != ".npy" and not _has_skeleton_files(data):
         raise ValueError(
-            f"{data}: evaluate needs labelled .npy sequences (deepstream JSON has no classes: "
-            "run `convert --labels`, or `inference` to classify it)"
+            f"{data}: evaluate needs labelled .npy sequences, a pyskl pickle or NTU .skeleton "
+            "files (deepstream JSON has no classes: run `convert --labels`, or `inference`)"
         )
     label_map = {name: index for index, name in enumerate(class_names)}
-    return SkeletonDataset(data, labels, label_map=label_map, num_classes=len(class_names))
+    score = bool(model.train_args.get("keypoint_score")) and Path(data).suffix != ".npy"
+    return SkeletonDataset(data, args.labels, label_map=label_map, num_classes=len(class_names),
+                           split=args.split, keypoint_score=score)  # fmt: skip
+
+
+def _has_skeleton_files(data: str) -> bool:
+    """A pyskl pickle, an NTU .skeleton file, or a folder holding .skeleton files."""
+    path = Path(data)
+    return is_skeleton_source(path) and (not path.is_dir() or any(path.glob("*.skeleton")))
 
 
 def _trained_frames(model: Any) -> int:
@@ -411,7 +424,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _need(args, "checkpoint", "data")
     model = load_model(args.checkpoint, family=FAMILY)
     names = list(model.class_names or [])
-    dataset = _labelled_dataset(args.data, args.labels, names)
+    dataset = _labelled_dataset(args, names, model)
     _check_poses(model, dataset.shape, args.data)
     result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
     print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "

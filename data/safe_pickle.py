@@ -60,8 +60,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if self.arrays and (module, name) in ARRAY_GLOBALS:
             return ARRAY_GLOBALS[(module, name)]
+        kind = (
+            "skeleton pickles may hold only dicts, numpy arrays,"
+            if self.arrays
+            else ("label pickles may hold only")
+        )
         raise UnsafePickleError(
-            f"{self.source}: refusing to load {module}.{name}; label pickles may hold only "
+            f"{self.source}: refusing to load {module}.{name}; {kind} "
             "lists, tuples, strings, ints, floats, bool and None"
         )
 

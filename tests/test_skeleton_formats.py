@@ -107,6 +107,12 @@ def test_train_on_a_pyskl_pickle_with_splits(tmp_path) -> None:
     metrics = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 3  # header + 2 epochs, validated on the 4 xsub_val samples
     assert SkeletonDataset(data, split="xsub_val").labels == [2, 0, 1, 2]
+    assert train_nvpose.main([
+        "evaluate", "--checkpoint", str(tmp_path / "run" / "best.pth"), "--data", str(data),
+        "--split", "xsub_val", "--output-dir", str(tmp_path / "eval"), "--device", "cpu",
+        "--workers", "0",
+    ]) == 0  # fmt: skip
+    assert "Total accuracy" in (tmp_path / "eval" / "evaluation.txt").read_text()
 
 
 def test_train_refuses_a_wrong_pickle_in_one_line(tmp_path, capsys) -> None:
