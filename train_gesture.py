@@ -61,6 +61,7 @@ from network.gesturenet import freeze_all_but_last
 from train.args import OPTIMIZERS, common_parser
 from train.config import resolve_args
 from train.runner import run_script
+from train.tao_specs import GESTURE_SPEC_MAP
 from train.validation import (
     ScriptParser,
     device,
@@ -81,63 +82,8 @@ FINAL_MODEL = "model.pth"
 DEFAULT_IMAGE_SIZE = (160, 160)
 
 
-def _class_list(classes: Any) -> list[str]:
-    """TAO's ``{"thumbs_up": 0, ...}`` map (or a list) → names in index order."""
-    if isinstance(classes, dict):
-        return [name for name, _ in sorted(classes.items(), key=lambda item: int(item[1]))]
-    return list(classes)
-
-
-# TAO train_spec.json key -> argparse dest (or (dest, convert)); shared/reference/gesture.md §3.
-SPEC_MAP: dict[str, Any] = {
-    "random_seed": "random_seed",
-    "batch_size": "batch_size",
-    "output_experiments_fld": "output_dir",
-    "save_weights_path": "save_weights_path",
-    "trainer.num_workers": "workers",
-    "trainer.use_class_weights": "use_class_weights",
-    "trainer.top_training.stage_order": "top_stage_order",
-    "trainer.top_training.loss_fn": "loss_fn",
-    "trainer.top_training.train_epochs": "top_epochs",
-    "trainer.top_training.num_layers_unfreeze": "top_unfreeze",
-    "trainer.top_training.optimizer": "top_optimizer",
-    "trainer.top_training.initial_lrate": "top_lr",
-    "trainer.finetuning.stage_order": "finetune_stage_order",
-    "trainer.finetuning.loss_fn": "loss_fn",
-    "trainer.finetuning.train_epochs": "finetune_epochs",
-    "trainer.finetuning.num_layers_unfreeze": "finetune_unfreeze",
-    "trainer.finetuning.optimizer": "finetune_optimizer",
-    "trainer.finetuning.initial_lrate": "finetune_lr",
-    "trainer.finetuning.decay_step_size": "decay_step_size",
-    "trainer.finetuning.lr_drop_rate": "lr_drop_rate",
-    "trainer.finetuning.enable_checkpointing": "enable_checkpointing",
-    "model.network": "network",
-    "model.base_model": "base_model",
-    "model.num_layers": "num_layers",
-    "model.weights_init": "pretrained",
-    "model.gray_scale_input": "gray_scale_input",
-    "model.data_format": "data_format",
-    "model.image_height": ("image_height", int),
-    "model.image_width": ("image_width", int),
-    "model.use_batch_norm": "use_batch_norm",
-    "model.kernel_regularizer_type": "kernel_regularizer_type",
-    "model.kernel_regularization_factor": "kernel_regularizer_factor",
-    "model.Kernel_regularizer_factor": "kernel_regularizer_factor",  # the docs table's spelling
-    "model.dropout": "dropout",
-    "model.add_new_head": "add_new_head",
-    "dataset.data_path": "data_json",
-    "dataset.image_root_path": "image_root_path",
-    "dataset.classes": ("classes", _class_list),
-    "dataset.num_classes": "num_classes",
-    "dataset.fold": "fold",
-    "dataset.augmentation.horizontal_flip": "horizontal_flip",
-    "dataset.augmentation.rotation_range": "rotation_range",
-    "dataset.augmentation.brightness_range": "brightness_range",
-    "dataset.augmentation.gamma_aug.probability": "gamma_prob",
-    "dataset.augmentation.occlusion_aug.probability": "occlusion_prob",
-    "evaluator.evaluation_exp_name": "evaluation_exp_name",
-    "evaluator.data_path": "eval_data_json",
-}
+# TAO GestureNet train_spec.json keys: train/tao_specs.py (seed 003, the tutorial's dataset).
+SPEC_MAP = GESTURE_SPEC_MAP
 
 _BOOL = argparse.BooleanOptionalAction
 

@@ -25,6 +25,7 @@ precedence: command line > spec > defaults.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -42,8 +43,9 @@ from export import cli as export_cli
 from network import build_model, list_models
 from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, resolve_stored_graph
 from train.args import common_parser
-from train.config import resolve_args
+from train.config import add_spec_arguments, command_of, resolve_args
 from train.runner import run_script
+from train.tao_specs import SKELETON_KEYS, skeleton_spec_map
 from train.validation import (
     ScriptParser,
     device,
@@ -58,78 +60,13 @@ from train.validation import (
 logger = logging.getLogger("train_nvpose")
 
 FAMILY = "skeleton"
-TAO_SCHEDULES = {"MultiStep": "multistep", "AutoReduce": "plateau"}
-TAO_MODELS = {"ST-GCN": "st_gcn"}
-
-# TAO pose_classification spec key → argparse dest (or (dest, converter)).
-SPEC_MAP: dict[str, Any] = {
-    "results_dir": "output_dir",
-    "model.model_type": ("network", lambda name: TAO_MODELS.get(name, name)),
-    "model.pretrained_model_path": "pretrained",
-    "model.input_channels": "in_channels",
-    "model.dropout": "dropout",
-    "model.graph_layout": "graph_layout",
-    "model.graph_strategy": "graph_strategy",
-    "model.graph_legacy": "graph_legacy",
-    "model.edge_importance_weighting": "edge_importance_weighting",
-    "dataset.train_dataset.data_path": "train_data",
-    "dataset.train_dataset.label_path": "train_labels",
-    "dataset.val_dataset.data_path": "val_data",
-    "dataset.val_dataset.label_path": "val_labels",
-    "dataset.num_classes": "num_classes",
-    "dataset.label_map": "label_map",
-    "dataset.random_choose": "random_choose",
-    "dataset.random_move": "random_move",
-    "dataset.window_size": "window_size",
-    "dataset.batch_size": "batch_size",
-    "dataset.num_workers": "workers",
-    "train.results_dir": "output_dir",
-    "train.num_epochs": "end_epoch",
-    "train.checkpoint_interval": "checkpoint_interval",
-    "train.validation_interval": "eval_interval",
-    "train.seed": "random_seed",
-    "train.grad_clip": ("clip_grad", lambda value: float(value) or None),
-    "train.resume_training_checkpoint_path": "resume",
-    "train.optim.lr": "lr_base",
-    "train.optim.momentum": "momentum",
-    "train.optim.nesterov": "nesterov",
-    "train.optim.weight_decay": "weight_decay",
-    "train.optim.lr_scheduler": ("lr_schedule", lambda name: TAO_SCHEDULES.get(name, name)),
-    "train.optim.lr_steps": "lr_steps",
-    "train.optim.lr_decay": "lr_factor",
-    "train.optim.lr_monitor": "plateau_monitor",
-    "train.optim.patience": "plateau_patience",
-    "train.optim.min_lr": "min_lr",
-}
-COMMAND_SPEC_MAP: dict[str, dict[str, str]] = {
-    "evaluate": {
-        "evaluate.checkpoint": "checkpoint",
-        "evaluate.test_dataset.data_path": "data",
-        "evaluate.test_dataset.label_path": "labels",
-        "evaluate.results_dir": "output_dir",
-    },
-    "inference": {
-        "inference.checkpoint": "checkpoint",
-        "inference.test_dataset.data_path": "data",
-        "inference.output_file": "output_file",
-        "inference.results_dir": "output_dir",
-    },
-    "export": {"export.checkpoint": "checkpoint", "export.onnx_file": "onnx"},
-    "convert": {
-        **{
-            f"dataset_convert.{name}": name
-            for name in skeleton_convert.ConvertSettings.__dataclass_fields__
-        },
-        "dataset_convert.data": "data",
-        "dataset_convert.results_dir": "output_dir",
-    },
-}
+# TAO pose_classification spec keys per subcommand: train/tao_specs.py.
 
 
 # ----------------------------------------------------------------------------- parser
 def _spec_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("-e", "--experiment-spec", default=None, help="TAO YAML spec")
+    add_spec_arguments(parent)
     return parent
 
 
@@ -560,9 +497,8 @@ COMMANDS = {
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Resolve ``argv`` with the TAO spec map of its subcommand (``-e``, ``key=value``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((token for token in argv if not token.startswith("-")), "")
-    spec_map = {**SPEC_MAP, **COMMAND_SPEC_MAP.get(command, {})}
-    return resolve_args(get_args_parser(), argv, spec_map)
+    spec_map = functools.partial(skeleton_spec_map, command_of(argv))
+    return resolve_args(get_args_parser(), argv, spec_map, known_keys=SKELETON_KEYS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,11 +33,11 @@ def test_spec_and_overrides_resolve(tmp_path) -> None:
     assert (args.network, args.graph_layout, args.nesterov, args.lr_schedule) == (
         "st_gcn", "nvidia", True, "multistep",
     )  # fmt: skip
-    assert args.label_map["jumping"] == 5 and args.output_dir == "results/nvpose"
+    assert args.label_map["jumping"] == 5 and args.output_dir == "results/nvpose/train"
     evaluate = train_nvpose.parse_args(["evaluate", "-e", str(spec)])
-    assert evaluate.checkpoint == "results/nvpose/best.pth"
+    assert evaluate.checkpoint == "results/nvpose/train/best.pth"
     export = train_nvpose.parse_args(["export", "-e", str(spec)])
-    assert export.onnx == "results/nvpose/st_gcn.onnx"
+    assert export.onnx == "results/nvpose/export/st_gcn.onnx"
 
 
 @pytest.mark.slow
