@@ -337,9 +337,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train on the shared engine."""
     from train.engine import describe_best, fit
 
-    _need(args, "train_data")
-    if not is_skeleton_source(args.train_data):  # pyskl and NTU files carry their labels
-        _need(args, "train_labels")
+    # pyskl and NTU files carry their labels
+    carried = bool(args.train_data) and is_skeleton_source(args.train_data)
+    _need(args, "train_data", *(() if carried else ("train_labels",)))
     label_map = read_label_map(args.label_map)
     train_set, val_set = _train_datasets(args, label_map)
     class_names = class_names_of(label_map, args.num_classes, train_set.labels)
