@@ -126,9 +126,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> None:
     parser.add_argument("--checkpoint", default=None, help="required (flag or spec)")
     parser.add_argument("--data", default=None, help=".npy, or deepstream JSON file/folder")
+    parser.add_argument("--split", default=None, help="pyskl/NTU split, e.g. xsub_val")
     if labels:
         parser.add_argument("--labels", default=None)
-        parser.add_argument("--split", default=None, help="pyskl/NTU split, e.g. xsub_val")
 
 
 # Defaults of one subcommand that differ from ``train.args.common_parser``'s; each subcommand gets
@@ -305,9 +305,15 @@ def _labelled_dataset(
             "files (deepstream JSON has no classes: run `convert --labels`, or `inference`)"
         )
     label_map = {name: index for index, name in enumerate(class_names)}
-    score = bool(model.train_args.get("keypoint_score")) and Path(data).suffix != ".npy"
     return SkeletonDataset(data, args.labels, label_map=label_map, num_classes=len(class_names),
-                           split=args.split, keypoint_score=score)  # fmt: skip
+                           **_source_options(args, model))  # fmt: skip
+
+
+def _source_options(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """``split`` and, for pyskl/NTU data, the score channel as the checkpoint was trained."""
+    npy = Path(args.data).suffix.lower() == ".npy"
+    score = bool(model.train_args.get("keypoint_score")) and not npy
+    return {"split": args.split, "keypoint_score": score}
 
 
 def _has_skeleton_files(data: str) -> bool:
@@ -405,8 +411,8 @@ def cmd_inference(args: argparse.Namespace) -> int:
     names = list(model.class_names or [])
     frames = _trained_frames(model)
     sequences: list[skeleton_convert.Sequence] = []
-    if Path(args.data).suffix.lower() == ".npy":
-        dataset = SkeletonDataset(args.data)
+    if Path(args.data).suffix.lower() == ".npy" or _has_skeleton_files(args.data):
+        dataset = SkeletonDataset(args.data, **_source_options(args, model))
     else:
         settings = skeleton_convert.ConvertSettings(
             pose_type=args.pose_type, sequence_length_max=frames,

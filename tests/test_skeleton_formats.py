@@ -113,6 +113,12 @@ def test_train_on_a_pyskl_pickle_with_splits(tmp_path) -> None:
         "--workers", "0",
     ]) == 0  # fmt: skip
     assert "Total accuracy" in (tmp_path / "eval" / "evaluation.txt").read_text()
+    assert train_nvpose.main([
+        "inference", "--checkpoint", str(tmp_path / "run" / "best.pth"), "--data", str(data),
+        "--split", "xsub_val", "--output-dir", str(tmp_path / "inf"), "--device", "cpu",
+        "--workers", "0",
+    ]) == 0  # fmt: skip
+    assert len((tmp_path / "inf" / "actions.txt").read_text().splitlines()) == 4
 
 
 def test_train_refuses_a_wrong_pickle_in_one_line(tmp_path, capsys) -> None:
