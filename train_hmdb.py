@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from data import prepare, synth_video
+from data.ffmpeg_io import VIDEO_SUFFIXES
 from data.framestore import is_complete_video
 from data.splits import SplitResult, VideoRecord, find_videos, load_split, write_split_lists
 from data.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPreset, ClipTrainPreset
 from data.video_dataset import VideoClipDataset
+from data.videofile import is_video_file
 from export import cli as export_cli
 from network import build_model, get_entry
 from train.args import add_multigrid_arguments, common_parser, runtime_parser
@@ -141,7 +143,10 @@ TAO_NETWORK_PREFIX = {"2d": "resnet2d_", "3d": "tao_r3d_"}
 # ----------------------------------------------------------------------------- arguments
 def _add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("data")
-    group.add_argument("--data", help="prepared data root (train_hmdb.py prepare --out)")
+    group.add_argument(
+        "--data",
+        help="prepared data root (train_hmdb.py prepare --out) or raw videos DATA/<class>/<video>.mp4",
+    )
     group.add_argument(
         "--splits",
         default=None,
@@ -572,18 +577,23 @@ def _relabel(
 
 
 def _inference_videos(root: Path) -> list[Path]:
-    """``root`` itself if it is a prepared video, else every prepared video below it, sorted.
+    """``root`` itself if it is a prepared video or a video file, else every prepared video and
+    video file below it (a folder of videos, a class folder, a data root), sorted.
 
-    The walk does not enter a video (its frame folders can hold thousands of files) nor hidden
-    folders (``.name.partial`` leftovers of an interrupted ``prepare``).
+    The walk does not enter a prepared video (its frame folders can hold thousands of files)
+    nor hidden folders (``.name.partial`` leftovers of an interrupted ``prepare``).
     """
+    if is_video_file(root):
+        return [root]
     found: list[Path] = []
-    for folder, subfolders, _ in os.walk(root):
+    for folder, subfolders, files in os.walk(root):
         if is_complete_video(Path(folder)):
             found.append(Path(folder))
             subfolders.clear()
-        else:
-            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            continue
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        videos = (Path(folder, name) for name in files if not name.startswith("."))
+        found += [path for path in videos if path.suffix.lower() in VIDEO_SUFFIXES]
     return sorted(found)
 
 
@@ -594,7 +604,9 @@ def cmd_inference(args: argparse.Namespace) -> int:
     args = _fill_from_checkpoint(args, saved)
     videos = _inference_videos(Path(args.videos))
     if not videos:
-        raise SystemExit(f"error: {args.videos}: no prepared videos (frames.db or rgb/) found")
+        raise FileNotFoundError(
+            f"{args.videos}: no video files and no prepared videos (frames.db or rgb/) found"
+        )
     records = [VideoRecord(path=p, label=-1, name=p.name) for p in videos]
     dims = input_dims_of(model.network_name, args)
     dataset = make_dataset(records, args, subset="val", input_dims=dims)

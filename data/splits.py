@@ -3,7 +3,9 @@
 Every parser returns a :class:`SplitResult`. Split entries whose video is not among the prepared
 ones are kept in ``missing`` and reported with a warning (the TAO recipe drops them silently).
 Prepared videos are found by :func:`find_videos` in either layout:
-``DATA/jpg/<class>/<video>/frames.db`` (sqlite) or ``DATA/<class>/<video>/rgb/`` (frames).
+``DATA/jpg/<class>/<video>/frames.db`` (sqlite) or ``DATA/<class>/<video>/rgb/`` (frames); raw
+video files ``DATA/<class>/<video>.mp4`` (any ``VIDEO_SUFFIXES``) are videos too, named by their
+stem, so an HMDB split entry ``x.avi`` matches a prepared ``x`` or a raw ``x.mp4`` alike.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.ffmpeg_io import VIDEO_SUFFIXES
 from data.framestore import is_complete_video
 
 log = logging.getLogger(__name__)
@@ -70,16 +73,31 @@ def video_root(data_root: str | Path) -> Path:
 
 
 def find_videos(data_root: str | Path) -> dict[str, dict[str, Path]]:
-    """``{class: {video: path}}`` of complete prepared videos (hidden/partial folders skipped)."""
+    """``{class: {video: path}}`` of complete prepared videos and raw video files (hidden and
+    partial entries skipped; of two files with one stem, the first in sorted order is kept)."""
     root = video_root(data_root)
     if not root.is_dir():
         raise SplitError(f"{root}: prepared data folder not found")
     found: dict[str, dict[str, Path]] = {}
     for class_dir in sorted(_subdirs(root)):
-        videos = {v.name: v for v in sorted(_subdirs(class_dir)) if is_complete_video(v)}
+        videos: dict[str, Path] = {}
+        for entry in sorted(class_dir.iterdir()):
+            if not entry.name.startswith(".") and _is_video(entry):
+                videos.setdefault(video_name(entry), entry)
         if videos:
             found[class_dir.name] = videos
     return found
+
+
+def _is_video(entry: Path) -> bool:
+    if entry.suffix.lower() in VIDEO_SUFFIXES and entry.is_file():
+        return True
+    return entry.is_dir() and is_complete_video(entry)
+
+
+def video_name(path: Path) -> str:
+    """A video's name: a prepared folder's name, or a video file's stem (``x.mp4`` -> ``x``)."""
+    return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -150,7 +168,9 @@ def _assemble(
         if path is None:
             result.missing.append(f"{class_name}/{video}")
             continue
-        record = VideoRecord(path=path, label=labels[class_name], name=f"{class_name}/{path.name}")
+        record = VideoRecord(
+            path=path, label=labels[class_name], name=f"{class_name}/{video_name(path)}"
+        )
         getattr(result, subset).append(record)
     _report_missing(result.missing, source, data_root)
     return result

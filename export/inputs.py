@@ -5,14 +5,18 @@ Each reader turns one user path into :class:`Item` s (a name and the network inp
 image size, ...) comes from the ``preprocess`` entry of the ONNX metadata, written by export.
 
 - video: a video file, a frame folder of the TAO layout (``rgb/``, ``u/``, ``v/``), a
-  ``frames.db`` directory, or a folder of images; modes ``center`` and ``conv`` (the sampler and
-  eval preset of evaluation) and ``stream`` (the TAO stand-alone sample's sliding window, RGB).
+  ``frames.db`` directory, a folder of images, or a folder of video files (searched
+  recursively, e.g. class folders; an unreadable one is skipped with a warning); modes
+  ``center`` and ``conv`` (the sampler and eval preset of evaluation; a video file is read like a
+  prepared one, only the clips' frames decoded) and ``stream`` (the TAO stand-alone sample's
+  sliding window, RGB).
 - skeleton: a ``.npy`` of ``(N, C, T, V, M)`` or ``(C, T, V, M)``, or a deepstream-bodypose-3d JSON.
 - gesture: image files, or folders of images.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +28,8 @@ import numpy as np
 import torch
 
 from export.windows import stream_windows
+
+log = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_SUFFIXES", "Item", "VideoOptions", "read_items"]
 
@@ -178,12 +184,15 @@ def _segments(options: VideoOptions) -> int:
 def _video_clips(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
     """One item per video: its centre clip, or its ``num_segments`` conv clips.
 
-    Prepared videos go through the evaluation dataset itself; video files and plain image
-    folders (RGB only) through the same sampler and eval preset.
+    Prepared videos and video files go through the evaluation dataset itself (a video file is
+    a ``data.videofile.VideoFileStore``: only the clips' frames are decoded, resized on the
+    fly, so memory follows the clip, not the video); plain image folders (RGB only) through
+    the same sampler and eval preset.
     """
     from data.framestore import is_complete_video
+    from data.videofile import is_video_file
 
-    prepared = path.is_dir() and is_complete_video(path)
+    prepared = (path.is_dir() and is_complete_video(path)) or is_video_file(path)
     inputs, count = (_store_clips if prepared else _decoded_clips)(path, pre, options)
     segments = _segments(options)
     details = [
@@ -214,9 +223,52 @@ def read_video(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterat
         raise ValueError(f"unknown video mode {options.mode!r}; choose from {VIDEO_MODES}")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such video or frame folder")
-    if options.mode == "stream":
-        return _video_stream(path, pre, options)
-    return _video_clips(path, pre, options)
+    files = _video_files(path)
+    if files:
+        return _each_video(files, pre, options)
+    return _read_one_video(path, pre, options)
+
+
+def _read_one_video(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
+    """Items of one video; an unreadable one is a ValueError naming it (one line, exit 2)."""
+    from data.ffmpeg_io import VideoDecodeError
+    from data.framestore import FrameStoreError
+    from data.video_dataset import VideoReadError
+
+    read = _video_stream if options.mode == "stream" else _video_clips
+    try:
+        yield from read(path, pre, options)
+    except (VideoReadError, FrameStoreError, VideoDecodeError) as error:
+        raise ValueError(str(error)) from None
+
+
+def _video_files(path: Path) -> list[Path]:
+    """Video files below a folder that is neither a frame store nor a folder of images."""
+    from data.framestore import is_complete_video
+    from data.videofile import is_video_file
+
+    if not path.is_dir() or is_complete_video(path) or _image_files(path):
+        return []
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if is_video_file(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+
+
+def _each_video(files: list[Path], pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
+    """Items of every file; an unreadable one is named, skipped and counted."""
+    failed = 0
+    for file in files:
+        try:
+            yield from _read_one_video(file, pre, options)
+        except ValueError as error:
+            failed += 1
+            log.warning("skipped unreadable video: %s", error)
+    if failed:
+        log.warning("%d of %d video files unreadable and skipped", failed, len(files))
+    if failed == len(files):
+        raise ValueError(f"none of the {len(files)} video files could be read")
 
 
 # ----------------------------------------------------------------------------- skeleton
