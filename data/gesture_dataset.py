@@ -42,9 +42,12 @@ def read_data_json(path: Path, data_type: str, *, fold: int | None = None) -> li
 def load_data_json(path: Path) -> dict[str, Any]:
     """The parsed data.json (sets, folds, ``image_root_path``)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable data.json ({exc})") from exc
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable data.json ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: data.json must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 def images_of(
@@ -57,7 +60,9 @@ def images_of(
         if not 0 <= fold < len(folds):
             raise ValueError(f"{path}: fold {fold} requested, the file has {len(folds)} folds")
         source = folds[fold]
-    if data_type not in source or "images" not in source[data_type]:
+    if not isinstance(source.get(data_type), dict) or not isinstance(
+        source[data_type].get("images"), list
+    ):
         raise ValueError(
             f"{path}: no set {data_type!r} (sets: {[k for k in source if k.endswith('_set')]})"
         )

@@ -148,13 +148,17 @@ def read_label_map(label_map: str | Path | Mapping | None) -> dict[str, int] | N
     """``{class: id}`` from a spec mapping or a JSON file; ids must be 0..K-1."""
     if label_map is None:
         return None
+    source = "dataset.label_map"
     if not isinstance(label_map, dict):
-        path = Path(label_map)
+        path = source = Path(label_map)
         try:
             label_map = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"{path}: not a readable JSON label map ({error})") from error
-    mapping = {str(name): int(index) for name, index in label_map.items()}
+    try:
+        mapping = {str(name): int(index) for name, index in label_map.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"{source}: a label map is an object {{class: id}}") from None
     if sorted(mapping.values()) != list(range(len(mapping))):
         raise ValueError(
             f"label map ids must be 0..{len(mapping) - 1}, got {sorted(mapping.values())}"

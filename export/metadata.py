@@ -51,7 +51,10 @@ def read_metadata(path_or_model: str | Path | onnx.ModelProto) -> dict[str, Any]
         path = Path(path_or_model)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ONNX file")
-        model = onnx.load(str(path), load_external_data=False)
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as error:  # protobuf DecodeError and friends
+            raise ValueError(f"{path}: not an ONNX file ({type(error).__name__})") from None
     return parse_metadata({prop.key: prop.value for prop in model.metadata_props})
 
 

@@ -27,9 +27,13 @@ def create_session(
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(
-        str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
-    )
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+        )
+    except Exception as error:  # onnxruntime's own types: InvalidProtobuf, Fail, NoSuchFile
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise ValueError(f"{path}: not a usable ONNX file ({detail})") from None
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
