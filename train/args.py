@@ -86,7 +86,7 @@ def add_multigrid_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--multigrid-epoch-factor",
-        type=float,
+        type=positive_float,
         default=EPOCH_FACTOR,
         help="pyslowfast schedule: epochs per baseline epoch (PySlowFast EPOCH_FACTOR)",
     )
