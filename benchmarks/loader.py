@@ -18,6 +18,9 @@ over ``--passes`` passes:
 * **SRTG procedure**: the reading code of the SRTG README (``data/video_iterator.py``): connect
   per clip, ``SELECT ObjId, frames FROM Images WHERE ObjId IN (...)``, ``cv2.imdecode`` every frame
   at full size, sort by ObjId, then the same crop/flip and float conversion in the worker.
+* **ActRec raw mp4 (no prepare)**: the same ``VideoClipDataset`` over the same frames encoded
+  as H.264 mp4 files, decoded on the fly by ``data.videofile.VideoFileStore`` (seek, decode,
+  downscale in the decoder's colour conversion): what ``prepare`` saves.
 * **decode-only**: the clip's JPEG bytes, already in memory, decoded at the size our pipeline
   decodes (scaled, or full for ``--exact-decode``); nothing else (no crop, no batch).
 
@@ -134,7 +137,23 @@ def write_sources(root: Path, args: argparse.Namespace, height: int, width: int)
                     writer.add_encoded("rgb", encode_image(frame, fmt="png"), "png")
             sources["png"].append(VideoRecord(root / "png" / name, i % 5, name))
         sources["memory"].append(jpegs)
+    sources["mp4"] = write_mp4_sources(root, args, height, width)
     return sources
+
+
+def write_mp4_sources(root: Path, args: argparse.Namespace, height: int, width: int) -> list:
+    """The same frames as H.264 mp4 files (``write_video``: x264 CRF 18, its default keyframe
+    interval, so a 64-frame video is one GOP as short clips such as HMDB51's usually are),
+    read on the fly by ``VideoFileStore``: what training on raw videos without ``prepare`` costs."""
+    from data.ffmpeg_io import write_video
+
+    records = []
+    for i in tqdm(range(args.videos), desc=f"writing {height}x{width} mp4 files", unit="video"):
+        frames = synthetic_frames(args.frames, height, width, seed=i)
+        frames = frames[:, : height // 2 * 2, : width // 2 * 2]  # yuv420p needs even sides
+        path = write_video(root / "mp4" / f"video_{i:03d}.mp4", frames, fps=25)
+        records.append(VideoRecord(path, i % 5, path.stem))
+    return records
 
 
 class MemoryStore(FrameStore):
@@ -287,6 +306,7 @@ def build_datasets(sources: dict, args: argparse.Namespace) -> dict[str, Dataset
             sources["db"], deliver="uint8", exact_decode=True, **common
         ),
         "SRTG procedure": SRTGProcedureDataset(sources["db"], exact_decode=True, **common),
+        "ActRec raw mp4 (no prepare)": VideoClipDataset(sources["mp4"], deliver="uint8", **common),
         "decode-only (scaled)": DecodeOnlyDataset(sources["db"], sources["memory"], **common),
         "decode-only (full size)": DecodeOnlyDataset(
             sources["db"], sources["memory"], exact_decode=True, **common
