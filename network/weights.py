@@ -415,6 +415,25 @@ def _alternatives(model: nn.Module) -> list[tuple[str, dict[str, Any], str]]:
     return [row for row in found if not (row[0] == name and row[1] == kwargs)]
 
 
+def _tao_alternatives(checkpoint: Checkpoint) -> list[tuple[str, dict[str, Any], str]]:
+    """The ActRec network a TAO ActionRecognitionNet file describes (read from its tensors)."""
+    from export.checkpoint_info import is_tao_checkpoint, tao_network
+
+    if not is_tao_checkpoint(checkpoint.tensors):
+        return []
+    try:
+        name, kwargs, args = tao_network({}, checkpoint.tensors, checkpoint.source)
+    except (KeyError, ValueError):
+        return []
+    if name == "joint":
+        streams = f"--rgb-network {kwargs['rgb_network']} --of-network {kwargs['of_network']}"
+        return [(name, kwargs, f"--network joint --modality joint {streams}")]
+    flags = f"--network {name} --modality {args['modality']}"
+    if "clip_length" in args:
+        flags += f" --clip-length {args['clip_length']}"
+    return [(name, kwargs, flags)]
+
+
 def _loads_completely(
     name: str, kwargs: dict[str, Any], checkpoint: Checkpoint, inflate: bool
 ) -> bool:
@@ -458,7 +477,7 @@ def _advise(model: nn.Module, checkpoint: Checkpoint, report: LoadReport, inflat
         )
     fits = [
         flags
-        for name, kwargs, flags in _alternatives(model)
+        for name, kwargs, flags in _alternatives(model) + _tao_alternatives(checkpoint)
         if _loads_completely(name, kwargs, checkpoint, inflate)
     ]
     if fits:

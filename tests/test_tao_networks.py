@@ -133,3 +133,12 @@ def test_tao_checkpoint_exports_to_onnx(tmp_path):
         path, tmp_path / "rgb.onnx", family="video", input_shape=[(6, 64, 64)]
     )
     assert report.max_abs_diff < 1e-3 and (tmp_path / "rgb.onnx").is_file()
+
+
+def test_tao_file_into_another_network_names_the_tao_network():
+    manifest = tao_resnet(34, input_type="2d", in_channels=2 * 8, num_classes=4)
+    state = {name: torch.empty(shape, device="meta") for name, shape in manifest.items()}
+    with pytest.raises(PretrainedLoadError) as caught:
+        load_pretrained(_meta("r3d_18", num_classes=4), state)
+    assert "TAO state dict" in str(caught.value)
+    assert "--network resnet2d_34 --modality flow --clip-length 8" in str(caught.value)
