@@ -22,6 +22,7 @@ A TAO action_recognition spec works too: ``train -e spec.yaml model_config.rgb_s
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import logging
@@ -37,16 +38,18 @@ from typing import Any
 from data import prepare, synth_video
 from data.ffmpeg_io import VIDEO_SUFFIXES
 from data.framestore import is_complete_video
+from data.skeleton_dataset import read_label_map
 from data.splits import SplitResult, VideoRecord, find_videos, load_split, write_split_lists
 from data.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPreset, ClipTrainPreset
 from data.video_dataset import VideoClipDataset
 from data.videofile import is_video_file
 from export import cli as export_cli
-from network import build_model, get_entry
+from network import build_model, get_entry, list_models
 from train.args import add_multigrid_arguments, common_parser, runtime_parser
-from train.config import resolve_args
+from train.config import add_spec_arguments, command_of, resolve_args
 from train.metrics import AVERAGES
 from train.runner import run_script
+from train.tao_specs import VIDEO_KEYS, video_spec_map
 from train.validation import (
     ScriptParser,
     finite_float,
@@ -63,54 +66,8 @@ FAMILY = "video"
 SELF, CHILDREN = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
 BOOL = argparse.BooleanOptionalAction
 MODALITY_CHANNELS = {"rgb": 3, "flow": 2}
-TAO_MODALITIES = {"rgb": "rgb", "of": "flow", "joint": "joint"}
-TAO_SCHEDULES = {"MultiStep": "multistep", "AutoReduce": "plateau"}
-
-# TAO action_recognition spec keys -> argparse dests (seed 000; shared/reference/video.md A9).
-SPEC_MAP: dict[str, Any] = {
-    "model_config.model_type": ("modality", lambda v: TAO_MODALITIES[str(v)]),
-    "model_config.backbone": "backbone",
-    "model_config.input_type": "input_type",
-    "model_config.rgb_seq_length": "clip_length",
-    "model_config.of_seq_length": "flow_clip_length",
-    "model_config.sample_strategy": "sample_strategy",
-    "model_config.sample_rate": "frame_interval",
-    "model_config.dropout_ratio": "dropout",
-    "model_config.num_fc": "num_fc",
-    "model_config.input_height": "clip_size",
-    "model_config.rgb_pretrained_model_path": "rgb_pretrained",
-    "model_config.of_pretrained_model_path": "of_pretrained",
-    "model_config.joint_pretrained_model_path": "pretrained",
-    "train_config.optim.lr": "lr_base",
-    "train_config.optim.momentum": "momentum",
-    "train_config.optim.weight_decay": "weight_decay",
-    "train_config.optim.lr_scheduler": ("lr_schedule", lambda v: TAO_SCHEDULES[str(v)]),
-    "train_config.optim.lr_steps": "lr_steps",
-    "train_config.optim.lr_decay": "lr_factor",
-    "train_config.optim.patience": "plateau_patience",
-    "train_config.optim.min_lr": "min_lr",
-    "train_config.optim.lr_monitor": "plateau_monitor",
-    "train_config.epochs": "end_epoch",
-    "train_config.checkpoint_interval": "checkpoint_interval",
-    "train_config.clip_grad_norm": "clip_grad",
-    "dataset_config.train_dataset_dir": "data",
-    "dataset_config.val_dataset_dir": "val_data",
-    "dataset_config.output_shape": ("clip_size", lambda v: int(v[0])),
-    "dataset_config.batch_size": "batch_size",
-    "dataset_config.workers": "workers",
-    "dataset_config.clips_per_video": "clips_per_video",
-    "dataset_config.augmentation_config.train_crop_type": "train_crop",
-    "dataset_config.augmentation_config.scales": "crop_scales",
-    "dataset_config.augmentation_config.horizontal_flip_prob": "flip_prob",
-    "dataset_config.augmentation_config.crop_smaller_edge": "short_side",
-    "dataset_config.augmentation_config.rgb_input_mean": "rgb_mean",
-    "dataset_config.augmentation_config.rgb_input_std": "rgb_std",
-    "dataset_config.augmentation_config.of_input_mean": "of_mean",
-    "dataset_config.augmentation_config.of_input_std": "of_std",
-    "dataset_config.augmentation_config.val_center_crop": "val_center_crop",
-    "evaluate.video_eval_mode": "eval_mode",
-    "evaluate.video_num_segments": "segments",
-}
+# TAO action_recognition spec keys (TAO 3/4 and TAO 5 layouts): train/tao_specs.py.
+SPEC_MAP = video_spec_map("train", {})
 # Flags that evaluation and inference take from the checkpoint's training arguments unless given.
 FROM_CHECKPOINT = (
     "modality",
@@ -157,6 +114,12 @@ def _add_split_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     group.add_argument("--val-fraction", type=fraction, default=0.2)
     group.add_argument(
         "--val-data", default=None, help="TAO layout: a separate prepared validation root"
+    )
+    group.add_argument(
+        "--label-map",
+        default=None,
+        help="JSON file {class: index} (or a spec's label_map): these classes, in this order; "
+        "default: every class folder, sorted",
     )
     return group
 
@@ -236,9 +199,17 @@ def _add_view_arguments(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def _spec_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    add_spec_arguments(parent)
+    return parent
+
+
 def _add_eval_arguments(parser: argparse.ArgumentParser, *, with_split: bool) -> None:
     """evaluate and inference: the checkpoint, data (evaluate), clips, views, averaging."""
-    parser.add_argument("--checkpoint", required=True, help="a train_hmdb.py checkpoint (.pth)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="a train_hmdb.py checkpoint (.pth); required (or spec)"
+    )
     if with_split:
         _add_split_arguments(parser)
     _add_clip_arguments(parser)
@@ -296,11 +267,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[runtime_parser()], help=help_text)
         _add_eval_arguments(sub, with_split=name == "evaluate")
     commands.choices["inference"].add_argument(
-        "--videos", required=True, help="a prepared video folder or a folder of them"
+        "--videos",
+        default=None,
+        help="a video file, a prepared video, or a folder of either (required)",
     )
     commands.choices["inference"].add_argument("--top-k", type=positive_int, default=5)
     commands.choices["inference"].add_argument("--jsonl", default=None, help="JSON lines output")
-    export_cli.add_subcommands(commands, family=FAMILY)
+    export_cli.add_subcommands(commands, family=FAMILY, parents=[_spec_parent()])
     quantize = commands.add_parser("quantize", parents=[common_parser()], help="INT8 ONNX")
     export_cli.add_quantize_arguments(quantize)
     _add_split_arguments(quantize)
@@ -375,8 +348,37 @@ def make_dataset(
 
 
 def load_records(args: argparse.Namespace) -> SplitResult:
-    """Train/val records from ``--data`` (+ ``--splits``), or TAO's separate ``--val-data``."""
-    if not args.data:
+    """Train/val records from ``--data`` (+ ``--splits``), or TAO's separate ``--val-data``;
+    ``--label-map`` picks and orders the classes."""
+    split = _split_records(args)
+    return apply_label_map(split, read_label_map(getattr(args, "label_map", None)))
+
+
+def apply_label_map(split: SplitResult, label_map: dict[str, int] | None) -> SplitResult:
+    """Keep the classes of ``label_map`` and label them by its indices (TAO's ``label_map``)."""
+    if not label_map:
+        return split
+    missing = sorted(set(label_map) - set(split.class_names))
+    if missing:
+        raise ValueError(f"label_map: no videos of class {', '.join(missing)} in the data")
+    left_out = sorted(set(split.class_names) - set(label_map))
+    if left_out:
+        log.warning("label_map leaves out %d classes (not used): %s", len(left_out), left_out)
+
+    def relabel(records: list[VideoRecord]) -> list[VideoRecord]:
+        names = split.class_names
+        return [
+            replace(record, label=label_map[names[record.label]])
+            for record in records
+            if names[record.label] in label_map
+        ]
+
+    order = sorted(label_map, key=label_map.__getitem__)
+    return replace(split, train=relabel(split.train), val=relabel(split.val), class_names=order)
+
+
+def _split_records(args: argparse.Namespace) -> SplitResult:
+    if not args.data and not args.val_data:
         raise SystemExit("error: --data (a prepared data root) is required")
     if args.val_data is None:
         return load_split(
@@ -386,8 +388,9 @@ def load_records(args: argparse.Namespace) -> SplitResult:
             val_fraction=args.val_fraction,
             seed=args.random_seed,
         )
-    train_videos, val_videos = find_videos(args.data), find_videos(args.val_data)
-    class_names = sorted(train_videos)
+    val_videos = find_videos(args.val_data)
+    train_videos = find_videos(args.data) if args.data else {}
+    class_names = sorted(train_videos or val_videos)
     labels = {name: index for index, name in enumerate(class_names)}
 
     def records(videos: dict[str, dict[str, Path]]) -> list[VideoRecord]:
@@ -403,13 +406,34 @@ def load_records(args: argparse.Namespace) -> SplitResult:
 
 # ----------------------------------------------------------------------------- network
 def resolve_network(args: argparse.Namespace) -> str:
-    """``--network``, else TAO's ``backbone`` + ``input_type`` (resnet18 + 3d -> tao_r3d_18)."""
-    if args.network:
-        return args.network
-    if args.backbone:
-        depth = args.backbone.lower().replace("resnet", "").lstrip("_")
-        return TAO_NETWORK_PREFIX[args.input_type or "3d"] + depth
-    return "r3d_18"
+    """``--network``, else TAO's ``backbone`` + ``input_type`` (resnet18 + 3d -> tao_r3d_18).
+
+    Without ``--network``, ``--modality joint`` (TAO ``model_type: joint``) builds the two-stream
+    ``joint`` model whose streams (``--rgb-network``/``--of-network``, set here when not given)
+    are that backbone network.
+    """
+    stream = args.network or (tao_backbone_network(args) if args.backbone else None)
+    if args.modality == "joint" and not args.network:
+        args.rgb_network = args.rgb_network or stream or "r3d_18"
+        args.of_network = args.of_network or stream or "r3d_18"
+        return "joint"
+    return stream or "r3d_18"
+
+
+def tao_backbone_network(args: argparse.Namespace) -> str:
+    """TAO's ``backbone`` (resnet18, resnet_18) and ``input_type`` (default 2d, as TAO) → a
+    registered network; an unknown backbone is one line with the allowed ones."""
+    input_type = args.input_type or "2d"
+    prefix = TAO_NETWORK_PREFIX[input_type]
+    depth = args.backbone.lower().removeprefix("resnet").lstrip("_")
+    registered = [name for name in list_models(family=FAMILY) if name.startswith(prefix)]
+    if prefix + depth not in registered:
+        allowed = ", ".join(f"resnet_{name.removeprefix(prefix)}" for name in registered)
+        raise ValueError(
+            f"--backbone (spec model backbone): {args.backbone!r} is not one of {allowed} "
+            f"(input_type {input_type})"
+        )
+    return prefix + depth
 
 
 def network_kwargs(name: str, args: argparse.Namespace, num_classes: int) -> dict[str, Any]:
@@ -500,6 +524,8 @@ def _restore(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The checkpoint's model and its training arguments (data flags not given default to them)."""
     from train.checkpoint import load_model
 
+    if not args.checkpoint:
+        raise ValueError(f"{args.command} needs --checkpoint (or the spec's checkpoint / model=)")
     model = load_model(args.checkpoint, family=FAMILY, network=args.network)
     return model, model.train_args
 
@@ -602,6 +628,8 @@ def cmd_inference(args: argparse.Namespace) -> int:
 
     model, saved = _restore(args)
     args = _fill_from_checkpoint(args, saved)
+    if not args.videos:
+        raise ValueError("inference needs --videos (or the spec's inference_dataset_dir)")
     videos = _inference_videos(Path(args.videos))
     if not videos:
         raise FileNotFoundError(
@@ -699,7 +727,9 @@ COMMANDS = {
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Resolve ``argv`` with the TAO action_recognition spec (``-e``, ``key=value``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return resolve_args(get_args_parser(), argv, SPEC_MAP)
+    command = command_of(argv)
+    spec_map = functools.partial(video_spec_map, command)
+    return resolve_args(get_args_parser(), argv, spec_map, known_keys=VIDEO_KEYS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

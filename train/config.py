@@ -160,9 +160,10 @@ def resolve_args(
     everything = set(mapping) | set(known_keys)
     top_level, direct = _apply_overrides(parser, spec, overrides, everything, source)
     mapping = _spec_map(spec_map, spec)
-    values, origins, notes, unknown = _map_spec(
-        {**_flatten(spec, everything), **top_level}, mapping, everything, source
-    )
+    flat = {**_flatten(spec, everything), **top_level}
+    given = {key for key, _ in overrides}
+    winners = {key for key in flat if any(key == g or key.startswith(g + ".") for g in given)}
+    values, origins, notes, unknown = _map_spec(flat, mapping, everything, source, winners)
     if unknown and getattr(known, "strict_spec", False):
         raise SpecError(f"{source}: unknown spec keys (--strict-spec): {'; '.join(unknown)}")
     defaults = _typed_defaults(parser, values, origins, source)
@@ -333,11 +334,13 @@ def _set_nested(spec: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _flatten(spec: Mapping[str, Any], keys: set[str], prefix: str = "") -> dict[str, Any]:
-    """Dotted key → value; a mapping stays whole where it is a key's value (``label_map``)."""
+    """Dotted key → value; a mapping stays whole where it is a key's value (``label_map``) and
+    not also a section (TAO 5 ``model:`` beside TAO 3/4's ``model=x.tlt``)."""
     flat: dict[str, Any] = {}
     for name, value in spec.items():
         dotted = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value and dotted not in keys:
+        whole = dotted in keys and not any(key.startswith(dotted + ".") for key in keys)
+        if isinstance(value, Mapping) and value and not whole:
             flat.update(_flatten(value, keys, dotted + "."))
         else:
             flat[dotted] = value
@@ -345,9 +348,16 @@ def _flatten(spec: Mapping[str, Any], keys: set[str], prefix: str = "") -> dict[
 
 
 def _map_spec(
-    flat: Mapping[str, Any], spec_map: Mapping[str, SpecTarget], keys: set[str], source: str
+    flat: Mapping[str, Any],
+    spec_map: Mapping[str, SpecTarget],
+    keys: set[str],
+    source: str,
+    overridden: set[str],
 ) -> tuple[dict[str, Any], dict[str, str], list[str], list[str]]:
-    """(values by dest, the spec key of each dest, ignored-key notes, unknown keys with hints)."""
+    """(values by dest, the spec key of each dest, ignored-key notes, unknown keys with hints).
+
+    Two keys giving one flag different values are refused, unless one is a ``key=value``
+    override (``overridden``): it wins."""
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     notes: list[str] = []
@@ -359,6 +369,11 @@ def _map_spec(
         elif target is not None and value is not None:
             dest, value = _target_value(f"{source}: {key}", target, value)
             if dest in values and values[dest] != value:
+                if origins[dest] in overridden:
+                    continue
+                if key in overridden:
+                    values[dest], origins[dest] = value, key
+                    continue
                 raise SpecError(
                     f"{source}: {origins[dest]} ({values[dest]!r}) and {key} ({value!r}) "
                     f"disagree; both set --{dest.replace('_', '-')}"

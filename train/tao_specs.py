@@ -18,6 +18,7 @@ video layout it (like ``output_dir`` and ``-r``) is the run directory itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "SKELETON_KEYS",
     "VIDEO_KEYS",
     "family_tables",
+    "markdown_tables",
     "skeleton_spec_map",
     "video_spec_map",
 ]
@@ -218,7 +220,9 @@ def _video_top_level(command: str, spec: Mapping[str, Any]) -> SpecMap:
     own_dir = isinstance(section, Mapping) and section.get("results_dir") is not None
     if not is_tao5_layout(spec):
         results: SpecTarget = "output_dir"  # TAO 3/4: -r / results_dir is the run folder
-    elif own_dir or command == "export":
+    elif command == "export":
+        results = Ignored("export writes only the ONNX file (export.onnx_file, --onnx)")
+    elif own_dir:
         results = Ignored(f"{command}.results_dir is the folder of this task")
     else:
         results = _task_dir(command)
@@ -414,9 +418,49 @@ GESTURE_SPEC_MAP: SpecMap = {
 def family_tables() -> dict[str, dict[str, dict[str, SpecTarget]]]:
     """family → command → the keys that command uses (for the docs table and its test)."""
     video = {c: video_spec_map(c, {"model": {}}) for c in VIDEO_COMMANDS}
-    video["train (TAO 3/4 layout)"] = video_spec_map("train", {})
+    for command in VIDEO_COMMANDS:  # the TAO 3/4 layout's results_dir is the run folder itself
+        video[command]["results_dir (TAO 3/4 layout)"] = video_spec_map(command, {})["results_dir"]
     return {
         "video": video,
         "skeleton": {c: skeleton_spec_map(c, {}) for c in SKELETON_COMMANDS},
         "gesture": {"train, evaluate, inference": dict(GESTURE_SPEC_MAP)},
     }
+
+
+def _handling(target: SpecTarget) -> str:
+    if isinstance(target, Ignored):
+        return f"accepted and ignored: {target.reason}"
+    dest, convert = (target, None) if isinstance(target, str) else target
+    flag = "`--" + dest.replace("_", "-") + "`"
+    if isinstance(convert, Mapping):
+        return flag + " (" + ", ".join(f"`{k}` → `{v}`" for k, v in convert.items()) + ")"
+    if dest == "output_dir" and callable(convert):
+        return flag + " = results_dir/<task> (TAO 5)"
+    return flag + (" (converted)" if callable(convert) else "")
+
+
+_TAO4_NAMES = re.compile(r"^(model|dataset|train)_config\.")
+
+
+def markdown_tables() -> str:
+    """One Markdown table per family: key | commands | handling (docs/TAO_SPECS.md)."""
+    out = []
+    for family, commands in family_tables().items():
+        rows: dict[str, dict[str, dict[str, None]]] = {}
+        names: dict[str, dict[str, None]] = {}
+        for command, keys in commands.items():
+            for key, target in keys.items():
+                row = _TAO4_NAMES.sub(lambda m: m.group(1) + ".", key) if family == "video" else key
+                names.setdefault(row, {})[key] = None
+                rows.setdefault(row, {}).setdefault(_handling(target), {})[command] = None
+        out += [f"### {family}", "", "| key | commands | handling |", "|---|---|---|"]
+        for row in sorted(rows):
+            key = " / ".join(f"`{name}`" for name in sorted(names[row], reverse=True))
+            for handling, used_by in rows[row].items():
+                out.append(f"| {key} | {', '.join(used_by)} | {handling} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(markdown_tables())
