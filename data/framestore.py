@@ -463,12 +463,22 @@ def open_store(video_dir: str | os.PathLike) -> FrameStore:
         return FolderFrameStore(video_dir)
     if not video_dir.is_dir():
         raise FrameStoreError(f"{video_dir}: video directory not found")
-    raise FrameStoreError(f"{video_dir}: neither {DB_NAME} nor an rgb/ folder")
+    from data.mmaction_lists import MMActionFrameStore, find_rawframe_template
+
+    if find_rawframe_template(video_dir):
+        return MMActionFrameStore(video_dir)
+    raise FrameStoreError(
+        f"{video_dir}: neither {DB_NAME}, an rgb/ folder nor MMAction2 rawframes (img_00001.jpg)"
+    )
 
 
 def is_complete_video(video_dir: Path) -> bool:
     """True for a directory that :func:`open_store` can read (written atomically by writers)."""
-    return (video_dir / DB_NAME).is_file() or (video_dir / "rgb").is_dir()
+    if (video_dir / DB_NAME).is_file() or (video_dir / "rgb").is_dir():
+        return True
+    from data.mmaction_lists import find_rawframe_template  # MMAction2 rawframes
+
+    return find_rawframe_template(video_dir) is not None
 
 
 # ----------------------------------------------------------------------------- writers

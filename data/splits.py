@@ -306,8 +306,8 @@ def folder_split(data_root: str | Path, val_fraction: float = 0.2, seed: int = 0
 
 # ----------------------------------------------------------------------------- dispatch
 def detect_split_format(split_path: str | Path | None) -> str:
-    """``folders`` (no path), ``ucf101`` (classInd.txt), ``hmdb51`` (*_test_split*.txt) or
-    ``csv`` (a .csv file, or a folder of them)."""
+    """``folders`` (no path), ``ucf101`` (classInd.txt), ``hmdb51`` (*_test_split*.txt),
+    ``csv`` (a .csv file, or a folder of them) or ``mmaction`` (MMAction2 train/val lists)."""
     if split_path is None:
         return "folders"
     split_path = Path(split_path)
@@ -317,7 +317,14 @@ def detect_split_format(split_path: str | Path | None) -> str:
         return "ucf101"
     if any(split_path.glob("*_test_split*.txt")):
         return "hmdb51"
-    raise SplitError(f"{split_path}: not a split CSV, UCF101 list folder or HMDB51 split folder")
+    from data.mmaction_lists import is_mmaction_lists
+
+    if is_mmaction_lists(split_path):
+        return "mmaction"
+    raise SplitError(
+        f"{split_path}: not a split CSV, UCF101 list folder, HMDB51 split folder or MMAction2 "
+        "list folder"
+    )
 
 
 def load_split(
@@ -335,6 +342,12 @@ def load_split(
     if fmt == "csv":
         path = Path(split_path)
         return srtg_csv_split(data_root, *(sorted(path.glob("*.csv")) if path.is_dir() else [path]))
+    if fmt == "mmaction":
+        from data.mmaction_lists import mmaction_split
+
+        result = mmaction_split(data_root, split_path, split)
+        _report_missing(result.missing, Path(split_path), Path(data_root))
+        return result
     parser = hmdb51_split if fmt == "hmdb51" else ucf101_split
     return parser(data_root, split_path, split)
 
