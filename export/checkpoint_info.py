@@ -241,11 +241,10 @@ def _tao_stream(tensors: Mapping[str, Any], source: str) -> tuple[str, int, int]
     head = tensors.get("fc_cls.weight")
     if conv1 is None or head is None:
         raise ValueError(f"{source}: not a TAO ActionRecognitionNet ResNet (no conv1 / fc_cls)")
+    from network.weights import stage_depths
+
     block = "bottleneck" if "layer1.0.conv3.weight" in tensors else "basic"
-    counts = tuple(
-        1 + max((int(k.split(".")[1]) for k in tensors if k.startswith(f"layer{i}.")), default=-1)
-        for i in range(1, 5)
-    )
+    counts = stage_depths(dict(tensors))
     depth = TAO_DEPTHS.get((block, counts))
     if depth is None:
         raise ValueError(f"{source}: a TAO ResNet with {block} blocks {counts}: no such depth")

@@ -36,6 +36,7 @@ __all__ = [
     "load_pretrained",
     "read_checkpoint",
     "read_state_dict",
+    "stage_depths",
 ]
 
 logger = logging.getLogger(__name__)
@@ -391,8 +392,19 @@ def _registered(name: str) -> bool:
     return name in list_models()
 
 
-def _alternatives(model: nn.Module) -> list[tuple[str, dict[str, Any], str]]:
-    """(network, kwargs, flags) that may fit a file the model does not: SRTG's plain nets, MTNet."""
+def stage_depths(tensors: dict[str, torch.Tensor]) -> tuple[int, ...]:
+    """Blocks per stage (layer1..4) of a ResNet-style state dict."""
+    return tuple(
+        1 + max((int(k.split(".")[1]) for k in tensors if k.startswith(f"layer{i}.")), default=-1)
+        for i in range(1, 5)
+    )
+
+
+def _alternatives(
+    model: nn.Module, checkpoint: Checkpoint
+) -> list[tuple[str, dict[str, Any], str]]:
+    """(network, kwargs, flags) that may fit a file the model does not: SRTG's plain nets, MTNet
+    variants with the file's blocks per stage."""
     name = getattr(model, "network_name", None)
     if not name:
         return []
@@ -409,9 +421,14 @@ def _alternatives(model: nn.Module) -> list[tuple[str, dict[str, Any], str]]:
         if srtg_name != name:
             found.append((srtg_name, {**plain, "sr_blocks": True}, f"--network {srtg_name}"))
     if name.startswith("mtnet_"):
-        from network.registry import list_models
+        from network.mtnet import VARIANTS
 
-        found += [(other, kwargs, f"--network {other}") for other in list_models(tag="mtnet")]
+        depths = stage_depths(checkpoint.tensors)
+        found += [
+            (f"mtnet_{variant}", kwargs, f"--network mtnet_{variant}")
+            for variant, (variant_depths, _, _) in VARIANTS.items()
+            if variant_depths == depths
+        ]
     return [row for row in found if not (row[0] == name and row[1] == kwargs)]
 
 
@@ -477,7 +494,7 @@ def _advise(model: nn.Module, checkpoint: Checkpoint, report: LoadReport, inflat
         )
     fits = [
         flags
-        for name, kwargs, flags in _alternatives(model) + _tao_alternatives(checkpoint)
+        for name, kwargs, flags in _alternatives(model, checkpoint) + _tao_alternatives(checkpoint)
         if _loads_completely(name, kwargs, checkpoint, inflate)
     ]
     if fits:
