@@ -9,7 +9,19 @@ import pytest
 import yaml
 
 from train.args import common_parser
-from train.config import SpecError, load_spec, parse_override, resolve_args, write_resolved_args
+from train.config import (
+    KEY_NOTE,
+    Ignored,
+    SpecError,
+    add_spec_arguments,
+    load_spec,
+    log_spec_notes,
+    parse_override,
+    resolve_args,
+    spec_table,
+    square_shape,
+    write_resolved_args,
+)
 
 SPEC_MAP = {
     "train_config.optim.lr": "lr_base",
@@ -148,3 +160,82 @@ def test_spec_boolean_for_a_no_flag_is_a_single_value(tmp_path):
     parser.add_argument("--edge-importance", action=argparse.BooleanOptionalAction, default=True)
     args = resolve_args(parser, ["-e", str(spec)], {"model.edge_importance": "edge_importance"})
     assert args.edge_importance is False
+
+
+# ----------------------------------------------------------------------------- checks and notes
+def _spec_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_spec_arguments(parser)
+    parser.add_argument("--clip-size", type=int, default=112)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--label-map", default=None)
+    parser.add_argument("--lr-schedule", default="multistep")
+    return parser
+
+
+CHECKED = {
+    "model.input_height": "clip_size",
+    "model.input_width": "clip_size",
+    "model": "checkpoint",
+    "dataset.label_map": "label_map",
+    "optim.lr_scheduler": ("lr_schedule", {"MultiStep": "multistep", "AutoReduce": "plateau"}),
+    "encryption_key": Ignored("not encrypted"),
+}
+
+
+def test_notes_unknown_keys_with_hints_and_known_keys_of_other_commands(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("encryption_key: k\nmodel: {input_heigth: 3}\nevaluate: {checkpoint: c}\n")
+    args = resolve_args(_spec_parser(), ["-e", str(path), "-k", "x"], CHECKED,
+                        known_keys={"evaluate.checkpoint"})  # fmt: skip
+    notes = {message: level for level, message in args.spec_notes}
+    assert notes[f"{path}: unknown spec key model.input_heigth (did you mean model.input_height?)"]
+    assert notes[f"{path}: encryption_key is accepted and ignored: not encrypted"] == 20
+    assert KEY_NOTE in notes and not any("evaluate" in note for note in notes)
+    with pytest.raises(SpecError, match=r"unknown spec keys \(--strict-spec\): model.input_heigth"):
+        resolve_args(_spec_parser(), ["-e", str(path), "--strict-spec"], CHECKED)
+
+
+def test_log_spec_notes_logs_and_drops_them(caplog):
+    args = argparse.Namespace(spec_notes=[(30, "x: unknown spec key a.b")])
+    with caplog.at_level("INFO", logger="train.config"):
+        log_spec_notes(args)
+    assert caplog.records[0].levelname == "WARNING" and "a.b" in caplog.records[0].message
+    assert not hasattr(args, "spec_notes")
+
+
+def test_conflicts_choices_and_sections(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("model: {input_height: 3, input_width: 4}\n")
+    with pytest.raises(SpecError, match=r"input_height .3. and model.input_width .4. disagree"):
+        resolve_args(_spec_parser(), ["-e", str(path)], CHECKED)
+    # a key=value override wins over the spec key it disagrees with
+    args = resolve_args(_spec_parser(), ["-e", str(path), "model.input_width=3"], CHECKED)
+    assert args.clip_size == 3
+    # a scalar override beside a section of the same name (TAO 3/4 model= vs TAO 5 model:)
+    args = resolve_args(_spec_parser(), ["-e", str(path), "model=m.pth", "model.input_width=3"],
+                        CHECKED)  # fmt: skip
+    assert args.checkpoint == "m.pth" and args.spec["model"]["input_height"] == 3
+    with pytest.raises(
+        SpecError, match=r"optim.lr_scheduler: 'Cosine' is not one of MultiStep, Auto"
+    ):
+        resolve_args(_spec_parser(), ["optim.lr_scheduler=Cosine"], CHECKED)
+    path.write_text("dataset: {label_map: {walk: 0, sit: 1}}\n")  # a mapping value stays whole
+    assert resolve_args(_spec_parser(), ["-e", str(path)], CHECKED).label_map == {
+        "walk": 0,
+        "sit": 1,
+    }
+
+
+def test_spec_map_may_depend_on_the_spec_and_shapes_are_checked(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("size: [64, 64]\n")
+    spec_map = lambda spec: {"size": ("clip_size", square_shape)}  # noqa: E731
+    assert resolve_args(_spec_parser(), ["-e", str(path)], spec_map).clip_size == 64
+    for bad in ("112", "[64, 32]"):
+        with pytest.raises(SpecError, match=r"size: bad value .* \(expected"):
+            resolve_args(_spec_parser(), ["-e", str(path), f"size={bad}"], spec_map)
+    assert spec_table({"a": "clip_size", "b": Ignored("why")}) == [
+        ("a", "--clip-size"),
+        ("b", "ignored: why"),
+    ]

@@ -266,6 +266,20 @@ def test_tao5_joint_spec_with_pretrained_streams_trains(tao_videos, tmp_path):
     for stream, prefix in (("rgb", "rgb."), ("of", "flow.")):
         for key in params:  # lr 0: every parameter is still the pretrained one
             assert torch.equal(weights[prefix + key], streams[stream][key]), (stream, key)
+    # TAO 5 evaluate section: checkpoint, test set and mode from the spec, results_dir/evaluate
+    spec["evaluate"] = {
+        "checkpoint": str(run / "latest.pth"),
+        "test_dataset_dir": str(tao_videos),
+        "video_eval_mode": "conv",
+        "video_num_segments": 2,
+        "batch_size": 2,
+    }
+    path = _write(tmp_path, spec)
+    evaluate = ["evaluate", "-e", str(path), "--strict-spec", "--workers", "0", "--device", "cpu"]
+    assert train_hmdb.main(evaluate) == 0
+    metrics = json.loads((tmp_path / "results" / "evaluate" / "metrics.json").read_text())
+    # label_map: walk and bend only (fall left out), 2 conv segments per video
+    assert (metrics["num_videos"], metrics["num_clips"]) == (6, 12)
 
 
 # ----------------------------------------------------------------------------- unknown keys
