@@ -308,3 +308,27 @@ def test_train_hmdb_refuses_with_exit_code_2(hmdb_data, tmp_path, caplog, case):
         argv[argv.index("--output-dir") + 1] = str(tmp_path / "run2")
         assert train_hmdb.main([*argv, "--no-sr-blocks"]) == 0
         assert "0 missing, 0 unexpected" in caplog.text
+
+
+def test_train_hmdb_evaluates_and_labels_a_tao_checkpoint(hmdb_data, tmp_path, capsys):
+    import train_hmdb
+
+    model = build_model("resnet2d_18", num_classes=2, num_frames=4)
+    spec = {
+        "model": {"model_type": "rgb", "input_type": "2d", "rgb_seq_length": 4},
+        "dataset": {"label_map": {"grow": 0, "move_left": 1}, "output_shape": [32, 32]},
+    }
+    path = tmp_path / "ar_model_latest.pth"
+    state = {f"model.{tao_names(k)}": v for k, v in model.state_dict().items()}
+    torch.save(
+        {"epoch": 1, "state_dict": state, "hyper_parameters": {"experiment_spec": spec}}, path
+    )
+    data = ["--data", hmdb_data["data"], "--splits", hmdb_data["splits"], "--workers", "0"]
+    assert train_hmdb.main(["evaluate", "--checkpoint", str(path), *data]) == 0
+    assert "video top-1" in capsys.readouterr().out
+    videos = ["--videos", hmdb_data["data"], "--workers", "0"]
+    assert train_hmdb.main(["inference", "--checkpoint", str(path), *videos]) == 0
+    labels = [
+        line.rsplit(" : ", 1)[1] for line in capsys.readouterr().out.splitlines() if " : [" in line
+    ]
+    assert len(labels) == 4 and set(labels) <= {"['grow']", "['move_left']"}  # the spec's names
