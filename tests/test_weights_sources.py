@@ -192,6 +192,8 @@ def test_srtg_r3d_never_loads_silently_into_torchvision_r3d():
     message = str(caught.value)
     assert "0 missing, 0 unexpected" in message and "3×3×3 stem max-pool" in message
     assert "--network srtg_r3d_18 --no-sr-blocks" in message
+    with pytest.raises(PretrainedLoadError, match="SRTG state dict"):  # its 3×3×3 kernel names tell
+        load_pretrained(_meta("r3d_18"), _tensors(srtg_resnet(18, sr=False)))
     plain = _meta("r2plus1d_18")  # SRTG's r2plus1d names equal torchvision's: the file format tells
     with pytest.raises(PretrainedLoadError, match="srtg_r2plus1d_18 --no-sr-blocks"):
         load_pretrained(plain, srtg_file(_tensors(srtg_resnet(18, "2plus1d", sr=False))))
