@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data.skeleton_convert import ConvertSettings
+from network import list_models
 from train.config import Ignored, SpecTarget, square_shape
 
 __all__ = [
@@ -246,8 +247,18 @@ VIDEO_KEYS = _all_keys(video_spec_map, VIDEO_COMMANDS)
 # ----------------------------------------------------------------------------- skeleton
 TAO_POSE_MODELS = {"ST-GCN": "st_gcn"}
 
+
+def _pose_network(name: Any) -> str:
+    """TAO's ``ST-GCN`` or a registered skeleton network name (``st_gcn_tiny``)."""
+    registered = list_models(family="skeleton")
+    network = TAO_POSE_MODELS.get(name, name)
+    if network not in registered:
+        raise ValueError(f"expected one of {', '.join([*TAO_POSE_MODELS, *registered])}")
+    return network
+
+
 _POSE_SHARED: SpecMap = {
-    "model.model_type": ("network", lambda name: TAO_POSE_MODELS.get(name, name)),
+    "model.model_type": ("network", _pose_network),
     "model.pretrained_model_path": "pretrained",
     "model.input_channels": "in_channels",
     "model.dropout": "dropout",
