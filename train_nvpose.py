@@ -165,8 +165,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     _add_checkpoint_input(inference, labels=False)
     _add_inference_arguments(inference)
-    for name in ("export", "onnx-infer", "trt-engine"):
-        export_cli.add_subcommands(commands, family=FAMILY, parents=[_spec_parent()], names=[name])
+    export_cli.add_subcommands(commands, family=FAMILY, parents=lambda: [_spec_parent()])
     quantize = commands.add_parser(
         "quantize", parents=[_spec_parent()], help="INT8 ONNX + FP32/INT8 accuracy"
     )

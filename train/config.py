@@ -28,6 +28,7 @@ import argparse
 import difflib
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -181,7 +182,10 @@ def resolve_args(
 def log_spec_notes(args: argparse.Namespace) -> None:
     """Log (once logging is set up) the spec's unknown keys as warnings and the accepted-and-
     ignored ones as notes; the notes leave ``args`` (they are not run arguments)."""
-    for level, message in vars(args).pop("spec_notes", None) or []:
+    notes = vars(args).pop("spec_notes", None) or []
+    if int(os.environ.get("RANK", "0")) != 0:  # every rank reads the same spec: say it once
+        return
+    for level, message in notes:
         log.log(level, "%s", message)
 
 
