@@ -273,7 +273,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     commands.choices["inference"].add_argument("--top-k", type=positive_int, default=5)
     commands.choices["inference"].add_argument("--jsonl", default=None, help="JSON lines output")
-    export_cli.add_subcommands(commands, family=FAMILY, parents=[_spec_parent()])
+    export_cli.add_subcommands(commands, family=FAMILY, parents=lambda: [_spec_parent()])
     quantize = commands.add_parser("quantize", parents=[common_parser()], help="INT8 ONNX")
     export_cli.add_quantize_arguments(quantize)
     _add_split_arguments(quantize)

@@ -371,12 +371,15 @@ def add_subcommands(
     subparsers: Any,
     *,
     family: str,
-    parents: Sequence[argparse.ArgumentParser] = (),
+    parents: Callable[[], Sequence[argparse.ArgumentParser]] = tuple,
     names: Sequence[str] = ("export", "onnx-infer", "trt-engine"),
 ) -> None:
     """Add ``names`` of ``export``, ``onnx-infer`` and ``trt-engine`` (FP32/FP16; INT8 from a
     cache) with ``func`` defaults taking ``args``. Scripts add ``quantize`` themselves (it needs
-    datasets), and a ``trt-engine`` of their own where INT8 calibrates on their data."""
+    datasets), and a ``trt-engine`` of their own where INT8 calibrates on their data.
+
+    ``parents`` makes fresh parent parsers for each subcommand: argparse shares a parent's
+    actions by reference, so one parent for several subcommands would share their defaults."""
     commands = {
         "export": (
             add_export_arguments,
@@ -389,7 +392,7 @@ def add_subcommands(
     for name in names:
         add, run, help_text = commands[name]
         sub = subparsers.add_parser(
-            name, parents=list(parents), help=help_text, description=help_text
+            name, parents=list(parents()), help=help_text, description=help_text
         )
         add(sub)
         sub.set_defaults(func=lambda args, run=run: run(args, family=family))
