@@ -31,3 +31,29 @@ def test_the_seed_is_applied_before_the_command():
 
     args = argparse.Namespace(random_seed=7)
     assert run_command(draw, args) == run_command(draw, args)
+
+
+def test_a_worker_error_is_its_own_one_line(caplog):
+    from torch.utils.data import DataLoader, Dataset
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            raise ValueError(f"/data/crop_{index}.png: bbox_path is not a readable image")
+
+    def load(_):
+        list(DataLoader(Broken(), num_workers=1))
+
+    assert run_command(load, argparse.Namespace(random_seed=None)) == 2
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == "/data/crop_0.png: bbox_path is not a readable image"
+
+
+def test_a_message_exit_is_a_bad_input(capsys):
+    def stop(_):
+        raise SystemExit("error: train needs --data")
+
+    assert run_command(stop, argparse.Namespace(random_seed=None)) == 2
+    assert capsys.readouterr().err == "error: train needs --data\n"
