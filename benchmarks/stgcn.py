@@ -1,7 +1,9 @@
-"""ST-GCN inference speed on CPU: sequences/s, our model against a plain einsum baseline.
+"""ST-GCN speed on CPU: inference sequences/s and training-step time, our model against the
+reference's block code.
 
     python benchmarks/stgcn.py                       # batch 16, T=300, V=34 (nvidia), M=1
     python benchmarks/stgcn.py --batch-size 4 --frames 100 --repeats 3
+    python benchmarks/stgcn.py --train --no-onnx     # adds the training-step table
 
 Rows: ``baseline`` (written here, the reference's per-block code: 1×1 conv, ``einsum
 ('nkctv,kvw->nctw')`` on contiguous tensors), ``eager`` (network.stgcn, channels-last graph
@@ -13,6 +15,11 @@ reference code runs) and ``actrec`` (``train.malloc.reuse_large_buffers``, which
 ``train_nvpose.py`` command applies). ``vs baseline`` compares with the baseline as the reference
 runs (glibc); ``same malloc`` with the baseline under the row's own setting, which isolates the
 network code. Target: eager ≥ 2× baseline.
+
+``--train`` adds a table of training steps (cross-entropy, backward, SGD with momentum; dropout
+0.5 as TAO trains) of the baseline and of our model, in alternating rounds under each malloc
+setting; ``vs baseline`` is the baseline's step time over ours in the same process (≥ 1: ours
+is at least as fast).
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ class Baseline(nn.Module):
         self.gcns = nn.ModuleList(BaselineGraphConv(b.gcn.conv, k) for b in model.st_gcn_networks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference's forward: residual taken first, contiguous NCHW throughout."""
         m = self.model
         n, c, t, v, persons = x.size()
         x = x.permute(0, 4, 3, 1, 2).contiguous().view(n * persons, v * c, t)
@@ -126,10 +134,51 @@ def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
     return [(name, args.batch_size / seconds[name]) for name in rows]
 
 
-def measure_in_child(args: argparse.Namespace, malloc: str) -> list[tuple[str, float]]:
-    """``measure`` in a fresh interpreter: malloc settings are per process and cannot be undone."""
+def measure_train(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """(path, seconds per training step) of the baseline and our model, alternating rounds."""
+    if args.malloc == "actrec" and not reuse_large_buffers():
+        raise RuntimeError("the actrec malloc setting needs glibc")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    ours = build_model("st_gcn", graph_layout=args.layout, num_classes=6, dropout=0.5).train()
+    reference = build_model("st_gcn", graph_layout=args.layout, num_classes=6, dropout=0.5)
+    baseline = Baseline(reference.train()).train()
+    x = torch.randn(args.batch_size, 3, args.frames, ours.A.shape[1], args.persons)
+    y = torch.randint(0, 6, (args.batch_size,))
+
+    def training_step(net: nn.Module) -> Callable[[], object]:
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+        def run() -> None:
+            loss = nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return run
+
+    rows = {BASELINE: training_step(baseline), "eager (network.stgcn)": training_step(ours)}
+    seconds = interleaved_median(rows, args.repeats)
+    return [(name, seconds[name]) for name in rows]
+
+
+def measure_in_child(
+    args: argparse.Namespace, malloc: str, what: Callable = measure
+) -> list[tuple[str, float]]:
+    """``what`` in a fresh interpreter: malloc settings are per process and cannot be undone."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, argparse.Namespace(**{**vars(args), "malloc": malloc})).result()
+        return pool.submit(what, argparse.Namespace(**{**vars(args), "malloc": malloc})).result()
+
+
+def print_train_table(args: argparse.Namespace) -> None:
+    print(f"training step, batch {args.batch_size}, T={args.frames}, {args.layout}, dropout 0.5")
+    print(f"{'path':<30} {'malloc':<7} {'s/step':>7} {'vs baseline':>12}")
+    for malloc in args.malloc:
+        rows = measure_in_child(args, malloc, measure_train)
+        reference = dict(rows)[BASELINE]
+        for name, seconds in rows:
+            print(f"{name:<30} {malloc:<7} {seconds:7.3f} {reference / seconds:11.2f}x", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-onnx", action="store_true")
     parser.add_argument("--malloc", choices=MALLOC_SETTINGS, nargs="+", default=MALLOC_SETTINGS)
+    parser.add_argument("--train", action="store_true", help="add the training-step table")
+    parser.add_argument("--no-inference", action="store_true", help="skip the inference table")
     args = parser.parse_args(argv)
+    if args.train:
+        print_train_table(args)
+    if args.no_inference:
+        return 0
     results = {malloc: measure_in_child(args, malloc) for malloc in args.malloc}
     reference = dict(results.get("glibc", next(iter(results.values()))))[BASELINE]
     threads = args.threads or torch.get_num_threads()
