@@ -34,7 +34,7 @@ from train.precision import (
     to_channels_last,
 )
 
-MODES = ("fp32", "amp", "channels_last", "compile")
+MODES = ("fp32", "amp", "channels_last", "amp_channels_last", "compile")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ MODE_SETTINGS = {
     "fp32": Mode(),
     "amp": Mode(amp=True),
     "channels_last": Mode(channels_last=True),
+    "amp_channels_last": Mode(amp=True, channels_last=True),  # bf16 + channels_last_3d
     "compile": Mode(compile=True),
 }
 
@@ -98,6 +99,25 @@ def make_step(name: str, mode: Mode, args: argparse.Namespace, device: torch.dev
         seconds_between(start, precision.mark())  # waits for the device on CUDA
 
     return step
+
+
+def step_rate(
+    name: str,
+    mode: str,
+    *,
+    batch_size: int,
+    clip_length: int = 16,
+    clip_size: int = 112,
+    steps: int = 5,
+    device: str | None = None,
+) -> float:
+    """Training clips/s of ``name`` in ``mode`` (median of ``steps`` after one warm-up step);
+    benchmarks/loader.py puts it beside the loader's clips/s."""
+    sizes = {"--batch-size": batch_size, "--clip-length": clip_length, "--clip-size": clip_size}
+    args = get_args_parser().parse_args([str(v) for item in sizes.items() for v in item])
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    seconds = interleaved_median({mode: make_step(name, MODE_SETTINGS[mode], args, target)}, steps)
+    return batch_size / seconds[mode]
 
 
 def main(argv: list[str] | None = None) -> int:
