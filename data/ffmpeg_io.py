@@ -31,6 +31,9 @@ ENCODERS = {
     "libx264": {"vcodec": "libx264", "crf": 18, "preset": "veryfast"},
     "mpeg4": {"vcodec": "mpeg4", "qscale:v": 2},
 }
+# A video that decodes to fewer frames than this share of its container's count is truncated
+# (prepare fails it, VideoFileStore refuses it).
+MIN_DECODED_SHARE = 0.5
 _QUIET = ("-nostdin", "-hide_banner", "-loglevel", "error")
 
 

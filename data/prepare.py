@@ -28,7 +28,14 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from data.ffmpeg_io import VIDEO_SUFFIXES, VideoDecodeError, iter_frames, output_size, probe
+from data.ffmpeg_io import (
+    MIN_DECODED_SHARE,
+    VIDEO_SUFFIXES,
+    VideoDecodeError,
+    iter_frames,
+    output_size,
+    probe,
+)
 from data.flow import FLOW_METHODS, FlowStream
 from data.framestore import (
     FrameDBWriter,
@@ -43,8 +50,6 @@ log = logging.getLogger(__name__)
 
 # Folders next to the class folders that hold labels, not videos (synth writes ROOT/splits).
 NON_CLASS_DIRS = frozenset({"splits", "labels", "annotations"})
-# A video that decodes to fewer frames than this share of its container's estimate is truncated.
-MIN_DECODED_SHARE = 0.5
 SUMMARY_FILE = "prepare_summary.json"
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from data.ffmpeg_io import VIDEO_SUFFIXES
+from data.ffmpeg_io import MIN_DECODED_SHARE, VIDEO_SUFFIXES
 from data.framestore import FrameStore, FrameStoreError
 
 log = logging.getLogger(__name__)
@@ -228,6 +228,10 @@ class _Reader:
         if index is None or (header_count and header_count != index.count):
             log.debug("%s: frames placed by decode count", self.path)
             index = _FrameIndex(self._count_frames(), fps)
+            if index.count < MIN_DECODED_SHARE * header_count:
+                raise FrameStoreError(
+                    f"{self.path}: truncated, decoded {index.count} of {header_count} frames"
+                )
         return index
 
     def _count_frames(self) -> int:

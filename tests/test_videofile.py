@@ -183,3 +183,15 @@ def test_dataset_skips_and_counts_a_bad_video(tmp_path, videos) -> None:
     strict = VideoClipDataset(records, clip_length=4, mode="train")
     with pytest.raises(Exception, match=str(garbage)):
         strict[0]
+
+
+def test_a_mostly_missing_file_is_refused_by_both_readers(videos, tmp_path) -> None:
+    whole = tmp_path / "faststart.mp4"  # the frame count is at the front, the frames cut off
+    _ffmpeg("-i", str(videos["mp4"]), "-c", "copy", "-movflags", "+faststart", str(whole))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # 9 of 36 frames decode (ffmpeg: the same)
+    with pytest.raises(FrameStoreError, match=f"{cut}: truncated, decoded"):
+        open_store(cut).num_frames()
+    outcome = prepare_video(Job(cut, tmp_path / "prepared" / "cut", "cut.mp4"), OPTIONS)
+    assert outcome.status == "failed" and "truncated" in outcome.reason
