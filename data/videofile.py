@@ -333,11 +333,11 @@ def _to_rgb(frame: av.VideoFrame, min_short_side: int | None) -> np.ndarray:
             "width": max(min_short_side, round(width * scale)),
             "height": max(min_short_side, round(height * scale)),
         }
-        rgb = frame.to_ndarray(format="rgb24", interpolation="AREA", **size)
+        rgb = frame.to_ndarray(format="rgb24", interpolation="AREA", threads=1, **size)
     else:
-        rgb = frame.to_ndarray(format="rgb24")
-    turns = round((frame.rotation or 0) / 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+        rgb = frame.to_ndarray(format="rgb24", threads=1)
+    # A copy: to_ndarray is a view of the converted AVFrame, which must not outlive this call.
+    return np.array(np.rot90(rgb, round((frame.rotation or 0) / 90) % 4), order="C")
 
 
 class _ReaderPool:
@@ -360,11 +360,14 @@ class _ReaderPool:
 
 
 _pool = _ReaderPool()
+# Readers inherited through fork(): kept referenced and never used, closed or freed in the child.
+# Freeing one would join decoder/scaler threads that exist only in the parent: a deadlock.
+_inherited: list[_Reader] = []
 
 
 def _reader(path: Path) -> _Reader:
     global _pool
     if _pool.pid != os.getpid():
-        # Inherited through fork: never use (nor close) the parent's containers here.
+        _inherited.extend(_pool.readers.values())
         _pool = _ReaderPool()
     return _pool.get(path)

@@ -195,3 +195,15 @@ def test_a_mostly_missing_file_is_refused_by_both_readers(videos, tmp_path) -> N
         open_store(cut).num_frames()
     outcome = prepare_video(Job(cut, tmp_path / "prepared" / "cut", "cut.mp4"), OPTIONS)
     assert outcome.status == "failed" and "truncated" in outcome.reason
+
+
+def test_dataloader_workers_fork_after_the_parent_read(videos) -> None:
+    from torch.utils.data import DataLoader
+
+    records = [VideoRecord(videos[k], i, k) for i, k in enumerate(("mp4", "avi", "webm", "mkv"))]
+    dataset = VideoClipDataset(records, clip_length=4, mode="center")
+    first = dataset[0][0]  # the parent now holds open readers with decoder threads
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context="fork")
+    batches = list(loader)
+    assert [tuple(b[2].tolist()) for b in batches] == [(0, 1), (2, 3)]
+    assert (batches[0][0][0] - first).abs().max() == 0
