@@ -173,6 +173,7 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.container = None
+        self._frames: Iterator[tuple[int, av.VideoFrame]] | None = None
         self._open()
 
     def _open(self) -> None:
@@ -185,10 +186,13 @@ class _Reader:
             self.close()
             raise FrameStoreError(f"{self.path}: no video stream")
         self.stream = self.container.streams.video[0]
-        self._frames: Iterator[tuple[int, av.VideoFrame]] | None = None
         self._next = -1  # index of the frame the decoder outputs next; -1 when unknown
 
     def close(self) -> None:
+        # The frame generator refers back to this reader: dropping it breaks the cycle, so a
+        # closed reader is freed at once, never left to a garbage collection in a forked child
+        # (freeing decoder state there, whose threads live only in the parent, crashes).
+        self._frames = None
         if self.container is not None:
             self.container.close()
             self.container = None
