@@ -26,7 +26,7 @@ def test_cpu_smoke_runs_every_step(tmp_path):
     assert modes[("srtg_r3d_tiny", "fp16+scaler")]["status"] == "skipped"
     assert "resumed" in status["5"]["detail"] and "parity" in status["5"]["detail"]
     text = (tmp_path / "gpu_check.txt").read_text()
-    assert text.startswith("ActRec GPU check") and "| (a) frames.db" in text
+    assert text.startswith("ActRec GPU check") and "decode-only" in text
 
 
 def test_a_failing_step_is_reported_and_the_others_run(tmp_path, monkeypatch):
