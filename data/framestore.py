@@ -31,8 +31,9 @@ import os
 import shutil
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -56,6 +57,9 @@ MAX_OPEN_CONNECTIONS = 64
 _CACHE_KIB = 1024
 
 
+H = TypeVar("H")  # an open handle with a close() method
+
+
 class FrameStoreError(RuntimeError):
     """A frame store is missing, corrupt or asked for frames it does not hold."""
 
@@ -77,44 +81,48 @@ def _file_key(path: Path) -> tuple:
     return (str(path), st.st_ino, st.st_mtime_ns)
 
 
-class _ConnectionPool:
-    """Per-process LRU of read-only SQLite connections, keyed by database file."""
+class HandlePool(Generic[H]):
+    """Per-process LRU of open handles (SQLite connections, video readers), keyed by file.
 
-    def __init__(self) -> None:
+    ``opener(path)`` opens a handle, ``key(path)`` names it, at most ``capacity`` stay open (the
+    least recently used is closed). Handles inherited through fork() are never used, closed or
+    freed in the child: they move to ``inherited`` and stay referenced there (SQLite forbids using
+    a connection outside its creator's process; freeing a video reader joins decoder threads that
+    exist only in the parent).
+    """
+
+    def __init__(
+        self, opener: Callable[[Path], H], capacity: int, key: Callable[[Path], Hashable] = Path
+    ) -> None:
+        self.opener, self.capacity, self.key = opener, capacity, key
         self.pid = os.getpid()
-        self.conns: OrderedDict[tuple, sqlite3.Connection] = OrderedDict()
+        self.handles: OrderedDict[Hashable, H] = OrderedDict()
+        self.inherited: list[H] = []
 
-    def get(self, path: Path) -> sqlite3.Connection:
-        key = _file_key(path)
-        conn = self.conns.get(key)
-        if conn is not None:
-            self.conns.move_to_end(key)
-            return conn
-        conn = _connect_readonly(path)
-        self.conns[key] = conn
-        while len(self.conns) > MAX_OPEN_CONNECTIONS:
-            _, old = self.conns.popitem(last=False)
-            old.close()
-        return conn
+    def get(self, path: Path) -> H:
+        self._claim()
+        key = self.key(path)
+        handle = self.handles.get(key)
+        if handle is not None:
+            self.handles.move_to_end(key)
+            return handle
+        handle = self.opener(path)
+        self.handles[key] = handle
+        while len(self.handles) > self.capacity:
+            self.handles.popitem(last=False)[1].close()
+        return handle
 
     def discard(self, path: Path) -> None:
-        conn = self.conns.pop(_file_key(path), None)
-        if conn is not None:
-            conn.close()
+        """Close the handle of ``path`` if this process opened one."""
+        self._claim()
+        handle = self.handles.pop(self.key(path), None)
+        if handle is not None:
+            handle.close()
 
-
-_pool = _ConnectionPool()
-# Connections inherited through fork(): kept referenced and never closed in the child, because
-# SQLite forbids using (closing included) a connection in a process other than its creator's.
-_inherited: list[sqlite3.Connection] = []
-
-
-def _connection(path: Path) -> sqlite3.Connection:
-    global _pool
-    if _pool.pid != os.getpid():
-        _inherited.extend(_pool.conns.values())
-        _pool = _ConnectionPool()
-    return _pool.get(path)
+    def _claim(self) -> None:
+        if self.pid != os.getpid():
+            self.inherited.extend(self.handles.values())
+            self.handles, self.pid = OrderedDict(), os.getpid()
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -127,6 +135,15 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise FrameStoreError(f"{path}: cannot open frame database ({exc})") from exc
     return conn
+
+
+_pool: HandlePool[sqlite3.Connection] = HandlePool(
+    _connect_readonly, MAX_OPEN_CONNECTIONS, key=_file_key
+)
+
+
+def _connection(path: Path) -> sqlite3.Connection:
+    return _pool.get(path)
 
 
 def _query(path: Path, sql: str, params: Sequence = ()) -> list[tuple]:
@@ -376,8 +393,7 @@ class SQLiteFrameStore(FrameStore):
         return [bytes(rows[objid(self.video, stream, i)]) for i in indices]
 
     def close(self) -> None:
-        if _pool.pid == os.getpid():
-            _pool.discard(self.db_path)
+        _pool.discard(self.db_path)
 
 
 class FolderFrameStore(FrameStore):

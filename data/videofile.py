@@ -27,7 +27,6 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import av
 import numpy as np
 
 from data.ffmpeg_io import MIN_DECODED_SHARE, VIDEO_SUFFIXES
-from data.framestore import FrameStore, FrameStoreError
+from data.framestore import FrameStore, FrameStoreError, HandlePool
 
 log = logging.getLogger(__name__)
 
@@ -344,34 +343,10 @@ def _to_rgb(frame: av.VideoFrame, min_short_side: int | None) -> np.ndarray:
     return np.array(np.rot90(rgb, round((frame.rotation or 0) / 90) % 4), order="C")
 
 
-class _ReaderPool:
-    """Per-process LRU of open readers, keyed by file."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.readers: OrderedDict[Path, _Reader] = OrderedDict()
-
-    def get(self, path: Path) -> _Reader:
-        reader = self.readers.get(path)
-        if reader is not None:
-            self.readers.move_to_end(path)
-            return reader
-        reader = _Reader(path)
-        self.readers[path] = reader
-        while len(self.readers) > MAX_OPEN_READERS:
-            self.readers.popitem(last=False)[1].close()
-        return reader
-
-
-_pool = _ReaderPool()
-# Readers inherited through fork(): kept referenced and never used, closed or freed in the child.
-# Freeing one would join decoder/scaler threads that exist only in the parent: a deadlock.
-_inherited: list[_Reader] = []
+# Readers are opened lazily, at most MAX_OPEN_READERS per process; a forked child never uses,
+# closes or frees its parent's readers (see HandlePool).
+_pool: HandlePool[_Reader] = HandlePool(_Reader, MAX_OPEN_READERS)
 
 
 def _reader(path: Path) -> _Reader:
-    global _pool
-    if _pool.pid != os.getpid():
-        _inherited.extend(_pool.readers.values())
-        _pool = _ReaderPool()
     return _pool.get(path)

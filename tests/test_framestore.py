@@ -171,14 +171,14 @@ def test_pool_replaced_after_pid_change(stores, monkeypatch):
     before = framestore._connection(store.db_path)
     monkeypatch.setattr(framestore._pool, "pid", -1)
     assert framestore._connection(store.db_path) is not before
-    assert before in framestore._inherited
+    assert before in framestore._pool.inherited
 
 
 def test_connection_pool_is_bounded(tmp_path, frames, monkeypatch):
-    monkeypatch.setattr(framestore, "MAX_OPEN_CONNECTIONS", 2)
+    monkeypatch.setattr(framestore._pool, "capacity", 2)
     for i in range(4):
         open_store(make_framedb(tmp_path / f"v{i}", frames[:2])).read([0])
-    assert len(framestore._pool.conns) <= 2
+    assert len(framestore._pool.handles) <= 2
 
 
 def test_out_of_range_and_bad_stream(stores):

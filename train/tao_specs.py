@@ -293,16 +293,8 @@ _POSE_TRAIN: SpecMap = {
         "train.optim",
         {
             "optimizer_type": ("optimizer", {"torch.optim.SGD": "sgd"}),
-            "lr": "lr_base",
-            "momentum": "momentum",
             "nesterov": "nesterov",
-            "weight_decay": "weight_decay",
-            "lr_scheduler": ("lr_schedule", TAO_SCHEDULES),
-            "lr_steps": "lr_steps",
-            "lr_decay": "lr_factor",
-            "lr_monitor": "plateau_monitor",
-            "patience": "plateau_patience",
-            "min_lr": "min_lr",
+            **_VIDEO_OPTIM,  # the pose optim section has the video keys and these two
         },
     ),
 }
