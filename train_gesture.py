@@ -46,10 +46,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from data import gesture_convert, gesture_synth
-from data.atomic import atomic_write_bytes
-from data.gesture_annotation import GESTURE_CLASSES
-from data.gesture_dataset import (
+from data.gesture import convert as gesture_convert
+from data.gesture import synthetic as gesture_synth
+from data.gesture.annotation import GESTURE_CLASSES
+from data.gesture.dataset import (
     GestureAugment,
     GestureCropDataset,
     class_counts,
@@ -58,6 +58,7 @@ from data.gesture_dataset import (
 )
 from network import build_model, list_models
 from network.gesturenet import freeze_all_but_last
+from safeio.atomic import atomic_write_bytes
 from train.args import OPTIMIZERS, common_parser
 from train.config import resolve_args
 from train.runner import run_script

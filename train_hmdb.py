@@ -35,14 +35,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data import prepare, synth_video
-from data.ffmpeg_io import VIDEO_SUFFIXES
-from data.framestore import is_complete_video
-from data.skeleton_dataset import read_label_map
-from data.splits import SplitResult, VideoRecord, find_videos, load_split, write_split_lists
-from data.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset
-from data.videofile import is_video_file
+from data.skeleton.dataset import read_label_map
+from data.video import prepare
+from data.video import synthetic as synth_video
+from data.video.dataset import VideoClipDataset
+from data.video.ffmpeg_io import VIDEO_SUFFIXES
+from data.video.splits import SplitResult, VideoRecord, find_videos, load_split, write_split_lists
+from data.video.stores import is_complete_video
+from data.video.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPreset, ClipTrainPreset
+from data.video.videofile import is_video_file
 from export import cli as export_cli
 from network import build_model, get_entry, list_models
 from train.args import add_multigrid_arguments, common_parser, runtime_parser
@@ -92,7 +93,7 @@ FROM_CHECKPOINT = (
 )
 
 
-SPLITS_USED = "splits_used"  # in a run directory: the split the run drew (data.splits lists)
+SPLITS_USED = "splits_used"  # in a run directory: the split the run drew (data.video.splits lists)
 # TAO names a backbone ("resnet18", "resnet_18") and an input type; our registry names them.
 TAO_NETWORK_PREFIX = {"2d": "resnet2d_", "3d": "tao_r3d_"}
 

@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from data import skeleton_convert, skeleton_synth
-from data.skeleton_dataset import SkeletonDataset, read_label_map
-from data.skeleton_formats import is_skeleton_source
+from data.skeleton import convert as skeleton_convert
+from data.skeleton import synthetic as skeleton_synth
+from data.skeleton.dataset import SkeletonDataset, read_label_map
+from data.skeleton.formats import is_skeleton_source
 from export import cli as export_cli
 from network import build_model, list_models
 from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, resolve_stored_graph

@@ -269,8 +269,8 @@ def _synthetic_set(ctx: Context) -> tuple[Path, Path]:
     """A small prepared set (frames.db per video, HMDB-style splits), written without ffmpeg."""
     if ctx.data is not None:
         return ctx.data
-    from data.framestore import FrameDBWriter
-    from data.synth_video import render_video, video_rng, write_splits
+    from data.video.framestore import FrameDBWriter
+    from data.video.synthetic import render_video, video_rng, write_splits
 
     classes, per_class = ("move_left", "move_right"), 6
     root, splits = ctx.work / "data", ctx.work / "splits"

@@ -19,7 +19,7 @@ over ``--passes`` passes:
   per clip, ``SELECT ObjId, frames FROM Images WHERE ObjId IN (...)``, ``cv2.imdecode`` every frame
   at full size, sort by ObjId, then the same crop/flip and float conversion in the worker.
 * **ActRec raw mp4 (no prepare)**: the same ``VideoClipDataset`` over the same frames encoded
-  as H.264 mp4 files, decoded on the fly by ``data.videofile.VideoFileStore`` (seek, decode,
+  as H.264 mp4 files, decoded on the fly by ``data.video.videofile.VideoFileStore`` (seek, decode,
   downscale in the decoder's colour conversion): what ``prepare`` saves.
 * **decode-only**: the clip's JPEG bytes, already in memory, decoded at the size our pipeline
   decodes (scaled, or full for ``--exact-decode``); nothing else (no crop, no batch).
@@ -52,16 +52,16 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.framestore import (
+from data.video.dataset import VideoClipDataset
+from data.video.framestore import (
     FrameDBWriter,
     FrameFolderWriter,
     FrameStore,
     encode_image,
     objid,
 )
-from data.splits import VideoRecord
-from data.transforms import ClipTrainPreset
-from data.video_dataset import VideoClipDataset
+from data.video.splits import VideoRecord
+from data.video.transforms import ClipTrainPreset
 from train import malloc
 from train.distributed import DistInfo
 from train.loaders import build_train_loader
@@ -145,7 +145,7 @@ def write_mp4_sources(root: Path, args: argparse.Namespace, height: int, width: 
     """The same frames as H.264 mp4 files (``write_video``: x264 CRF 18, its default keyframe
     interval, so a 64-frame video is one GOP as short clips such as HMDB51's usually are),
     read on the fly by ``VideoFileStore``: what training on raw videos without ``prepare`` costs."""
-    from data.ffmpeg_io import write_video
+    from data.video.ffmpeg_io import write_video
 
     records = []
     for i in tqdm(range(args.videos), desc=f"writing {height}x{width} mp4 files", unit="video"):

@@ -10,7 +10,7 @@ cycles), ``short`` (short cycles), ``long`` (long cycles) and ``long+short``. Da
 clips rendered in memory at any requested ``(T, H, W)`` (8 classes: 4 directions × 2 speeds; a
 clip spans the same time whatever T, as the multigrid contract asks of VideoClipDataset), or with
 ``--data`` a prepared class-folder dataset (``train_hmdb.py synth`` + ``prepare``) read by
-``data.video_dataset.VideoClipDataset``. The time of an epoch is taken when the engine calls
+``data.video.dataset.VideoClipDataset``. The time of an epoch is taken when the engine calls
 ``model.set_epoch`` for the next one, so it includes validation (at the base shape, the same for
 every row); an untimed one-epoch run first absorbs one-time costs. With the default
 ``--multigrid-schedule pyslowfast`` the multigrid rows train 1.5 × ``--epochs`` (PySlowFast's
@@ -133,9 +133,9 @@ def in_memory_datasets(options: argparse.Namespace) -> tuple[Dataset, Dataset, l
 def prepared_datasets(options: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
     """VideoClipDataset over a prepared class-folder dataset (``train_hmdb.py synth`` then
     ``prepare``), 20 % of each class for validation."""
-    from data.splits import folder_split
-    from data.transforms import ClipEvalPreset, ClipTrainPreset
-    from data.video_dataset import VideoClipDataset
+    from data.video.dataset import VideoClipDataset
+    from data.video.splits import folder_split
+    from data.video.transforms import ClipEvalPreset, ClipTrainPreset
 
     split = folder_split(options.data, val_fraction=0.2, seed=options.seed)
     crop = {"crop_size": options.clip_size, "short_side": round(options.clip_size * 8 / 7)}

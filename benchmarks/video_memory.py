@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.ffmpeg_io import ffmpeg_exe
+from data.video.ffmpeg_io import ffmpeg_exe
 from export.cli import export_checkpoint
 from network import build_model
 from train.checkpoint import atomic_save, make_checkpoint

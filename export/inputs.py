@@ -55,7 +55,7 @@ class VideoOptions:
 
 # ----------------------------------------------------------------------------- video
 def _video_preset(pre: dict[str, Any]) -> Any:
-    from data.transforms import ClipEvalPreset
+    from data.video.transforms import ClipEvalPreset
 
     keys = ("rgb_mean", "rgb_std", "flow_mean", "flow_std")
     return ClipEvalPreset(
@@ -92,11 +92,11 @@ def _read_rgb(path: Path) -> np.ndarray:
 def _frame_iterator(path: Path) -> Iterator[np.ndarray]:
     """RGB frames ``(H, W, 3)`` uint8 of a video file, a frame store or a folder of images."""
     if path.is_file():
-        from data.ffmpeg_io import iter_frames
+        from data.video.ffmpeg_io import iter_frames
 
         yield from iter_frames(path)
         return
-    from data.framestore import is_complete_video, open_store
+    from data.video.stores import is_complete_video, open_store
 
     if is_complete_video(path):
         store = open_store(path)
@@ -113,9 +113,9 @@ def _frame_iterator(path: Path) -> Iterator[np.ndarray]:
 def video_dataset(
     records: Sequence[Any], pre: dict[str, Any], *, mode: str = "center", num_segments: int = 10
 ) -> Any:
-    """The evaluation dataset of prepared videos ``records`` (``data.splits.VideoRecord``),
+    """The evaluation dataset of prepared videos ``records`` (``data.video.splits.VideoRecord``),
     preprocessed as the ONNX metadata's ``preprocess`` entry ``pre`` says."""
-    from data.video_dataset import VideoClipDataset
+    from data.video.dataset import VideoClipDataset
 
     return VideoClipDataset(
         records,
@@ -133,14 +133,14 @@ def video_dataset(
 
 def _store_dataset(path: Path, pre: dict[str, Any], options: VideoOptions) -> Any:
     """The evaluation dataset itself, over one prepared video (frames.db or rgb/, u/, v/)."""
-    from data.splits import VideoRecord
+    from data.video.splits import VideoRecord
 
     record = VideoRecord(path=path, label=-1, name=path.name)
     return video_dataset([record], pre, mode=options.mode, num_segments=options.num_segments)
 
 
 def _clip_indices(num_frames: int, pre: dict[str, Any], mode: str, segment: int, segments: int):
-    from data.samplers import sample_indices
+    from data.video.samplers import sample_indices
 
     return sample_indices(
         num_frames,
@@ -154,7 +154,7 @@ def _clip_indices(num_frames: int, pre: dict[str, Any], mode: str, segment: int,
 
 
 def _store_clips(path: Path, pre: dict[str, Any], options: VideoOptions) -> tuple[list, int]:
-    from data.framestore import open_store
+    from data.video.stores import open_store
 
     dataset = _store_dataset(path, pre, options)
     clips = [dataset[k][0] for k in range(len(dataset))]
@@ -185,12 +185,12 @@ def _video_clips(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iter
     """One item per video: its centre clip, or its ``num_segments`` conv clips.
 
     Prepared videos and video files go through the evaluation dataset itself (a video file is
-    a ``data.videofile.VideoFileStore``: only the clips' frames are decoded, resized on the
+    a ``data.video.videofile.VideoFileStore``: only the clips' frames are decoded, resized on the
     fly, so memory follows the clip, not the video); plain image folders (RGB only) through
     the same sampler and eval preset.
     """
-    from data.framestore import is_complete_video
-    from data.videofile import is_video_file
+    from data.video.stores import is_complete_video
+    from data.video.videofile import is_video_file
 
     prepared = (path.is_dir() and is_complete_video(path)) or is_video_file(path)
     inputs, count = (_store_clips if prepared else _decoded_clips)(path, pre, options)
@@ -231,9 +231,9 @@ def read_video(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterat
 
 def _read_one_video(path: Path, pre: dict[str, Any], options: VideoOptions) -> Iterator[Item]:
     """Items of one video; an unreadable one is a ValueError naming it (one line, exit 2)."""
-    from data.ffmpeg_io import VideoDecodeError
-    from data.framestore import FrameStoreError
-    from data.video_dataset import VideoReadError
+    from data.video.dataset import VideoReadError
+    from data.video.ffmpeg_io import VideoDecodeError
+    from data.video.framestore import FrameStoreError
 
     read = _video_stream if options.mode == "stream" else _video_clips
     try:
@@ -244,8 +244,8 @@ def _read_one_video(path: Path, pre: dict[str, Any], options: VideoOptions) -> I
 
 def _video_files(path: Path) -> list[Path]:
     """Video files below a folder that is neither a frame store nor a folder of images."""
-    from data.framestore import is_complete_video
-    from data.videofile import is_video_file
+    from data.video.stores import is_complete_video
+    from data.video.videofile import is_video_file
 
     if not path.is_dir() or is_complete_video(path) or _image_files(path):
         return []
@@ -274,7 +274,7 @@ def _each_video(files: list[Path], pre: dict[str, Any], options: VideoOptions) -
 # ----------------------------------------------------------------------------- skeleton
 def _skeleton_array(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".json":
-        from data.skeleton_convert import convert_deepstream_json
+        from data.skeleton.convert import convert_deepstream_json
 
         return convert_deepstream_json(path)
     try:
@@ -308,7 +308,7 @@ def read_skeleton(path: Path, pre: dict[str, Any], shape: tuple[int, ...]) -> It
 # ----------------------------------------------------------------------------- gesture
 def read_gesture(path: Path, pre: dict[str, Any], shape: tuple[int, ...]) -> Iterator[Item]:
     """Images (a file or a folder), through the evaluation preprocessing of GestureCropDataset."""
-    from data.gesture_dataset import GestureCropDataset
+    from data.gesture.dataset import GestureCropDataset
 
     files = _image_files(path) if path.is_dir() else [path]
     if not path.exists() or not files:

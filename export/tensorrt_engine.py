@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.atomic import atomic_write_bytes
 from export.metadata import MetadataView, read_metadata
+from safeio.atomic import atomic_write_bytes
 
 __all__ = [
     "PRECISIONS",

@@ -25,7 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from data.safe_pickle import torch_load
+from network.mtnet import VARIANTS
+from network.registry import build_model, get_entry, list_models
+from network.stages import stage_depths
+from network.tao import is_tao_checkpoint, tao_network
+from safeio.safe_pickle import torch_load
 
 __all__ = [
     "Checkpoint",
@@ -36,7 +40,6 @@ __all__ = [
     "load_pretrained",
     "read_checkpoint",
     "read_state_dict",
-    "stage_depths",
 ]
 
 logger = logging.getLogger(__name__)
@@ -387,17 +390,7 @@ def _fill_copies(
 
 # ----------------------------------------------------------------------------- advice
 def _registered(name: str) -> bool:
-    from network.registry import list_models
-
     return name in list_models()
-
-
-def stage_depths(tensors: dict[str, torch.Tensor]) -> tuple[int, ...]:
-    """Blocks per stage (layer1..4) of a ResNet-style state dict."""
-    return tuple(
-        1 + max((int(k.split(".")[1]) for k in tensors if k.startswith(f"layer{i}.")), default=-1)
-        for i in range(1, 5)
-    )
 
 
 def _alternatives(
@@ -421,8 +414,6 @@ def _alternatives(
         if srtg_name != name:
             found.append((srtg_name, {**plain, "sr_blocks": True}, f"--network {srtg_name}"))
     if name.startswith("mtnet_"):
-        from network.mtnet import VARIANTS
-
         depths = stage_depths(checkpoint.tensors)
         found += [
             (f"mtnet_{variant}", kwargs, f"--network mtnet_{variant}")
@@ -434,8 +425,6 @@ def _alternatives(
 
 def _tao_alternatives(checkpoint: Checkpoint) -> list[tuple[str, dict[str, Any], str]]:
     """The ActRec network a TAO ActionRecognitionNet file describes (read from its tensors)."""
-    from export.checkpoint_info import is_tao_checkpoint, tao_network
-
     if not is_tao_checkpoint(checkpoint.tensors):
         return []
     try:
@@ -454,8 +443,6 @@ def _tao_alternatives(checkpoint: Checkpoint) -> list[tuple[str, dict[str, Any],
 def _loads_completely(
     name: str, kwargs: dict[str, Any], checkpoint: Checkpoint, inflate: bool
 ) -> bool:
-    from network.registry import build_model
-
     try:
         with torch.device("meta"):
             candidate = build_model(name, **kwargs)
@@ -466,8 +453,6 @@ def _loads_completely(
 
 
 def _srtg_into_torchvision(model: nn.Module, checkpoint: Checkpoint) -> str | None:
-    from network.registry import get_entry
-
     name = getattr(model, "network_name", None)
     if not checkpoint.srtg or not name or "torchvision" not in get_entry(name).tags:
         return None

@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_engine_toys import ToyClassifier
 
-from data import atomic
+from safeio import atomic
 from train import checkpoint as ckpt
 
 

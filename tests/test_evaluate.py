@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import train_hmdb
-from data.excluded import ExcludedItem
-from data.splits import SplitResult, VideoRecord, hmdb51_split, load_split, write_split_lists
-from data.transforms import ClipThreeCropPreset, uniform_crop_box
+from data.video.splits import SplitResult, VideoRecord, hmdb51_split, load_split, write_split_lists
+from data.video.transforms import ClipThreeCropPreset, uniform_crop_box
+from safeio.excluded import ExcludedItem
 from train import args as train_args
 
 CLASSES = ["grow", "move_left", "move_right"]

@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from data import framestore
-from data.framestore import (
+from data.video import framestore
+from data.video.framestore import (
     FrameDBWriter,
     FrameStoreError,
     decode_rgb,
-    open_store,
 )
+from data.video.stores import open_store
 from tests.video_fixtures import make_flow, make_framedb, make_frames, make_tao_folder
 
 N = 6
@@ -111,7 +111,7 @@ def test_legacy_has_upstream_format_and_warns_when_counting(stores, caplog, monk
     assert tables == {"Images"}
     monkeypatch.setattr(framestore, "_legacy_warnings", 0)
     store = open_store(video)
-    with caplog.at_level(logging.WARNING, logger="data.framestore"):
+    with caplog.at_level(logging.WARNING, logger="data.video.framestore"):
         assert store.num_frames() == N
         assert store.num_frames() == N
     assert sum("legacy" in r.message for r in caplog.records) == 1

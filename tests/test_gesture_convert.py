@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data.gesture_annotation import make_annotation, parse_annotation
-from data.gesture_convert import (
+from data.gesture.annotation import make_annotation, parse_annotation
+from data.gesture.convert import (
     convert,
     crop_box,
     filter_entries,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from data.gesture_annotation import GESTURE_CLASSES, parse_annotation
-from data.gesture_dataset import GestureAugment, GestureCropDataset, read_data_json
-from data.gesture_synth import SynthConfig, draw_hand, make_synthetic_dataset
+from data.gesture.annotation import GESTURE_CLASSES, parse_annotation
+from data.gesture.dataset import GestureAugment, GestureCropDataset, read_data_json
+from data.gesture.synthetic import SynthConfig, draw_hand, make_synthetic_dataset
 
 SMALL = SynthConfig(num_users=2, images_per_class=1, image_width=80, image_height=60, seed=3)
 

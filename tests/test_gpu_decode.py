@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from data import gpu_decode
-from data.framestore import FrameDBWriter, FrameStore, encode_image, open_store
-from data.splits import VideoRecord
-from data.transforms import ClipEvalPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset
+from data.video import gpu_decode
+from data.video.dataset import VideoClipDataset
+from data.video.framestore import FrameDBWriter, FrameStore, encode_image
+from data.video.splits import VideoRecord
+from data.video.stores import open_store
+from data.video.transforms import ClipEvalPreset, ClipTrainPreset
 from tests.conftest import requires_cuda
 from tests.video_fixtures import make_flow, make_framedb, make_tao_folder
 from train.distributed import DistInfo

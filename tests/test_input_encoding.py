@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from data.splits import hmdb51_split, srtg_csv_split, ucf101_split
+from data.video.splits import hmdb51_split, srtg_csv_split, ucf101_split
 
 BOM = "\ufeff"
 

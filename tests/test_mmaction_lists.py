@@ -1,4 +1,4 @@
-"""MMAction2 rawframe folders (img_/x_/y_ images) and annotation lists (data/mmaction_lists.py)."""
+"""MMAction2 rawframe folders (img_/x_/y_ images) and annotation lists (data/video/mmaction_lists.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from data.framestore import is_complete_video, open_store
-from data.splits import VideoRecord, load_split
-from data.video_dataset import VideoClipDataset
+from data.video.dataset import VideoClipDataset
+from data.video.splits import VideoRecord, load_split
+from data.video.stores import is_complete_video, open_store
 from tests.video_fixtures import make_flow, make_frames, make_video
 
 

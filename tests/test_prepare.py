@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import ffmpeg_io, prepare
-from data.ffmpeg_io import VideoDecodeError, ffmpeg_exe, parse_stream_info, probe, read_video
-from data.flow import FlowStream, flow_to_uv, iter_flow_uv
-from data.framestore import open_store, partial_dir
+from data.video import ffmpeg_io, prepare
+from data.video.ffmpeg_io import VideoDecodeError, ffmpeg_exe, parse_stream_info, probe, read_video
+from data.video.flow import FlowStream, flow_to_uv, iter_flow_uv
+from data.video.framestore import partial_dir
+from data.video.stores import open_store
 from tests.video_fixtures import make_frames, make_video, make_zero_frame_video
 
 N = 12

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import train_hmdb
-from data.splits import find_videos, load_split
+from data.video.splits import find_videos, load_split
 from export import cli
 
 CLASSES = ["move_left", "move_right", "grow"]

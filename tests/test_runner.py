@@ -4,7 +4,7 @@ import argparse
 
 import torch
 
-from data.framestore import FrameStoreError
+from data.video.framestore import FrameStoreError
 from train.engine import NonFiniteLossError
 from train.runner import run_command
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data import samplers
+from data.video import samplers
 
 
 def rng(seed: int = 0) -> np.random.Generator:

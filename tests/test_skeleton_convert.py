@@ -8,8 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from data.safe_pickle import safe_load
-from data.skeleton_convert import (
+from data.skeleton.convert import (
     ConvertSettings,
     convert,
     normalize_pose,
@@ -17,6 +16,7 @@ from data.skeleton_convert import (
     split_at_gaps,
     window_bounds,
 )
+from safeio.safe_pickle import safe_load
 
 V = 34
 

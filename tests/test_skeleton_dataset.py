@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.safe_pickle import UnsafePickleError, safe_load, safe_loads
-from data.skeleton_dataset import (
+from data.skeleton.dataset import (
     SkeletonDataset,
     auto_pad,
     load_labels,
@@ -19,6 +18,7 @@ from data.skeleton_dataset import (
     random_move,
     random_rotate_scale,
 )
+from safeio.safe_pickle import UnsafePickleError, safe_load, safe_loads
 
 
 class _Exploit:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import train_nvpose
-from data.safe_pickle import UnsafePickleError
-from data.skeleton_dataset import SkeletonDataset
-from data.skeleton_formats import read_ntu_folder, read_ntu_skeleton, read_pyskl
+from data.skeleton.dataset import SkeletonDataset
+from data.skeleton.formats import read_ntu_folder, read_ntu_skeleton, read_pyskl
+from safeio.safe_pickle import UnsafePickleError
 
 TRAIN_SUBJECT, VAL_SUBJECT = 1, 3  # NTU60 cross-subject: 1 trains, 3 validates
 

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from data.safe_pickle import safe_load
-from data.skeleton_convert import ConvertSettings, convert
-from data.skeleton_synth import SynthSettings, make_sample, remap_matrix, synthesize
+from data.skeleton.convert import ConvertSettings, convert
+from data.skeleton.synthetic import SynthSettings, make_sample, remap_matrix, synthesize
 from network.graph import LAYOUTS
+from safeio.safe_pickle import safe_load
 
 
 def test_synthesize_writes_consistent_splits(tmp_path) -> None:

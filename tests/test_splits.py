@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from data.splits import (
+from data.video.splits import (
     SplitError,
     detect_split_format,
     find_videos,
@@ -76,7 +76,7 @@ def test_hmdb51_split_ids_dots_and_missing(tmp_path, caplog):
         },
     )
     splits = write_hmdb(tmp_path / "splits")
-    with caplog.at_level(logging.WARNING, logger="data.splits"):
+    with caplog.at_level(logging.WARNING, logger="data.video.splits"):
         result = hmdb51_split(data, splits, split=1)
     assert result.class_names == ["brush_hair", "kick"]
     assert names(result.train) == [

@@ -7,10 +7,10 @@ import argparse
 import numpy as np
 import pytest
 
-from data import synth_video
-from data.ffmpeg_io import probe, read_video
-from data.splits import hmdb51_split
-from data.synth_video import CLASSES, render_video, video_rng
+from data.video import synthetic as synth_video
+from data.video.ffmpeg_io import probe, read_video
+from data.video.splits import hmdb51_split
+from data.video.synthetic import CLASSES, render_video, video_rng
 
 SMALL = {"frames": 12, "size": (48, 36)}
 

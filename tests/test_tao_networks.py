@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from export.checkpoint_info import tao_network
 from network import build_model
+from network.tao import tao_network
 from network.weights import PretrainedLoadError, load_pretrained
 from tests.reference_manifests import tao_joint, tao_names, tao_resnet
 from train.checkpoint import load_model

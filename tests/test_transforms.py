@@ -5,7 +5,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from data import transforms as T
+from data.video import transforms as T
 from tests.conftest import requires_cuda
 
 ALL_ON = T.SRTGAugment(p_clip=1.0, p_op=1.0)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data.excluded import ExcludedItem, ExcludingCollate
-from data.framestore import open_store
-from data.splits import VideoRecord
-from data.transforms import ClipEvalPreset, ClipTrainPreset
-from data.video_dataset import VideoClipDataset, VideoReadError
+from data.video.dataset import VideoClipDataset, VideoReadError
+from data.video.splits import VideoRecord
+from data.video.stores import open_store
+from data.video.transforms import ClipEvalPreset, ClipTrainPreset
+from safeio.excluded import ExcludedItem, ExcludingCollate
 from tests.video_fixtures import make_flow, make_framedb, make_frames, make_tao_folder
 
 N = 12  # RGB frames per video; flow has N - 1

@@ -1,4 +1,4 @@
-"""Raw video files as frame stores (data/videofile.py): the same frames as ``prepare`` writes."""
+"""Raw video files as frame stores (data/video/videofile.py): the same frames as ``prepare`` writes."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from data import videofile
-from data.ffmpeg_io import ffmpeg_exe, read_video
-from data.framestore import FrameStoreError, open_store
-from data.prepare import Job, Options, prepare_video
-from data.splits import VideoRecord
-from data.video_dataset import VideoClipDataset
+from data.video import videofile
+from data.video.dataset import VideoClipDataset
+from data.video.ffmpeg_io import ffmpeg_exe, read_video
+from data.video.framestore import FrameStoreError
+from data.video.prepare import Job, Options, prepare_video
+from data.video.splits import VideoRecord
+from data.video.stores import open_store
 from tests.video_fixtures import make_frames, make_video, make_zero_frame_video
 
 N = 36  # frames per test video

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.ffmpeg_io import ffmpeg_exe, write_video
-from data.framestore import FrameDBWriter, FrameFolderWriter
+from data.video.ffmpeg_io import ffmpeg_exe, write_video
+from data.video.framestore import FrameDBWriter, FrameFolderWriter
 
 
 def make_frames(n: int = 8, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:

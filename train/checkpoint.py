@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from data.atomic import atomic_write_bytes
-from data.safe_pickle import torch_load
+from network import build_model
+from network.foreign import foreign_model
+from safeio.atomic import atomic_write_bytes
+from safeio.safe_pickle import torch_load
 from train.config import plain_args
 from train.validation import FlagValueError
 
@@ -337,12 +339,9 @@ def load_model(
     ``family`` (``"video"``, ``"skeleton"``, ``"gesture"``) guards against a checkpoint of another
     family. The model comes back in eval mode with ``class_names`` and ``train_args`` (the
     training command's arguments, a dict) set from the checkpoint, which is read once.
-    A TAO-trained checkpoint is rebuilt by ``export.checkpoint_info.foreign_model`` (``network``:
+    A TAO-trained checkpoint is rebuilt by ``network.foreign.foreign_model`` (``network``:
     ``--network``, else read from the checkpoint).
     """
-    from export.checkpoint_info import foreign_model
-    from network import build_model
-
     if (foreign := foreign_model(path, family=family, network=network)) is not None:
         return foreign.to(map_location)
     state = load_checkpoint(path, map_location)

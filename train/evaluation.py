@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from data.excluded import ExcludedItem
+from safeio.excluded import ExcludedItem
 from train.distributed import DistInfo, init_distributed
 from train.loaders import build_eval_loader
 from train.metrics import EvalResult, ScoreAccumulator, save_confusion, tao_report

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from data.excluded import ExcludedItem, ExcludingCollate
+from safeio.excluded import ExcludedItem, ExcludingCollate
 from train.distributed import DistInfo
 from train.metrics import EvalShardSampler
 from train.multigrid import MultigridBatchSampler, MultigridSchedule, resolve_multigrid
@@ -107,7 +107,7 @@ def build_eval_loader(
     """In-order evaluation batches; each rank gets a disjoint shard (no padding duplicates).
 
     Batches are ``(collated scored items or None, [ExcludedItem, ...])``: items a dataset could
-    not read are passed on by name, never substituted (``data.excluded``)."""
+    not read are passed on by name, never substituted (``safeio.excluded``)."""
     sampler = EvalShardSampler(len(dataset), rank=info.rank, world_size=info.world_size)
     batch_size = getattr(args, "eval_batch_size", None) or args.batch_size
     loader = DataLoader(
@@ -142,7 +142,7 @@ class FinishedBatches:
 
     Length, sampler, batch sampler and generator are the loader's. Training batches whose clips
     were all dropped are left out; evaluation batches keep the ``(batch, excluded)`` form of
-    ``data.excluded`` and list dropped clips as excluded items.
+    ``safeio.excluded`` and list dropped clips as excluded items.
     """
 
     def __init__(

@@ -11,9 +11,9 @@ import argparse
 import logging
 from collections.abc import Callable, Mapping
 
-from data.framestore import FrameStoreError
-from data.safe_pickle import UnsafePickleError
-from data.video_dataset import VideoReadError
+from data.video.dataset import VideoReadError
+from data.video.framestore import FrameStoreError
+from safeio.safe_pickle import UnsafePickleError
 from train.config import log_spec_notes
 from train.distributed import DistributedTimeoutError, cleanup_distributed
 from train.engine import NonFiniteLossError

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from data.skeleton_convert import ConvertSettings
+from data.skeleton.convert import ConvertSettings
 from network import list_models
 from train.config import Ignored, SpecTarget, square_shape
 

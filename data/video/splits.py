@@ -16,11 +16,12 @@ import random
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.ffmpeg_io import VIDEO_SUFFIXES
-from data.framestore import is_complete_video
+from data.video.ffmpeg_io import VIDEO_SUFFIXES
+from data.video.mmaction_lists import is_mmaction_lists, mmaction_split
+from data.video.records import SplitResult, VideoRecord
+from data.video.stores import is_complete_video
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +38,6 @@ CSV_SUBSETS = {
     "testing": "val",
 }
 _MAX_NAMES_SHOWN = 5
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    """One prepared video: its frame-store directory, class index and ``<class>/<video>`` name."""
-
-    path: Path
-    label: int
-    name: str
-
-
-@dataclass
-class SplitResult:
-    train: list[VideoRecord]
-    val: list[VideoRecord]
-    class_names: list[str]
-    missing: list[str] = field(default_factory=list)
-    unlisted_classes: list[str] = field(default_factory=list)  # data folders no entry names
 
 
 class SplitError(ValueError):
@@ -317,8 +300,6 @@ def detect_split_format(split_path: str | Path | None) -> str:
         return "ucf101"
     if any(split_path.glob("*_test_split*.txt")):
         return "hmdb51"
-    from data.mmaction_lists import is_mmaction_lists
-
     if is_mmaction_lists(split_path):
         return "mmaction"
     raise SplitError(
@@ -343,8 +324,6 @@ def load_split(
         path = Path(split_path)
         return srtg_csv_split(data_root, *(sorted(path.glob("*.csv")) if path.is_dir() else [path]))
     if fmt == "mmaction":
-        from data.mmaction_lists import mmaction_split
-
         result = mmaction_split(data_root, split_path, split)
         _report_missing(result.missing, Path(split_path), Path(data_root))
         return result

@@ -26,18 +26,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from data import samplers
-from data.excluded import ExcludedItem
-from data.framestore import FrameStore, open_store
-from data.gpu_decode import (
+from data.video import samplers
+from data.video.framestore import FrameStore
+from data.video.gpu_decode import (
     DeviceBatchDecoder,
     EncodedClip,
     EncodedStream,
     collate_encoded,
     read_encoded,
 )
-from data.splits import VideoRecord
-from data.transforms import BatchFinish, ClipEvalPreset, uint8_layout
+from data.video.splits import VideoRecord
+from data.video.stores import open_store
+from data.video.transforms import BatchFinish, ClipEvalPreset, uint8_layout
+from safeio.excluded import ExcludedItem
 
 __all__ = ["MODALITY_STREAMS", "VideoClipDataset", "VideoReadError"]
 
@@ -66,18 +67,18 @@ class VideoClipDataset(Dataset):
         strategy: ``"consecutive"`` or ``"random_interval"`` (TSN segments).
         mode: ``"train"`` (random), ``"center"`` or ``"conv"`` (``num_segments`` per video).
         input_dims: 3 -> ``(C, T, H, W)``; 2 -> ``(C·T, H, W)`` channel-major.
-        transform: a preset from ``data.transforms`` (called as ``transform(*clips, size=...)``
+        transform: a preset from ``data.video.transforms`` (called as ``transform(*clips, size=...)``
             with ``(T, C, H, W)`` uint8 clips); default: normalisation only.
         skip_bad: instead of raising :class:`VideoReadError` (logged and counted in
             ``bad_reads``): ``mode="train"`` reads the next readable video in its place;
-            ``"center"``/``"conv"`` return an :class:`~data.excluded.ExcludedItem` (evaluation
+            ``"center"``/``"conv"`` return an :class:`~safeio.excluded.ExcludedItem` (evaluation
             never substitutes: the video is left out and counted).
         store_cache_size: open stores kept per process (connections are pooled by framestore).
         deliver: what an item's ``inputs`` are. ``"float"``: the transform's normalised output.
             ``"uint8"`` (CPU path): the preset's cropped, resized, flipped ``(C, T, h, w)`` uint8
             clips, normalised per batch in the main process by ``batch_finisher``; presets with
             photometric augmentation deliver float (their ops finish in the worker).
-            ``"encoded"`` (device path): an :class:`~data.gpu_decode.EncodedClip` (JPEG bytes and
+            ``"encoded"`` (device path): an :class:`~data.video.gpu_decode.EncodedClip` (JPEG bytes and
             the clip's draw) that ``batch_finisher`` decodes and augments on the device.
         exact_decode: decode frames at full size; by default JPEGs are decoded with DCT scaling
             down to the smallest short side the transform's output needs (``decode_short_side``).
@@ -332,7 +333,7 @@ def _effective_delivery(deliver: str, transform) -> str:
         return deliver
     if not hasattr(transform, "draw"):
         raise ValueError(
-            f"deliver={deliver!r} needs a preset from data.transforms, got {transform!r}"
+            f"deliver={deliver!r} needs a preset from data.video.transforms, got {transform!r}"
         )
     if deliver == "uint8" and getattr(transform, "srtg", None) is not None:
         return "float"  # photometric ops draw per clip: they finish in the worker

@@ -1,8 +1,8 @@
 """Skeleton sequences for ST-GCN: an (N, C, T, V, M) ``.npy`` plus labels, items ``(x, target, id)``.
 
 Sequences come as a TAO ``.npy``, or as a pyskl/MMAction2 pickle or NTU ``.skeleton`` files
-(``data.skeleton_formats``; ``split`` selects a split, labels come with them). Labels come as the
-TAO pickle ``(sample_names, class_ids)`` (read by ``data.safe_pickle``), as JSON
+(``data.skeleton.formats``; ``split`` selects a split, labels come with them). Labels come as the
+TAO pickle ``(sample_names, class_ids)`` (read by ``safeio.safe_pickle``), as JSON
 (the same two lists, or ``{"names": [...], "labels": [...]}``) or as CSV (``name,label`` rows,
 ``label`` an id or a class name from ``label_map``). Without labels every target is −1.
 
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.safe_pickle import safe_load
-from data.skeleton_formats import (
+from data.skeleton.formats import (
     PaddedSequences,
     SkeletonSource,
     is_skeleton_source,
     read_skeleton_source,
 )
+from safeio.safe_pickle import safe_load
 
 __all__ = [
     "SkeletonDataset",

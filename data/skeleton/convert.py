@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.skeleton_dataset import read_label_map
+from data.skeleton.dataset import read_label_map
 
 __all__ = [
     "POSE_TYPES",

@@ -3,7 +3,7 @@
 Input ``ROOT/<class>/<video>.(mp4|avi|mkv|webm|mov)``. Output, per video:
 
 * ``--layout sqlite`` (default): ``DATA/jpg/<class>/<video>/frames.db`` + ``n_frames``
-  (see data/framestore.py; flow u/v go into the same database);
+  (see data/video/framestore.py; flow u/v go into the same database);
 * ``--layout frames``: the TAO folders ``DATA/<class>/<video>/rgb/000000.png ...``, ``u/``, ``v/``.
 
 Each video is written under a hidden ``.partial`` name and renamed when complete, so a re-run
@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from data.ffmpeg_io import (
+from data.video.ffmpeg_io import (
     MIN_DECODED_SHARE,
     VIDEO_SUFFIXES,
     VideoDecodeError,
@@ -36,15 +36,14 @@ from data.ffmpeg_io import (
     output_size,
     probe,
 )
-from data.flow import FLOW_METHODS, FlowStream
-from data.framestore import (
+from data.video.flow import FLOW_METHODS, FlowStream
+from data.video.framestore import (
     FrameDBWriter,
     FrameFolderWriter,
     FrameStoreError,
-    is_complete_video,
-    open_store,
 )
-from data.splits import SQLITE_SUBDIR
+from data.video.splits import SQLITE_SUBDIR
+from data.video.stores import is_complete_video, open_store
 
 log = logging.getLogger(__name__)
 

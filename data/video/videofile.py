@@ -1,6 +1,6 @@
 """A raw video file as a frame store: frames decoded on the fly with PyAV, no ``prepare`` needed.
 
-:class:`VideoFileStore` answers the :class:`data.framestore.FrameStore` API for one video file
+:class:`VideoFileStore` answers the :class:`data.video.framestore.FrameStore` API for one video file
 (mp4, avi, mkv, webm, mov, ...; ``open_store`` dispatches on the suffix).
 
 Frame index k is the k-th frame the decoder outputs from the start of the file (presentation
@@ -34,8 +34,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from data.ffmpeg_io import MIN_DECODED_SHARE, VIDEO_SUFFIXES
-from data.framestore import FrameStore, FrameStoreError, HandlePool
+from data.video.ffmpeg_io import MIN_DECODED_SHARE, VIDEO_SUFFIXES
+from data.video.framestore import FrameStore, FrameStoreError, HandlePool
 
 log = logging.getLogger(__name__)
 

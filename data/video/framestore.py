@@ -38,8 +38,6 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
-from data.ffmpeg_io import VIDEO_SUFFIXES
-
 log = logging.getLogger(__name__)
 
 DB_NAME = "frames.db"
@@ -463,38 +461,6 @@ def _read_count(path: Path) -> int:
         return int(path.read_text().strip())
     except ValueError as exc:
         raise FrameStoreError(f"{path}: expected an integer frame count") from exc
-
-
-def open_store(video_dir: str | os.PathLike) -> FrameStore:
-    """Detect the layout of ``video_dir`` and return its store (no file is kept open); a video
-    file (suffix in ``VIDEO_SUFFIXES``) is decoded on the fly (``data.videofile``)."""
-    video_dir = Path(video_dir)
-    if video_dir.suffix.lower() in VIDEO_SUFFIXES and not video_dir.is_dir():
-        from data.videofile import VideoFileStore  # imports this module
-
-        return VideoFileStore(video_dir)
-    if (video_dir / DB_NAME).exists():
-        return SQLiteFrameStore(video_dir)
-    if (video_dir / "rgb").is_dir():
-        return FolderFrameStore(video_dir)
-    if not video_dir.is_dir():
-        raise FrameStoreError(f"{video_dir}: video directory not found")
-    from data.mmaction_lists import MMActionFrameStore, find_rawframe_template
-
-    if find_rawframe_template(video_dir):
-        return MMActionFrameStore(video_dir)
-    raise FrameStoreError(
-        f"{video_dir}: neither {DB_NAME}, an rgb/ folder nor MMAction2 rawframes (img_00001.jpg)"
-    )
-
-
-def is_complete_video(video_dir: Path) -> bool:
-    """True for a directory that :func:`open_store` can read (written atomically by writers)."""
-    if (video_dir / DB_NAME).is_file() or (video_dir / "rgb").is_dir():
-        return True
-    from data.mmaction_lists import find_rawframe_template  # MMAction2 rawframes
-
-    return find_rawframe_template(video_dir) is not None
 
 
 # ----------------------------------------------------------------------------- writers

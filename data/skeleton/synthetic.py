@@ -9,7 +9,7 @@ Written per split (``train``, ``val``):
 - ``<split>.json``: deepstream-bodypose-3d JSON (one object id per sample, ``pose3d`` in camera
   millimetres and ``pose25d`` projected with a pinhole camera) and ``<split>_labels.csv``
   (``object_id,class``) for ``train_nvpose.py convert --labels``;
-- ``<split>_data.npy`` (N, C, T, V, 1) normalised as ``3dbp`` by ``data.skeleton_convert`` and
+- ``<split>_data.npy`` (N, C, T, V, 1) normalised as ``3dbp`` by ``data.skeleton.convert`` and
   ``<split>_label.pkl`` (TAO ``(names, ids)``), for the nvidia layout or, remapped by joint name,
   any layout with joint names (``--layout openpose`` etc.); plus ``label_map.json``.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.skeleton_convert import ConvertSettings, normalize_pose
+from data.skeleton.convert import ConvertSettings, normalize_pose
 from network.graph import NVIDIA_JOINTS, get_layout
 
 __all__ = ["MOTIONS", "SynthSettings", "add_arguments", "remap_matrix", "run", "synthesize"]

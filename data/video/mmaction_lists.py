@@ -25,8 +25,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from data.ffmpeg_io import VIDEO_SUFFIXES
-from data.framestore import FrameStore, FrameStoreError
+from data.video.ffmpeg_io import VIDEO_SUFFIXES
+from data.video.framestore import FrameStore, FrameStoreError
+from data.video.records import SplitResult, VideoRecord
 
 __all__ = [
     "FLOW_TEMPLATES",
@@ -162,10 +163,8 @@ def _class_names(lists_dir: Path, num_labels: int) -> list[str]:
 
 
 def mmaction_split(data_root: str | Path, lists_dir: str | Path, split: int = 1):
-    """A :class:`data.splits.SplitResult` from MMAction2 lists; entries whose video or frame
+    """A :class:`data.video.splits.SplitResult` from MMAction2 lists; entries whose video or frame
     folder does not exist are kept in ``missing``."""
-    from data.splits import SplitResult, VideoRecord
-
     lists_dir = Path(lists_dir)
     files = _list_files(lists_dir, split)
     if files is None:

@@ -6,7 +6,7 @@ flip and photometric parameters once (``preset.draw`` on the size in the JPEG he
 an :class:`EncodedClip`. :class:`DeviceBatchDecoder` then, in the main process, decodes every
 frame of the batch in one ``torchvision.io.decode_jpeg(list, device=...)`` call (nvJPEG on CUDA;
 libjpeg-turbo with ``device="cpu"``, which is how the tests run it) and hands the frames to
-:func:`data.transforms.augment_batch`: crop+resize, flip, colour ops and normalisation vectorised
+:func:`data.video.transforms.augment_batch`: crop+resize, flip, colour ops and normalisation vectorised
 over the clips.
 
 Stores that decode themselves (``FrameStore.encoded`` False, e.g. raw video files) and images
@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from data.framestore import FrameStore, FrameStoreError, decode_frames, jpeg_size
-from data.transforms import ClipDraw, augment_batch, to_input_dims
+from data.video.framestore import FrameStore, FrameStoreError, decode_frames, jpeg_size
+from data.video.transforms import ClipDraw, augment_batch, to_input_dims
 
 __all__ = ["DeviceBatchDecoder", "EncodedClip", "EncodedStream", "collate_encoded", "read_encoded"]
 

@@ -6,7 +6,7 @@
      'annotations': [{'frame_dir': str, 'label': int, 'total_frames': T, 'img_shape': (H, W),
                       'keypoint': (M, T, V, C) float, 'keypoint_score': (M, T, V) (2D only)}, ...]}
 
-read with ``data.safe_pickle`` (numpy arrays allowed, no other code). ``split`` selects the
+read with ``safeio.safe_pickle`` (numpy arrays allowed, no other code). ``split`` selects the
 annotations whose ``frame_dir`` the split lists; ``keypoint_score=True`` appends the score as one
 more channel (pyskl's 2D "j" input: x, y, score).
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from data.safe_pickle import safe_load
+from safeio.safe_pickle import safe_load
 
 __all__ = [
     "NTU_XSUB_TRAIN_SUBJECTS",

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.ffmpeg_io import write_video
+from data.video.ffmpeg_io import write_video
 
 log = logging.getLogger(__name__)
 

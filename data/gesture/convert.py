@@ -36,13 +36,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import atomic_write_bytes
-from data.gesture_annotation import (
+from data.gesture.annotation import (
     GESTURE_CLASSES,
     Annotation,
     AnnotationError,
     parse_annotation,
 )
+from safeio.atomic import atomic_write_bytes
 
 __all__ = [
     "DatasetSpec",

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.gesture_annotation import GESTURE_CLASSES, make_annotation
+from data.gesture.annotation import GESTURE_CLASSES, make_annotation
 
 __all__ = ["SynthConfig", "add_arguments", "draw_hand", "make_synthetic_dataset", "run"]
 

@@ -1,0 +1,2 @@
+"""Gesture data: hand-crop annotations, dataset conversion, the crop dataset and synthetic
+hands."""
