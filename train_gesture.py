@@ -60,8 +60,7 @@ from network import build_model, list_models
 from network.gesturenet import freeze_all_but_last
 from safeio.atomic import atomic_write_bytes
 from train.args import OPTIMIZERS, common_parser
-from train.config import resolve_args
-from train.runner import run_script
+from train.runner import FamilyScript, run_steps
 from train.tao_specs import GESTURE_SPEC_MAP
 from train.validation import (
     ScriptParser,
@@ -721,12 +720,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = _demo_steps(args)
-    for argv in steps:
-        log.info("demo: train_gesture.py %s", " ".join(argv))
-        code = main(argv)  # parsed, checked and seeded as from the command line
-        if code != 0:
-            log.error("demo: step %r failed with exit code %d", argv[0], code)
-            return code
+    failed = run_steps("train_gesture.py", main, steps)
+    if failed:
+        return failed
     seconds = time.perf_counter() - start
     metrics_path = out / "run" / "evaluation" / "metrics.json"
     evaluated = json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -738,7 +734,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+COMMANDS = {
     "synth": cmd_synth,
     "convert": cmd_convert,
     "train": cmd_train,
@@ -748,16 +744,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "trt-engine": cmd_trt_engine,
     "demo": cmd_demo,
 }
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Resolve ``argv`` with the TAO train spec (``-e``, ``key=value``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return resolve_args(get_args_parser(), argv, SPEC_MAP)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_script(lambda: parse_args(argv), COMMANDS)
+# TAO gesture train spec keys (-e spec.yaml, key=value): train/tao_specs.py
+SCRIPT = FamilyScript(get_args_parser, COMMANDS, SPEC_MAP)
+parse_args = SCRIPT.parse_args  # argv -> namespace (command line > spec > defaults)
+main = SCRIPT.main  # argv -> exit code
 
 
 if __name__ == "__main__":

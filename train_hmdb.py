@@ -22,7 +22,6 @@ A TAO action_recognition spec works too: ``train -e spec.yaml model_config.rgb_s
 from __future__ import annotations
 
 import argparse
-import functools
 import inspect
 import json
 import logging
@@ -47,9 +46,9 @@ from data.video.videofile import is_video_file
 from export import cli as export_cli
 from network import build_model, get_entry, list_models
 from train.args import add_multigrid_arguments, common_parser, runtime_parser
-from train.config import add_spec_arguments, command_of, resolve_args
+from train.config import add_spec_arguments
 from train.metrics import AVERAGES
-from train.runner import run_script
+from train.runner import FamilyScript, run_steps
 from train.tao_specs import VIDEO_KEYS, video_spec_map
 from train.validation import (
     ScriptParser,
@@ -699,11 +698,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
          "--jsonl", str(out / "inference.jsonl"),
          "--workers", str(args.workers)],
     ]  # fmt: skip
-    for step in steps:
-        log.info("demo: train_hmdb.py %s", " ".join(step))
-        if main(step) != 0:
-            log.error("demo: step %r failed", step[0])
-            return 1
+    failed = run_steps("train_hmdb.py", main, steps)
+    if failed:
+        return failed
     scores = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
     peak_kib = max(resource.getrusage(who).ru_maxrss for who in (SELF, CHILDREN))
     minutes = (time.monotonic() - started) / 60
@@ -723,18 +720,10 @@ COMMANDS = {
     "quantize": cmd_quantize,
     "demo": cmd_demo,
 }
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Resolve ``argv`` with the TAO action_recognition spec (``-e``, ``key=value``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = command_of(argv)
-    spec_map = functools.partial(video_spec_map, command)
-    return resolve_args(get_args_parser(), argv, spec_map, known_keys=VIDEO_KEYS)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_script(lambda: parse_args(argv), COMMANDS)
+# TAO action_recognition spec keys per subcommand (-e spec.yaml, key=value): train/tao_specs.py
+SCRIPT = FamilyScript(get_args_parser, COMMANDS, video_spec_map, known_keys=VIDEO_KEYS)
+parse_args = SCRIPT.parse_args  # argv -> namespace (command line > spec > defaults)
+main = SCRIPT.main  # argv -> exit code
 
 
 if __name__ == "__main__":

@@ -25,10 +25,8 @@ precedence: command line > spec > defaults.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,8 +42,8 @@ from export import cli as export_cli
 from network import build_model, list_models
 from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, resolve_stored_graph
 from train.args import common_parser
-from train.config import add_spec_arguments, command_of, resolve_args
-from train.runner import run_script
+from train.config import add_spec_arguments
+from train.runner import FamilyScript, run_steps
 from train.tao_specs import SKELETON_KEYS, skeleton_spec_map
 from train.validation import (
     ScriptParser,
@@ -478,11 +476,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
          "--data", str(data / "val_data.npy"), "--labels", str(data / "val_label.pkl")],
         ["export", "--checkpoint", str(run / "best.pth"), "--onnx", str(out / "st_gcn_tiny.onnx")],
     ]  # fmt: skip
-    for step in steps:
-        logger.info("demo: train_nvpose.py %s", " ".join(step))
-        if main(step) != 0:
-            logger.error("demo: step %r failed", step[0])
-            return 1
+    failed = run_steps("train_nvpose.py", main, steps)
+    if failed:
+        return failed
     scores = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
     accuracy = 100 * scores["clip_top1"]
     print(f"demo done in {time.perf_counter() - start:.0f} s; validation accuracy {accuracy:.1f}%")
@@ -498,17 +494,10 @@ COMMANDS = {
     "quantize": cmd_quantize,
     "demo": cmd_demo,
 }
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Resolve ``argv`` with the TAO spec map of its subcommand (``-e``, ``key=value``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    spec_map = functools.partial(skeleton_spec_map, command_of(argv))
-    return resolve_args(get_args_parser(), argv, spec_map, known_keys=SKELETON_KEYS)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_script(lambda: parse_args(argv), COMMANDS)
+# TAO pose_classification spec keys per subcommand (-e spec.yaml, key=value): train/tao_specs.py
+SCRIPT = FamilyScript(get_args_parser, COMMANDS, skeleton_spec_map, known_keys=SKELETON_KEYS)
+parse_args = SCRIPT.parse_args  # argv -> namespace (command line > spec > defaults)
+main = SCRIPT.main  # argv -> exit code
 
 
 if __name__ == "__main__":

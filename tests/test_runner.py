@@ -6,7 +6,7 @@ import torch
 
 from data.video.framestore import FrameStoreError
 from train.engine import NonFiniteLossError
-from train.runner import run_command
+from train.runner import FamilyScript, run_command, run_steps
 
 
 def test_outcomes_map_to_exit_codes(caplog):
@@ -57,3 +57,38 @@ def test_a_message_exit_is_a_bad_input(capsys):
 
     assert run_command(stop, argparse.Namespace(random_seed=None)) == 2
     assert capsys.readouterr().err == "error: train needs --data\n"
+
+
+def test_a_demo_stops_at_its_first_failing_step(caplog):
+    ran = []
+
+    def main(argv):
+        ran.append(argv[0])
+        return 2 if argv[0] == "train" else 0
+
+    steps = [["synth"], ["train", "--epochs", "1"], ["export"]]
+    assert run_steps("train_x.py", main, steps) == 2
+    assert ran == ["synth", "train"]
+    assert "demo: step 'train' failed with exit code 2" in caplog.text
+    assert run_steps("train_x.py", main, [["synth"], ["export"]]) == 0
+
+
+def test_a_family_script_reads_the_spec_table_of_its_subcommand(tmp_path):
+    def get_parser():
+        parser = argparse.ArgumentParser()
+        commands = parser.add_subparsers(dest="command", required=True)
+        for name in ("train", "evaluate"):
+            sub = commands.add_parser(name)
+            sub.add_argument("-e", "--experiment-spec", dest="experiment_spec")
+            sub.add_argument("--batch-size", type=int, default=1)
+        return parser
+
+    def tables(command, spec):  # train reads train.batch_size, evaluate evaluate.batch_size
+        return {f"{command}.batch_size": "batch_size"}
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("train: {batch_size: 8}\nevaluate: {batch_size: 3}\n", encoding="utf-8")
+    script = FamilyScript(get_parser, {"train": lambda a: a.batch_size}, tables)
+    assert script.parse_args(["train", "-e", str(spec)]).batch_size == 8
+    assert script.parse_args(["evaluate", "-e", str(spec)]).batch_size == 3
+    assert script.main(["train", "-e", str(spec), "--batch-size", "5"]) == 5

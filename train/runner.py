@@ -1,20 +1,25 @@
 """Running one subcommand of a family script: seeding, error reporting, process-group cleanup.
 
-Every entry script's ``main(argv)`` is ``run_script(parse, COMMANDS)``, so all families get the
-same exit codes: 0 success, 1 training diverged or a rank stalled, 2 bad input (one line naming
-the file or flag, no traceback). Every command also gets the same malloc settings (``train.malloc``).
+Every entry script's ``main(argv)`` is ``FamilyScript.main`` (``run_script(parse, COMMANDS)``), so
+all families get the same exit codes: 0 success, 1 training diverged or a rank stalled, 2 bad input
+(one line naming the file or flag, no traceback). Every command also gets the same malloc settings
+(``train.malloc``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from data.video.dataset import VideoReadError
 from data.video.framestore import FrameStoreError
 from safeio.safe_pickle import UnsafePickleError
-from train.config import log_spec_notes
+from train.config import SpecMap, command_of, log_spec_notes, resolve_args
 from train.distributed import DistributedTimeoutError, cleanup_distributed
 from train.engine import NonFiniteLossError
 from train.logs import setup_logging
@@ -24,6 +29,10 @@ from train.seeding import seed_everything
 from train.validation import check_args, print_error, printable
 
 log = logging.getLogger(__name__)
+
+Command = Callable[[argparse.Namespace], int | None]
+# A family's TAO spec map: one table, or a function of the subcommand and the loaded spec.
+SpecMapOf = SpecMap | Callable[[str, Mapping[str, Any]], SpecMap]
 
 # Errors that mean "this input is wrong", raised with a message naming the file (SplitError
 # and the spec errors are ValueErrors; OSError carries the file name: a folder where a file is
@@ -60,9 +69,7 @@ def _exit_code(stop: SystemExit) -> int:
     return 2
 
 
-def run_command(
-    command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
-) -> int:
+def run_command(command: Command, args: argparse.Namespace) -> int:
     """Run ``command(args)`` and map its outcome to an exit code.
 
     ``--random-seed`` is applied first, so that a network built by the command (before the engine
@@ -90,10 +97,7 @@ def run_command(
     return outcome if isinstance(outcome, int) else 0
 
 
-def run_script(
-    parse: Callable[[], argparse.Namespace],
-    commands: Mapping[str, Callable[[argparse.Namespace], int | None]],
-) -> int:
+def run_script(parse: Callable[[], argparse.Namespace], commands: Mapping[str, Command]) -> int:
     """A family script's ``main``: parse and check the flags (a bad flag or spec file is one line
     and exit code 2, before logging is set up), set up logging, run the subcommand (``commands``,
     else ``args.func``). ``--help`` returns 0."""
@@ -107,3 +111,45 @@ def run_script(
     setup_logging(getattr(args, "log_level", "INFO"))
     log_spec_notes(args)  # unknown spec keys and ignored ones, now that logging is set up
     return run_command(commands.get(args.command) or args.func, args)
+
+
+@dataclass(frozen=True)
+class FamilyScript:
+    """What differs between the family scripts' command lines; each script's ``parse_args`` and
+    ``main`` are this object's.
+
+    ``commands`` is the script's ``COMMANDS`` table (subcommand name → ``cmd_<name>(args)``; a
+    subcommand missing from it runs its parser's ``func`` default). ``spec_map`` is the TAO key
+    table, or a function ``(subcommand, spec) -> table`` where the keys differ per subcommand;
+    ``known_keys`` are spec keys the script reads itself (not unknown, though not in the table).
+    """
+
+    get_parser: Callable[[], argparse.ArgumentParser]
+    commands: Mapping[str, Command]
+    spec_map: SpecMapOf
+    known_keys: Iterable[str] = ()
+
+    def parse_args(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """Resolve ``argv`` (default ``sys.argv[1:]``) with the TAO spec (``-e``) and
+        ``key=value`` overrides: command line > spec > defaults."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        spec_map = self.spec_map
+        if callable(spec_map):  # the table of this subcommand, given the loaded spec
+            spec_map = functools.partial(spec_map, command_of(argv))
+        return resolve_args(self.get_parser(), argv, spec_map, known_keys=self.known_keys)
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Parse ``argv``, run its subcommand; the exit code (see :func:`run_script`)."""
+        return run_script(lambda: self.parse_args(argv), self.commands)
+
+
+def run_steps(script: str, main: Callable[[list[str]], int], steps: Iterable[list[str]]) -> int:
+    """Run a demo's ``steps`` through the script's ``main``, each as from the command line (parsed,
+    checked and seeded); the first failing step's exit code stops the run (0: all passed)."""
+    for argv in steps:
+        log.info("demo: %s %s", script, " ".join(argv))
+        code = main(argv)
+        if code != 0:
+            log.error("demo: step %r failed with exit code %d", argv[0], code)
+            return code
+    return 0
