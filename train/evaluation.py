@@ -21,7 +21,15 @@ from torch.utils.data import DataLoader, Dataset
 from safeio.excluded import ExcludedItem
 from train.distributed import DistInfo, init_distributed
 from train.loaders import build_eval_loader
-from train.metrics import EvalResult, ScoreAccumulator, save_confusion, tao_report
+from train.metrics import (
+    EvalResult,
+    ScoreAccumulator,
+    format_worst,
+    save_confusion,
+    save_per_class,
+    tao_report,
+    worst_classes,
+)
 from train.precision import Precision, forward_model, move_to_device, to_channels_last
 
 __all__ = [
@@ -138,7 +146,9 @@ def evaluate(
 
     Unreadable items are excluded and counted, never substituted (``args.strict``: an error).
     With ``output_dir`` (rank 0): ``metrics.json`` (``EvalResult.as_dict`` plus the excluded
-    items), ``confusion.csv``/``confusion.png``, ``evaluation.txt`` (the TAO printout, also
+    items), ``confusion.csv``/``confusion.png``, ``per_class.csv``/``per_class.png`` (support,
+    precision, recall, F1, top-5 recall per class; the five worst classes are logged),
+    ``evaluation.txt`` (the TAO printout, also
     logged), ``predictions.csv`` (per sample: name, label, top-5 classes and scores) and
     ``evaluated.csv`` (every listed sample and whether it was scored). ``sample_names[i]`` names
     sample id ``i`` in those files (default: the id). Each process evaluates a disjoint shard
@@ -157,9 +167,11 @@ def evaluate(
         log.info("%s", result.coverage())
         if output_dir is not None:
             out = Path(output_dir)
+        log.info("%s", format_worst(worst_classes(result, list(class_names))))
             save_confusion(result, list(class_names), out)
             (out / "evaluation.txt").write_text(report + "\n", encoding="utf-8")
             excluded = [{"name": name, "reason": reason} for name, reason in result.excluded]
+            save_per_class(result, list(class_names), out)
             write_metrics_json(result, out / "metrics.json", excluded=excluded)
             names = _namer(sample_names)
             write_predictions(accumulator, class_names, names, out / "predictions.csv")

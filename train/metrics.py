@@ -40,10 +40,15 @@ __all__ = [
     "EvalResult",
     "EvalShardSampler",
     "ScoreAccumulator",
+    "format_worst",
     "per_class_report",
+    "per_class_rows",
+    "per_class_topk",
     "precision_recall_f1",
     "save_confusion",
+    "save_per_class",
     "tao_report",
+    "worst_classes",
 ]
 
 TAO_RULE = "*" * 31
@@ -76,6 +81,8 @@ class EvalResult:
     num_videos: int
     loss: float
     excluded: tuple[tuple[str, str], ...] = ()
+    # (K,) video-level top-5 recall per class (NaN for a class without videos); None if unknown.
+    per_class_top5: np.ndarray | None = None
 
     @property
     def num_listed(self) -> int:
@@ -271,6 +278,7 @@ class ScoreAccumulator:
             num_videos=int(video_ids.size),
             loss=float(losses.mean()) if not np.isnan(losses).any() else math.nan,
             excluded=tuple(self.excluded.values()),
+            per_class_top5=per_class_topk(probs, video_targets, 5),
         )
 
 
@@ -301,14 +309,18 @@ def _video_targets(video_ids: np.ndarray, inverse: np.ndarray, targets: np.ndarr
     return video_targets
 
 
-def _topk_accuracy(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
-    """Fraction of rows whose target is among the k highest scores (k capped at K)."""
+def _topk_hits(scores: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the row's target is among its k highest scores (k capped at K)."""
     k = min(k, scores.shape[1])
     target_scores = np.take_along_axis(scores, targets[:, None], axis=1)
     # Ties rank the lower class index first, as argmax does: constant scores are not all right.
     tied_before = (scores == target_scores) & (np.arange(scores.shape[1]) < targets[:, None])
-    rank = ((scores > target_scores) | tied_before).sum(axis=1)
-    return float((rank < k).mean())
+    return ((scores > target_scores) | tied_before).sum(axis=1) < k
+
+
+def _topk_accuracy(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
+    """Fraction of rows whose target is among the k highest scores (k capped at K)."""
+    return float(_topk_hits(scores, targets, k).mean())
 
 
 def _confusion(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -320,6 +332,17 @@ def _per_class_recall(confusion: np.ndarray) -> np.ndarray:
     totals = confusion.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(confusion) / totals, np.nan)
+
+
+def per_class_topk(scores: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """(K,) share of each class's rows whose target is among the k highest of ``scores`` (N, K),
+    ties ranked as in :func:`_topk_accuracy`; NaN for a class without rows."""
+    num_classes = scores.shape[1]
+    hit = _topk_hits(scores, targets, k)
+    support = np.bincount(targets, minlength=num_classes)
+    hits = np.bincount(targets, weights=hit.astype(np.float64), minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, hits / support, np.nan)
 
 
 def precision_recall_f1(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -426,3 +449,113 @@ def _plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Pat
             ax.text(col, row, str(count), ha="center", va="center", fontsize=font, color=colour)
     fig.tight_layout()
     fig.savefig(path)
+
+
+PER_CLASS_FIELDS = ("class", "support", "precision", "recall", "f1", "top5_recall")
+
+
+def per_class_rows(result: EvalResult, class_names: Sequence[str]) -> list[dict[str, object]]:
+    """One dict per class (``PER_CLASS_FIELDS``): video-level support, precision, recall, F1 and
+    top-5 recall as fractions (NaN where undefined: no videos of, or none predicted as, a class)."""
+    _check_names(result, class_names)
+    precision, recall, f1 = precision_recall_f1(result.confusion)
+    support = result.confusion.sum(axis=1)
+    top5 = result.per_class_top5
+    if top5 is None:
+        top5 = np.full(len(class_names), np.nan)
+    columns = zip(class_names, support, precision, recall, f1, top5)
+    return [
+        dict(zip(PER_CLASS_FIELDS, (name, int(n), float(p), float(r), float(f), float(t))))
+        for name, n, p, r, f, t in columns
+    ]
+
+
+def worst_classes(result: EvalResult, class_names: Sequence[str], count: int = 5) -> list[dict]:
+    """The ``count`` classes with the lowest recall (ties: lower F1, then more videos first);
+    classes without videos are left out. Rows as :func:`per_class_rows`."""
+    rows = [row for row in per_class_rows(result, class_names) if row["support"] > 0]
+    f1 = lambda row: -1.0 if math.isnan(row["f1"]) else row["f1"]  # noqa: E731
+    rows.sort(key=lambda row: (row["recall"], f1(row), -row["support"]))
+    return rows[:count]
+
+
+def format_worst(rows: Sequence[dict]) -> str:
+    """``"worst classes by recall: fencing 0.00 (3 videos), ..."``."""
+    parts = [
+        f"{printable(str(r['class']))} {r['recall']:.2f} ({r['support']} videos)" for r in rows
+    ]
+    return "worst classes by recall: " + ", ".join(parts)
+
+
+def save_per_class(
+    result: EvalResult, class_names: Sequence[str], out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write ``per_class.csv`` (``PER_CLASS_FIELDS``; empty cell where undefined) and
+    ``per_class.png`` (recall per class sorted, beside the row-normalised confusion matrix with
+    class names) into ``out_dir``."""
+    rows = per_class_rows(result, class_names)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out_dir / "per_class.csv", out_dir / "per_class.png"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PER_CLASS_FIELDS)
+        for row in rows:
+            writer.writerow([_cell(row[field]) for field in PER_CLASS_FIELDS])
+    _plot_per_class(rows, result.confusion, png_path)
+    return csv_path, png_path
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return value
+
+
+def _plot_per_class(rows: list[dict], confusion: np.ndarray, path: Path) -> None:
+    """Sorted recall bars (worst on top) | normalised confusion matrix, one row per class.
+
+    A row is at least 0.14 inch (10 pt) high, so 120 class names stay legible at 100 dpi. The
+    axes are placed in inches (no tight_layout: one draw instead of two for 2 x 120 labels)."""
+    from matplotlib.figure import Figure
+
+    names = [printable(str(row["class"])) for row in rows]
+    num_classes = len(names)
+    font = 6 if num_classes > 40 else 9
+    body = max(3.0, (0.14 if num_classes > 40 else 0.3) * num_classes)
+    label = min(3.0, 0.3 + font / 100 * max(len(name) for name in names))
+    bars_x, bars_w = 0.2 + label, 3.0
+    matrix_x = bars_x + bars_w + 0.9 + label
+    width, height = matrix_x + body + 1.3, body + label + 1.2
+    fig = Figure(figsize=(width, height), dpi=100)
+
+    def axes(x: float, w: float):
+        return fig.add_axes((x / width, (label + 0.7) / height, w / width, body / height))
+
+    _recall_bars(axes(bars_x, bars_w), rows, names, font)
+    matrix = axes(matrix_x, body)
+    totals = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+    image = matrix.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    fig.colorbar(image, cax=axes(matrix_x + body + 0.15, 0.2), label="fraction of true class")
+    matrix.set_xticks(range(num_classes), labels=names, rotation=90, fontsize=font)
+    matrix.set_yticks(range(num_classes), labels=names, fontsize=font)
+    matrix.set_xlabel("predicted")
+    matrix.set_ylabel("true")
+    matrix.set_title("confusion (row-normalised)")
+    fig.savefig(path)
+
+
+def _recall_bars(ax, rows: list[dict], names: list[str], font: int) -> None:
+    """Horizontal recall bars sorted ascending from the top; classes without videos left out."""
+    order = sorted(
+        (i for i, row in enumerate(rows) if row["support"] > 0), key=lambda i: rows[i]["recall"]
+    )
+    recall = [rows[i]["recall"] for i in order]
+    ax.barh(range(len(order)), recall, color="tab:blue")
+    ax.set_yticks(range(len(order)), labels=[names[i] for i in order], fontsize=font)
+    ax.set_ylim(len(order) - 0.5, -0.5)  # worst class on top
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("recall (video level)")
+    ax.set_title("recall per class, sorted")
+    ax.grid(axis="x", alpha=0.3)
