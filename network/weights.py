@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from network.mtnet import VARIANTS
+from network.openmmlab import OPENMMLAB_RENAMES, openmmlab_origin
 from network.registry import build_model, get_entry, list_models
 from network.stages import stage_depths
 from network.tao import is_tao_checkpoint, tao_network
@@ -244,6 +245,8 @@ def _origin(raw: Any, inner: dict[str, Any], tensors: dict[str, torch.Tensor]) -
         return "SRTG state dict", True
     if "fc.weight" in tensors and ("stem.0.weight" in tensors or "conv1.weight" in tensors):
         return "torchvision-named state dict", False
+    if openmmlab := openmmlab_origin(tensors):
+        return openmmlab, False
     return "state dict", False
 
 
@@ -302,7 +305,7 @@ def _model_name(name: str, target: dict[str, Any]) -> str:
             break
     if prefix + rest in target:
         return prefix + rest
-    for pattern, replacement in RENAMES:
+    for pattern, replacement in RENAMES + OPENMMLAB_RENAMES:
         candidate = prefix + pattern.sub(replacement, rest)
         if candidate != name and candidate in target:
             return candidate

@@ -46,6 +46,12 @@ def test_forward_backward(name: str, persons: int) -> None:
     logits = model(x)
     assert logits.shape == (3, 5) and torch.isfinite(logits).all()
     logits.logsumexp(1).sum().backward()
+    if any(pname.endswith(".alpha") for pname, _ in model.named_parameters()):
+        # CTR-GCN's refinement convolutions sit behind alpha, 0 at init as in the reference:
+        # they receive gradient once one step has moved alpha.
+        torch.optim.SGD(model.parameters(), lr=0.1).step()
+        model.zero_grad()
+        model(x).logsumexp(1).sum().backward()
     for pname, parameter in model.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), pname
         assert parameter.grad.abs().sum() > 0, pname
