@@ -189,8 +189,13 @@ def _add_speed_arguments(group: argparse._ArgumentGroup, *, training: bool) -> N
     group.add_argument("--amp", action=_BOOL, default=False, help="mixed precision (GPU only)")
     group.add_argument("--amp-dtype", choices=AMP_DTYPES, default="bf16")
     group.add_argument("--channels-last", action=_BOOL, default=False, help="channels_last(_3d)")
+    group.add_argument(
+        "--compile",
+        action=_BOOL,
+        default=False,
+        help="torch.compile the model (one warning and eager execution where compilation fails)",
+    )
     if training:
-        group.add_argument("--compile", action=_BOOL, default=False, help="torch.compile the model")
         group.add_argument(
             "--sync-bn", action=_BOOL, default=False, help="SyncBatchNorm under DDP (CUDA only)"
         )

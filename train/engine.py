@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from train import checkpoint as ckpt
+from train.compile import compile_model
 from train.config import write_resolved_args
 from train.distributed import (
     DistInfo,
@@ -337,9 +338,7 @@ def _wrap_model(model: nn.Module, args: argparse.Namespace, info: DistInfo) -> n
     if info.distributed:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    if args.compile:
-        wrapped = torch.compile(wrapped)
-    return wrapped
+    return compile_model(wrapped, args.compile)
 
 
 def _make_schedule(
