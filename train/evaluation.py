@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from safeio.excluded import ExcludedItem
+from train.compile import compile_model
 from train.distributed import DistInfo, init_distributed
 from train.loaders import build_eval_loader
 from train.metrics import (
@@ -127,6 +128,7 @@ def _prepare(
     model = model.to(info.device)
     if args.channels_last:
         to_channels_last(model)
+    model = compile_model(model, getattr(args, "compile", False))
     loader = build_eval_loader(dataset, args, info, collate_fn=collate_fn)
     return model, info, loader, Precision.from_args(args, info.device)
 
