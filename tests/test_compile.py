@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 import pytest
@@ -12,7 +13,6 @@ from torch import nn
 import train_gesture
 import train_hmdb
 import train_nvpose
-from train import compile as compile_mod
 from train.checkpoint import unwrap_model
 from train.compile import CompiledModel, compile_model
 
@@ -104,14 +104,34 @@ def test_every_family_command_takes_the_flag(script, commands):
         assert {"--compile", "--no-compile"} <= flags, command
 
 
-@pytest.mark.slow  # inductor generates and builds C++: seconds even for a tiny model
+@pytest.mark.slow  # imports dynamo and traces: seconds
+def test_a_real_torch_compile_trains_like_eager():
+    """Dynamo and AOTAutograd for real (the aot_eager backend: no C++ build, seconds)."""
+    model = _net()
+    x = torch.randn(5, 4)
+    expected = model(x)
+    expected.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    wrapped = compile_model(model, backend="aot_eager")
+    out = wrapped(x)
+    out.sum().backward()
+    assert wrapped.failure is None, wrapped.failure
+    torch.testing.assert_close(out, expected)
+    for grad, param in zip(grads, model.parameters()):
+        torch.testing.assert_close(param.grad, grad)
+
+
+# The first inductor compile on a machine builds its precompiled C++ headers: 6 minutes on a
+# loaded 2-core machine (24 s once built), too long for every run of the suite.
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("ACTREC_TEST_INDUCTOR") != "1", reason="ACTREC_TEST_INDUCTOR=1")
 @pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None, reason="no cc")
-def test_a_tiny_model_really_compiles_and_matches_eager(caplog):
+def test_a_tiny_model_really_compiles_with_inductor_and_matches_eager():
     model, x = _net().eval(), torch.randn(5, 4)
     expected = model(x)
     wrapped = compile_model(model)
-    with caplog.at_level(logging.WARNING, logger="train.compile"), torch.no_grad():
+    with torch.no_grad():
         out = wrapped(x)
     assert wrapped.failure is None, wrapped.failure
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-    assert compile_mod.log.name not in {r.name for r in caplog.records}

@@ -67,15 +67,17 @@ class CompiledModel(nn.Module):
             return getattr(self._orig_mod, name)
 
 
-def compile_model(model: nn.Module, enabled: bool = True) -> nn.Module:
+def compile_model(
+    model: nn.Module, enabled: bool = True, *, backend: str = "inductor"
+) -> nn.Module:
     """``model`` wrapped to run compiled (``CompiledModel``) when ``enabled``, else ``model``.
 
     Where ``torch.compile`` itself refuses (a Python version it does not support), one warning
-    and ``model`` unchanged."""
+    and ``model`` unchanged. ``backend`` is ``torch.compile``'s (tests use ``aot_eager``)."""
     if not enabled:
         return model
     try:
-        compiled = torch.compile(model)
+        compiled = torch.compile(model, backend=backend)
     except Exception as error:  # refused up front: run eagerly
         log.warning("--compile: torch.compile is unavailable (%s); running eagerly",
                     _first_line(error))  # fmt: skip
