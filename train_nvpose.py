@@ -25,6 +25,7 @@ precedence: command line > spec > defaults.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import time
@@ -38,8 +39,9 @@ from data.skeleton import convert as skeleton_convert
 from data.skeleton import synthetic as skeleton_synth
 from data.skeleton.dataset import SkeletonDataset, read_label_map
 from data.skeleton.formats import is_skeleton_source
+from data.skeleton.streams import STREAMS, with_stream
 from export import cli as export_cli
-from network import build_model, list_models
+from network import build_model, get_entry, list_models
 from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, resolve_stored_graph
 from train.args import common_parser
 from train.config import add_spec_arguments
@@ -86,6 +88,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--edge-importance-weighting", action=argparse.BooleanOptionalAction)
     group.add_argument("--dropout", type=fraction, default=None)
+    group.add_argument("--stream", choices=STREAMS, default="j", help=STREAM_HELP)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,12 +125,28 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scale-3d", type=fraction, default=0.0, help="train: scale 1 ± this")
 
 
+STREAM_HELP = "input stream: joint, bone, joint motion, bone motion (pyskl's GenSkeFeat)"
+
+
 def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> None:
-    parser.add_argument("--checkpoint", default=None, help="required (flag or spec)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        nargs="+" if labels else None,
+        help="required (flag or spec); evaluate: several checkpoints fuse their scores",
+    )
+    parser.add_argument(
+        "--stream", choices=STREAMS, default=None, help="default: the checkpoint's own stream"
+    )
     parser.add_argument("--data", default=None, help=".npy, or deepstream JSON file/folder")
     parser.add_argument("--split", default=None, help="pyskl/NTU split, e.g. xsub_val")
     if labels:
         parser.add_argument("--labels", default=None)
+        parser.add_argument(
+            "--fusion-weights", type=float, nargs="+", default=None,
+            help="one weight per --checkpoint: fused score = sum of weight x mean softmax "
+            "(pyskl 4-stream: j b jm bm with 2 2 1 1; default all 1)",
+        )  # fmt: skip
 
 
 # Defaults of one subcommand that differ from ``train.args.common_parser``'s; each subcommand gets
@@ -241,14 +260,34 @@ def _train_datasets(
     if val_data:
         val_set = SkeletonDataset(val_data, args.val_labels, label_map=label_map,
                                   num_classes=num_classes, split=args.val_split, **source)  # fmt: skip
-    return train_set, val_set
+    layout = _stream_layout(args)
+    val_set = with_stream(val_set, args.stream, layout) if val_set is not None else None
+    return with_stream(train_set, args.stream, layout), val_set
+
+
+def _stream_layout(args: argparse.Namespace) -> Any:
+    """The layout whose bones ``--stream`` uses: --graph-layout, else the network's default."""
+    if args.graph_layout:
+        return args.graph_layout
+    return inspect.signature(get_entry(args.network).builder).parameters["graph_layout"].default
+
+
+def _stream_of(args: argparse.Namespace, model: Any, source: str) -> str:
+    """The checkpoint's training stream; ``--stream`` only for a checkpoint that records none."""
+    recorded = model.train_args.get("stream")
+    if args.stream and recorded and args.stream != recorded:
+        raise ValueError(
+            f"{source}: trained on the {recorded!r} stream; --stream {args.stream} would feed it "
+            "another input (leave --stream out)"
+        )
+    return recorded or args.stream or "j"
 
 
 def _adopt_stored_graph(args: argparse.Namespace) -> None:
     """A ``--pretrained`` file that stores its adjacency ``A`` (TAO ST-GCN) sets the graph: flags
     left unset take the graph that reproduces ``A`` (logged); a contradicting flag is refused."""
-    if not args.pretrained:
-        return
+    if not args.pretrained or not _takes(args.network, "graph_strategy"):
+        return  # only ST-GCN's graph is rebuilt from a stored A (pyskl networks learn theirs)
     from network.weights import read_checkpoint
 
     stored = read_checkpoint(args.pretrained).tensors.get("A")
@@ -262,6 +301,10 @@ def _adopt_stored_graph(args: argparse.Namespace) -> None:
         logger.info("%s: its adjacency A is the graph %s; using it", args.pretrained,
                     graph_flags(graph))  # fmt: skip
     vars(args).update(graph)
+
+
+def _takes(network: str, argument: str) -> bool:
+    return argument in inspect.signature(get_entry(network).builder).parameters
 
 
 def _build_network(args: argparse.Namespace, class_names: list[str], shape: tuple) -> Any:
@@ -286,9 +329,14 @@ def _check_poses(model: Any, shape: tuple, source: str) -> None:
             f"{source}: {joints} joints per pose, but the network's graph layout "
             f"{model.graph.layout.name!r} has {expected}"
         )
-    wanted = model.data_bn.num_features // expected
+    wanted = getattr(model, "in_channels", None) or model.data_bn.num_features // expected
     if channels != wanted:
         raise ValueError(f"{source}: {channels} channels per joint, but the network takes {wanted}")
+    persons = getattr(model, "num_person", 0)  # CTR-GCN's data BN spans a fixed person count
+    if persons and shape[3] > persons:
+        raise ValueError(
+            f"{source}: {shape[3]} persons per sample, but the network takes {persons}"
+        )
 
 
 def _labelled_dataset(
@@ -360,16 +408,48 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """TAO-style evaluation of a checkpoint (confusion matrix in --output-dir)."""
     from train import engine
-    from train.checkpoint import load_model
 
     _need(args, "checkpoint", "data")
-    model = load_model(args.checkpoint, family=FAMILY)
+    checkpoints = [args.checkpoint] if isinstance(args.checkpoint, str) else list(args.checkpoint)
+    if len(checkpoints) > 1 or args.fusion_weights is not None:
+        return _evaluate_fusion(args, checkpoints)
+    args.checkpoint = checkpoints[0]
+    model, dataset = _evaluation_input(args, checkpoints[0])
     names = list(model.class_names or [])
-    dataset = _labelled_dataset(args, names, model)
-    _check_poses(model, dataset.shape, args.data)
     result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
     print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "
           f"{100 * result.mean_class_accuracy:.2f}% on {result.num_clips} sequences")  # fmt: skip
+    return 0
+
+
+def _evaluation_input(args: argparse.Namespace, checkpoint: str) -> tuple[Any, Any]:
+    """(model, labelled dataset in the checkpoint's stream) of one checkpoint."""
+    from train.checkpoint import load_model
+
+    model = load_model(checkpoint, family=FAMILY)
+    dataset = _labelled_dataset(args, list(model.class_names or []), model)
+    _check_poses(model, dataset.shape, args.data)
+    stream = _stream_of(args, model, checkpoint)
+    return model, with_stream(dataset, stream, model.graph.layout)
+
+
+def _evaluate_fusion(args: argparse.Namespace, checkpoints: list[str]) -> int:
+    """Every checkpoint on its own stream, then the weighted sum of their per-sample scores."""
+    from train.fusion import FusionInput, check_fusion_weights, evaluate_fusion
+
+    weights = check_fusion_weights(checkpoints, args.fusion_weights)
+    inputs = []
+    for path in checkpoints:
+        model, dataset = _evaluation_input(args, path)
+        inputs.append(FusionInput(path, model, dataset, dict(enumerate(dataset.labels))))
+    names = list(inputs[0].model.class_names or [])
+    result, singles = evaluate_fusion(inputs, weights, args, class_names=names,
+                                      output_dir=args.output_dir)  # fmt: skip
+    for item, weight, single in zip(inputs, weights, singles):
+        stream = _stream_of(args, item.model, item.name)
+        print(f"{item.name} ({stream}, weight {weight:g}): accuracy {100 * single.video_top1:.2f}%")
+    print(f"fused accuracy {100 * result.video_top1:.2f}%, mean class accuracy "
+          f"{100 * result.mean_class_accuracy:.2f}% on {result.num_videos} sequences")  # fmt: skip
     return 0
 
 
@@ -422,6 +502,7 @@ def cmd_inference(args: argparse.Namespace) -> int:
         sequences = skeleton_convert.convert_files(files, settings)
         dataset = SkeletonDataset(skeleton_convert.pad_sequences(sequences, settings))
     _check_poses(model, dataset.shape, args.data)
+    dataset = with_stream(dataset, _stream_of(args, model, args.checkpoint), model.graph.layout)
     scores = predict(model, dataset, args)
     actions = [names[int(np.argmax(scores[i]))] if i in scores else "unknown"
                for i in range(len(dataset.data))]  # fmt: skip
