@@ -66,6 +66,7 @@ __all__ = [
     "open_classifier",
     "run_command",
     "run_live",
+    "warm_up",
     "window_inputs",
 ]
 
@@ -497,7 +498,7 @@ def _gesture_frame(shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]
     return frame
 
 
-def _warm_up(classifier: Classifier, inputs: WindowInputs) -> None:
+def warm_up(classifier: Classifier, inputs: WindowInputs) -> None:
     """One call on a blank window: a wrong clip length fails here (one line, exit code 2),
     before the source is opened, and the first real window does not pay the start-up cost."""
     blank = inputs.frame(inputs.blank)
@@ -827,7 +828,7 @@ def run_command(args: argparse.Namespace, *, family: str) -> int:
     )  # fmt: skip
     inputs = window_inputs(family, classifier.metadata, length=args.clip_length, rate=args.rate)
     schedule = Schedule(inputs.length, inputs.rate, args.stride or max(1, inputs.length // 2))
-    _warm_up(classifier, inputs)
+    warm_up(classifier, inputs)
     source = VideoSource(args.source, timeout=args.read_timeout, follow=args.follow,
                          format=args.format, options=dict(args.source_option))  # fmt: skip
     display = args.display
