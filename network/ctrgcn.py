@@ -194,7 +194,7 @@ class CTRGCN(GCNClassifier):
     ) -> None:
         super().__init__()
         self.graph_layout = get_layout(graph_layout)
-        adjacency = torch.from_numpy(reference_adjacency(self.graph_layout))
+        adjacency = torch.tensor(reference_adjacency(self.graph_layout))  # on the default device
         self.register_buffer("A", adjacency)  # persistent, as pyskl's (``backbone.A``)
         self.in_channels = in_channels
         self.num_person = num_person

@@ -149,7 +149,7 @@ class STGCNPlusPlus(GCNClassifier):
     ) -> None:
         super().__init__()
         self.graph_layout = get_layout(graph_layout)
-        adjacency = torch.from_numpy(reference_adjacency(self.graph_layout))
+        adjacency = torch.tensor(reference_adjacency(self.graph_layout))  # on the default device
         # not in the state dict (pyskl's STGCN has no top-level A): each block learns its own
         self.register_buffer("A", adjacency, persistent=False)
         self.in_channels = in_channels

@@ -89,6 +89,9 @@ class Summary:
         )
 
 
+SKELETON_PERSONS = 2  # skeleton inputs: two persons, as pyskl's FormatGCNInput and NTU RGB+D
+
+
 def build_kwargs(name: str, frames: int, num_classes: int) -> dict:
     """Builder kwargs so that ``name`` accepts clips of ``frames`` frames (2D stacks need T)."""
     layout = get_entry(name).input_layout
@@ -102,7 +105,8 @@ def build_kwargs(name: str, frames: int, num_classes: int) -> dict:
 def example_inputs(
     model: nn.Module, name: str, *, frames: int, size: int, batch: int = 1, device="cpu"
 ) -> tuple[torch.Tensor, ...]:
-    """Random inputs in the layout that ``name`` expects: RGB, or (rgb, flow) for joint models."""
+    """Random inputs in the layout that ``name`` expects: RGB, (rgb, flow) for joint models, or
+    (N, 3, frames, V, 2) skeletons on the network's graph (``size`` unused)."""
 
     def one(layout: str, channels: int) -> torch.Tensor:
         if layout == "NCHW":
@@ -110,6 +114,9 @@ def example_inputs(
         return torch.randn(batch, channels, frames, size, size, device=device)
 
     entry = get_entry(name)
+    if entry.input_layout == "NCTVM":  # skeletons: (N, C, T, V, M), M persons (pyskl: 2)
+        joints = int(model.A.shape[-1])
+        return (torch.randn(batch, 3, frames, joints, SKELETON_PERSONS, device=device),)
     if entry.input_layout == "joint":
         return (
             one(get_entry(model.rgb.network_name).input_layout, 3),
@@ -153,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print("give network names or --all; known video networks:", ", ".join(list_models("video")))
         return 2
-    print(f"input 1×{args.frames}×{args.size}×{args.size}, {args.num_classes} classes")
+    skeletons = f"skeletons 1×3×{args.frames}×V×{SKELETON_PERSONS}"
+    print(
+        f"input 1×{args.frames}×{args.size}×{args.size} ({skeletons}), {args.num_classes} classes"
+    )
     print("| network | params (M) | GMACs | output |\n|---|---|---|---|")
     for name in names:
         summary = summarize(
