@@ -210,10 +210,19 @@ def _spec_parent() -> argparse.ArgumentParser:
 def _add_eval_arguments(parser: argparse.ArgumentParser, *, with_split: bool) -> None:
     """evaluate and inference: the checkpoint, data (evaluate), clips, views, averaging."""
     parser.add_argument(
-        "--checkpoint", default=None, help="a train_hmdb.py checkpoint (.pth); required (or spec)"
+        "--checkpoint",
+        default=None,
+        nargs="+" if with_split else None,
+        help="a train_hmdb.py checkpoint (.pth); required (or spec); evaluate: several "
+        "checkpoints (e.g. RGB and flow) fuse their scores",
     )
     if with_split:
         _add_split_arguments(parser)
+        parser.add_argument(
+            "--fusion-weights", type=float, nargs="+", default=None,
+            help="one weight per --checkpoint: fused score = sum of weight x the video's mean "
+            "score (--average); default all 1",
+        )  # fmt: skip
     _add_clip_arguments(parser)
     group = parser.add_argument_group("views and scores")
     _add_view_arguments(group)
@@ -556,16 +565,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     its split from class folders)."""
     from train.engine import evaluate
 
-    model, saved = _restore(args)
-    _use_saved_split(args, saved)
-    args = _fill_from_checkpoint(args, saved)
-    split = load_records(args)
-    class_names = list(getattr(model, "class_names", None) or split.class_names)
-    records = _relabel(split.val, split.class_names, class_names)
-    if not records:
-        raise ValueError(f"{args.data}: the split has no validation videos")
-    dims = input_dims_of(model.network_name, args)
-    dataset = make_dataset(records, args, subset="val", input_dims=dims)
+    checkpoints = [args.checkpoint] if isinstance(args.checkpoint, str | None) else args.checkpoint
+    if len(checkpoints) > 1 or args.fusion_weights is not None:
+        return _evaluate_fusion(args, checkpoints)
+    args.checkpoint = checkpoints[0]
+    args, model, dataset, records, class_names = _evaluation_input(args)
     args.output_dir = args.output_dir or "results"
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     result = evaluate(
@@ -576,6 +580,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"clip top-1 {100 * result.clip_top1:.2f}%  video top-1 {100 * result.video_top1:.2f}%  "
         f"({result.coverage()}; {dataset.per_video} views per video)"
     )
+    return 0
+
+
+def _evaluation_input(args: argparse.Namespace) -> tuple[argparse.Namespace, Any, Any, list, list]:
+    """(args filled from the checkpoint, model, validation dataset, records, class names)."""
+    model, saved = _restore(args)
+    _use_saved_split(args, saved)
+    args = _fill_from_checkpoint(args, saved)
+    split = load_records(args)
+    class_names = list(getattr(model, "class_names", None) or split.class_names)
+    records = _relabel(split.val, split.class_names, class_names)
+    if not records:
+        raise ValueError(f"{args.data}: the split has no validation videos")
+    dataset = make_dataset(
+        records, args, subset="val", input_dims=input_dims_of(model.network_name, args)
+    )
+    return args, model, dataset, records, class_names
+
+
+def _evaluate_fusion(args: argparse.Namespace, checkpoints: list[str]) -> int:
+    """Late fusion (e.g. RGB + flow): each checkpoint on its own clips of the same validation
+    videos, then the weighted sum of the videos' scores (``train.fusion``)."""
+    from train.fusion import FusionInput, check_fusion_weights, evaluate_fusion
+
+    weights = check_fusion_weights(checkpoints, args.fusion_weights)
+    inputs, names = [], None
+    for path in checkpoints:
+        filled, model, dataset, records, class_names = _evaluation_input(
+            argparse.Namespace(**{**vars(args), "checkpoint": path})
+        )
+        if names is not None and [r.name for r in records] != names:
+            raise ValueError(f"{path}: its validation videos differ from {checkpoints[0]}'s")
+        names = [r.name for r in records]
+        targets = {index: record.label for index, record in enumerate(records)}
+        inputs.append(FusionInput(path, model, dataset, targets))
+    output_dir = args.output_dir or "results"
+    result, singles = evaluate_fusion(inputs, weights, filled, class_names=class_names,
+                                      output_dir=output_dir)  # fmt: skip
+    for path, weight, single in zip(checkpoints, weights, singles):
+        print(f"{path} (weight {weight:g}): video top-1 {100 * single.video_top1:.2f}%")
+    print(f"fused video top-1 {100 * result.video_top1:.2f}% on {result.num_videos} videos")
     return 0
 
 

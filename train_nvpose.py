@@ -43,6 +43,7 @@ from data.skeleton.streams import STREAMS, with_stream
 from export import cli as export_cli
 from network import build_model, get_entry, list_models
 from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, resolve_stored_graph
+from safeio.limits import check_label_range, derived_class_count
 from train.args import common_parser
 from train.config import add_spec_arguments
 from train.runner import FamilyScript, run_steps
@@ -226,15 +227,25 @@ def _add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- helpers
 def class_names_of(
-    label_map: dict[str, int] | None, num_classes: int | None, labels: Sequence[int]
+    label_map: dict[str, int] | None,
+    num_classes: int | None,
+    labels: Sequence[int],
+    dataset: SkeletonDataset | None = None,
 ) -> list[str]:
-    """Class names by id: from the label map, else ``class_<i>`` for max(label)+1 classes."""
+    """Class names by id: from the label map, else ``class_<i>`` for max(label)+1 classes (a
+    count refused when it is implausible for ``dataset``'s file, naming the sample)."""
     if label_map:
         return sorted(label_map, key=label_map.__getitem__)
-    count = num_classes or max(labels, default=-1) + 1
+    source = _label_source(dataset) if dataset is not None else "labels"
+    names = dataset.sample_names if dataset is not None else None
+    count = num_classes or derived_class_count(labels, source, names)
     if count < 1:
         raise ValueError("no class names: give --label-map or --num-classes, or labelled data")
     return [f"class_{index}" for index in range(count)]
+
+
+def _label_source(dataset: SkeletonDataset) -> str:
+    return str(getattr(dataset, "label_path", None) or dataset.data_path)
 
 
 def _need(args: argparse.Namespace, *names: str) -> None:
@@ -394,7 +405,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     _need(args, "train_data", *(() if carried else ("train_labels",)))
     label_map = read_label_map(args.label_map)
     train_set, val_set = _train_datasets(args, label_map)
-    class_names = class_names_of(label_map, args.num_classes, train_set.labels)
+    class_names = class_names_of(label_map, args.num_classes, train_set.labels, train_set)
+    if val_set is not None:
+        check_label_range(val_set.labels, len(class_names), _label_source(val_set),
+                          val_set.sample_names)  # fmt: skip
     model = _build_network(args, class_names, train_set.shape)
     _, frames, _, persons = train_set.shape
     # stored in args.yaml and the checkpoint: export and inference use the trained T and M

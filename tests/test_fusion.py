@@ -144,3 +144,39 @@ def test_nvpose_evaluate_fuses_stream_checkpoints(tmp_path, capsys) -> None:
         "--stream", "jm",
     ]) == 2  # fmt: skip
     assert "trained on the 'b' stream" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_hmdb_evaluate_fuses_rgb_and_flow_checkpoints(tmp_path, capsys) -> None:
+    """Two-stream late fusion of an RGB and a flow checkpoint by ``train_hmdb.py evaluate``."""
+    import train_hmdb
+
+    videos, data = tmp_path / "videos", tmp_path / "data"
+    assert train_hmdb.main([
+        "synth", "--out", str(videos), "--classes", "move_left", "move_right",
+        "--videos-per-class", "3", "--frames", "10", "--size", "48x36",
+    ]) == 0  # fmt: skip
+    assert train_hmdb.main([
+        "prepare", "--videos", str(videos), "--out", str(data), "--short-side", "36", "--flow",
+        "--workers", "1",
+    ]) == 0  # fmt: skip
+    runs = {}
+    for modality in ("rgb", "flow"):
+        runs[modality] = tmp_path / modality
+        assert train_hmdb.main([
+            "train", "--data", str(data), "--splits", str(videos / "splits"), "--network",
+            "r3d_tiny", "--modality", modality, "--clip-length", "4", "--clip-size", "32",
+            "--short-side", "36", "--batch-size", "4", "--end-epoch", "1", "--workers", "0",
+            "--no-tensorboard", "--no-plots", "--output-dir", str(runs[modality]),
+        ]) == 0  # fmt: skip
+    out = tmp_path / "fused"
+    assert train_hmdb.main([
+        "evaluate", "--data", str(data), "--workers", "0", "--output-dir", str(out),
+        "--checkpoint", str(runs["rgb"] / "best.pth"), str(runs["flow"] / "best.pth"),
+        "--fusion-weights", "1", "1.5",
+    ]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "(weight 1.5)" in printed and "fused video top-1" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["weight"] for s in metrics["fusion"]] == [1.0, 1.5]
+    assert metrics["num_videos"] == metrics["fusion"][0]["num_samples"] > 0

@@ -94,14 +94,34 @@ def add_spec_arguments(group: argparse._ActionsContainer) -> None:
     )
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``): TAO specs use none, and nine levels
+    of them (a "billion laughs") expand a few hundred bytes into gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not "
+                "allowed in specs"
+            )
+        return super().compose_node(parent, index)
+
+
+def _yaml(text: str) -> Any:
+    """``yaml.safe_load`` without aliases."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_spec(path: str | Path) -> dict[str, Any]:
-    """A YAML (``safe_load``) or JSON spec as a dict; bad files raise one clear ValueError."""
+    """A YAML (``safe_load``, aliases refused) or JSON spec as a dict; bad files raise one clear
+    ValueError."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: spec file not found")
     text = path.read_text(encoding="utf-8")
     try:
-        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        spec = json.loads(text) if path.suffix.lower() == ".json" else _yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         detail = str(error).splitlines()[0]
         raise ValueError(f"{path}: not a valid spec file ({detail})") from None
@@ -116,7 +136,7 @@ def parse_override(token: str) -> tuple[str, Any]:
     """``"a.b=32"`` -> ``("a.b", 32)``; the value is typed as YAML (ints, floats, lists, bools)."""
     key, _, text = token.partition("=")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = _yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     return key, value

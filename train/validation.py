@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from safeio.text import printable
+
 __all__ = [
     "FlagValueError",
     "ScriptParser",
@@ -166,27 +168,6 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------------- printing
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def printable(text: Any) -> str:
-    """``text`` safe for a terminal or a one-line record: control characters (escape sequences,
-    new lines, carriage returns) and other unprintable ones appear as ``\\xNN``/``\\uNNNN``;
-    ordinary Unicode (accents, CJK) is kept."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    out = []
-    for char in text:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        else:
-            out.append(char.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
-
-
 def print_error(message: str) -> None:
     """One ``error: ...`` line on stderr (newlines inside ``message`` escaped)."""
     print(f"error: {printable(message)}", file=sys.stderr)

@@ -159,18 +159,36 @@ def _select_split(value: dict, annotations: list[dict], split: str, path: Path) 
     return selected
 
 
-def _pyskl_sample(annotation: dict, index: int, keypoint_score: bool, path: Path) -> np.ndarray:
-    """(C, T, V, M) float32 of one annotation (C + 1 channels with the score)."""
+def _pyskl_sample(
+    annotation: dict, index: int, keypoint_score: bool, path: Path, made: dict[tuple, np.ndarray]
+) -> np.ndarray:
+    """(C, T, V, M) float32 of one annotation (C + 1 channels with the score): a transposed view
+    of the pickle's own array when it is float32 (no copy; ``PaddedSequences`` copies one sample
+    when it is read), else one converted copy per distinct array (``made``, keyed by the arrays'
+    ids: annotations sharing an array share the copy)."""
     where = f"{path}: annotation {index} ({annotation['frame_dir']})"
     keypoint = annotation["keypoint"]
     if not isinstance(keypoint, np.ndarray) or keypoint.ndim != 4:
         raise ValueError(f"{where}: 'keypoint' must be an (M, T, V, C) array")
-    if keypoint_score:
-        score = annotation.get("keypoint_score")
-        if not isinstance(score, np.ndarray) or score.shape != keypoint.shape[:3]:
-            raise ValueError(f"{where}: --keypoint-score needs 'keypoint_score' of shape (M, T, V)")
-        keypoint = np.concatenate([keypoint, score[..., None]], axis=-1)
-    return np.ascontiguousarray(keypoint.transpose(3, 1, 2, 0), dtype=np.float32)
+    score = annotation.get("keypoint_score") if keypoint_score else None
+    if keypoint_score and (not isinstance(score, np.ndarray) or score.shape != keypoint.shape[:3]):
+        raise ValueError(f"{where}: --keypoint-score needs 'keypoint_score' of shape (M, T, V)")
+    key = (id(keypoint), id(score))
+    if key not in made:
+        if score is not None:
+            keypoint = np.concatenate([keypoint, score[..., None]], axis=-1, dtype=np.float32)
+        made[key] = keypoint.astype(np.float32, copy=False).transpose(3, 1, 2, 0)
+    return made[key]
+
+
+def _pyskl_labels(annotations: list[dict], path: Path) -> list[int]:
+    labels = []
+    for index, annotation in enumerate(annotations):
+        label = annotation["label"]
+        if isinstance(label, bool) or not isinstance(label, int | np.integer):
+            raise ValueError(f"{path}: annotation {index}: label {label!r} is not an integer")
+        labels.append(int(label))
+    return labels
 
 
 def read_pyskl(
@@ -184,18 +202,13 @@ def read_pyskl(
         annotations = _select_split(value, annotations, split, path)
     if not annotations:
         raise ValueError(f"{path}: no annotations")
-    samples = [_pyskl_sample(a, i, keypoint_score, path) for i, a in enumerate(annotations)]
+    made: dict[tuple, np.ndarray] = {}
+    samples = [_pyskl_sample(a, i, keypoint_score, path, made) for i, a in enumerate(annotations)]
     shapes = {(sample.shape[0], sample.shape[2]) for sample in samples}
     if len(shapes) > 1:
         raise ValueError(f"{path}: samples differ in (channels, joints): {sorted(shapes)}")
-    labels = []
-    for index, annotation in enumerate(annotations):
-        label = annotation["label"]
-        if isinstance(label, bool) or not isinstance(label, int | np.integer):
-            raise ValueError(f"{path}: annotation {index}: label {label!r} is not an integer")
-        labels.append(int(label))
     names = [str(a["frame_dir"]) for a in annotations]
-    return SkeletonSource(PaddedSequences(samples), names, labels)
+    return SkeletonSource(PaddedSequences(samples), names, _pyskl_labels(annotations, path))
 
 
 # ----------------------------------------------------------------------------- NTU
@@ -226,9 +239,19 @@ def read_ntu_skeleton(path: str | Path, max_bodies: int = 2) -> np.ndarray:
         return int(text)
 
     frames = next_count("the frame count")
+    if frames > len(lines) - position:  # every frame takes at least its body-count line
+        raise ValueError(
+            f"{path}: line 1: {frames} frames, but the file has only {len(lines) - position} "
+            "more lines"
+        )
     out = np.zeros((3, frames, NTU_JOINTS, max_bodies), dtype=np.float32)
     for frame in range(frames):
-        for body in range(next_count("a body count")):
+        bodies = next_count("a body count")
+        if bodies * (NTU_JOINTS + 2) > len(lines) - position:  # body line, count, 25 joints
+            raise ValueError(
+                f"{path}: line {position}: {bodies} bodies, more than the rest of the file holds"
+            )
+        for body in range(bodies):
             position += 1  # the body line
             joints = next_count("a joint count")
             if joints != NTU_JOINTS:

@@ -28,6 +28,8 @@ from pathlib import Path
 from data.video.ffmpeg_io import VIDEO_SUFFIXES
 from data.video.framestore import FrameStore, FrameStoreError
 from data.video.records import SplitResult, VideoRecord
+from safeio.limits import check_label_range, derived_class_count
+from safeio.text import printable
 
 __all__ = [
     "FLOW_TEMPLATES",
@@ -119,10 +121,27 @@ def _parse_line(file: Path, lineno: int, parts: list[str]) -> tuple[str, int]:
     return parts[0], label
 
 
+def _inside(file: Path, lineno: int, rel: str, data_root: Path) -> Path:
+    """``data_root / rel``, refused when ``rel`` is absolute or its ``..`` parts leave the root
+    (compared on the names as written: symlinks inside the root may point anywhere)."""
+    path = Path(os.path.normpath(data_root / rel))
+    root = Path(os.path.normpath(data_root))
+    if Path(rel).is_absolute() or (path != root and root not in path.parents):
+        raise ValueError(
+            f"{file}:{lineno}: entry {printable(rel)} leads outside the data root {root}"
+        )
+    return path
+
+
 def read_annotation_list(file: str | Path, data_root: str | Path) -> list[tuple[Path, int, str]]:
     """``(path, label, name)`` per line of an MMAction2 video or rawframe list; ``path`` is
-    ``data_root / <entry>``, ``name`` the entry as written."""
-    file, data_root = Path(file), Path(data_root)
+    ``data_root / <entry>``, ``name`` the entry as written. Entries that lead outside
+    ``data_root`` (absolute, or ``..`` past it) are refused with the file and line."""
+    return [entry[:3] for entry in _read_entries(Path(file), Path(data_root))]
+
+
+def _read_entries(file: Path, data_root: Path) -> list[tuple[Path, int, str, int]]:
+    """``(path, label, name, line number)`` per entry of ``file``."""
     if not file.is_file():
         raise FileNotFoundError(f"{file}: annotation list not found")
     text = file.read_text(encoding="utf-8-sig", errors="replace")
@@ -130,7 +149,7 @@ def read_annotation_list(file: str | Path, data_root: str | Path) -> list[tuple[
     for lineno, line in enumerate(text.splitlines(), 1):
         if line.strip():
             rel, label = _parse_line(file, lineno, line.split())
-            entries.append((data_root / rel, label, rel))
+            entries.append((_inside(file, lineno, rel, data_root), label, rel, lineno))
     return entries
 
 
@@ -152,32 +171,53 @@ def is_mmaction_lists(lists_dir: str | Path) -> bool:
     return lists_dir.is_dir() and any(_list_files(lists_dir, k) for k in (1, 2, 3))
 
 
-def _class_names(lists_dir: Path, num_labels: int) -> list[str]:
+def _label_map_names(lists_dir: Path) -> tuple[Path, list[str]] | None:
+    """(file, names) of the folder's ``*label_map*.txt``, or None."""
     maps = sorted(lists_dir.glob("*label_map*.txt"))
     if not maps:
-        return [f"class_{k}" for k in range(num_labels)]
-    names = [n.strip() for n in maps[0].read_text(encoding="utf-8-sig").splitlines() if n.strip()]
-    if len(names) < num_labels:
-        raise ValueError(f"{maps[0]}: {len(names)} class names, but the lists use {num_labels}")
-    return names
+        return None
+    text = maps[0].read_text(encoding="utf-8-sig", errors="replace")
+    return maps[0], [name.strip() for name in text.splitlines() if name.strip()]
+
+
+def _class_names(lists_dir: Path, subsets: dict[str, tuple[Path, list]]) -> list[str]:
+    """The label map's names (every label checked against them), else ``class_<k>`` for a
+    plausible derived count (``safeio.limits``); errors name the list file and line."""
+    found = _label_map_names(lists_dir)
+    if found is None:
+        labels = [entry[1] for _, entries in subsets.values() for entry in entries]
+        where = [f"{file}:{e[3]}" for file, entries in subsets.values() for e in entries]
+        count = derived_class_count(labels, "", where)
+        return [f"class_{k}" for k in range(count)]
+    for file, entries in subsets.values():
+        try:
+            check_label_range([e[1] for e in entries], len(found[1]), file, [e[3] for e in entries])
+        except ValueError as error:
+            raise ValueError(f"{error} of {found[0]}") from None
+    return found[1]
 
 
 def mmaction_split(data_root: str | Path, lists_dir: str | Path, split: int = 1):
     """A :class:`data.video.splits.SplitResult` from MMAction2 lists; entries whose video or frame
-    folder does not exist are kept in ``missing``."""
+    folder does not exist are kept in ``missing`` (val ones also in ``missing_val``)."""
     lists_dir = Path(lists_dir)
     files = _list_files(lists_dir, split)
     if files is None:
-        raise ValueError(f"{lists_dir}: no MMAction2 train/val lists for split {split}")
-    subsets = {s: read_annotation_list(f, data_root) for s, f in zip(("train", "val"), files)}
-    labels = [label for entries in subsets.values() for _, label, _ in entries]
-    if not labels:
+        raise ValueError(
+            f"{lists_dir}: no MMAction2 train/val lists for split {split} (expected "
+            f"*_train_split_{split}_*.txt and *_val_split_{split}_*.txt, or *_train_list*.txt "
+            "and *_val_list*.txt)"
+        )
+    subsets = {s: (f, _read_entries(f, Path(data_root))) for s, f in zip(("train", "val"), files)}
+    if not any(entries for _, entries in subsets.values()):
         raise ValueError(f"{files[0]}, {files[1]}: empty annotation lists")
-    result = SplitResult(train=[], val=[], class_names=_class_names(lists_dir, max(labels) + 1))
-    for subset, entries in subsets.items():
-        for path, label, name in entries:
+    result = SplitResult(train=[], val=[], class_names=_class_names(lists_dir, subsets))
+    for subset, (_, entries) in subsets.items():
+        for path, label, name, _ in entries:
             if path.exists():
                 getattr(result, subset).append(VideoRecord(path=path, label=label, name=name))
             else:
                 result.missing.append(name)
+                if subset == "val":
+                    result.missing_val.append(name)
     return result

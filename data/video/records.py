@@ -23,4 +23,5 @@ class SplitResult:
     val: list[VideoRecord]
     class_names: list[str]
     missing: list[str] = field(default_factory=list)
+    missing_val: list[str] = field(default_factory=list)  # the validation entries of ``missing``
     unlisted_classes: list[str] = field(default_factory=list)  # data folders no entry names

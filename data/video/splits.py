@@ -150,6 +150,8 @@ def _assemble(
         )
         if path is None:
             result.missing.append(f"{class_name}/{video}")
+            if subset == "val":
+                result.missing_val.append(f"{class_name}/{video}")
             continue
         record = VideoRecord(
             path=path, label=labels[class_name], name=f"{class_name}/{video_name(path)}"
