@@ -1,19 +1,31 @@
 """Checkpoints trained by other toolboxes, rebuilt as ActRec models for evaluate/inference/export.
 
-Today: TAO ActionRecognitionNet (``network.tao`` recognises it). An ActRec checkpoint is not
-foreign (``foreign_model`` returns ``None`` and ``train.checkpoint`` reads it).
+Today: TAO ActionRecognitionNet (video) and TAO PoseClassificationNet (ST-GCN, skeleton; also the
+yysijie/mmskeleton state dicts it ports), both recognised by their tensors (``network.tao``). An
+ActRec checkpoint is not foreign (``foreign_model`` returns ``None`` and ``train.checkpoint`` reads
+it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from network.registry import build_model
-from network.tao import is_tao_checkpoint, tao_class_names, tao_network, tao_spec, tao_train_args
+from network.tao import (
+    is_tao_checkpoint,
+    is_tao_pose_checkpoint,
+    tao_class_names,
+    tao_network,
+    tao_pose_network,
+    tao_spec,
+    tao_train_args,
+)
 from network.weights import (
     ENCRYPTED_SUFFIXES,
     encrypted_model_error,
@@ -24,6 +36,16 @@ from network.weights import (
 __all__ = ["foreign_model"]
 
 log = logging.getLogger(__name__)
+
+Recogniser = Callable[[dict[str, Any]], bool]
+Reader = Callable[..., tuple[str, dict[str, Any], dict[str, Any]]]
+# One row per foreign kind: (name, family, recognised by its tensors, network reader, train args)
+KINDS: tuple[tuple[str, str, Recogniser, Reader, Callable[[Any], dict[str, Any]]], ...] = (
+    ("TAO ActionRecognitionNet", "video", is_tao_checkpoint, tao_network, tao_train_args),
+    # ST-GCN: TAO's pose_classification checkpoints (A stored) and the state dicts it ports
+    ("TAO PoseClassificationNet (ST-GCN)", "skeleton", is_tao_pose_checkpoint, tao_pose_network,
+     lambda raw: {}),
+)  # fmt: skip
 
 
 def foreign_model(
@@ -42,18 +64,26 @@ def foreign_model(
     if raw.get("state_dict_encrypted"):
         raise encrypted_model_error(path)
     checkpoint = read_checkpoint(raw)
-    if not is_tao_checkpoint(checkpoint.tensors):
-        return None
-    if family not in (None, "video"):
-        raise ValueError(
-            f"{path}: a TAO ActionRecognitionNet checkpoint; this command needs a {family!r} model"
-        )
-    name, kwargs, args = tao_network(raw, checkpoint.tensors, str(path), network)
+    for kind, kind_family, recognised, read_network, train_args in KINDS:
+        if recognised(checkpoint.tensors):
+            if family not in (None, kind_family):
+                raise ValueError(
+                    f"{path}: a {kind} checkpoint; this command needs a {family!r} model"
+                )
+            name, kwargs, args = read_network(raw, checkpoint.tensors, str(path), network)
+            return _rebuilt(path, raw, kind, name, kwargs, {**args, **train_args(raw)})
+    return None
+
+
+def _rebuilt(
+    path: str | Path, raw: dict, kind: str, name: str, kwargs: dict[str, Any], args: dict
+) -> nn.Module:
+    """``name(**kwargs)`` with the file's weights (every tensor must fit), class names, args."""
     model = build_model(name, **kwargs)
     load_pretrained(model, path, inflate=False, log=False)  # refuses anything incomplete
     model.class_names = tao_class_names(raw, kwargs["num_classes"])
-    model.train_args = {**args, **tao_train_args(raw)}
-    log.info("%s: TAO ActionRecognitionNet checkpoint loaded as %s %s", path, name, kwargs)
+    model.train_args = args
+    log.info("%s: %s checkpoint loaded as %s %s", path, kind, name, kwargs)
     if not tao_spec(raw)[1].get("label_map"):
         log.warning("%s: no label_map stored; classes are named class_0, class_1, …", path)
     return model.eval()

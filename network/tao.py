@@ -1,9 +1,13 @@
-"""TAO ActionRecognitionNet checkpoints (tao_pytorch_backend, Lightning) recognised by content.
+"""TAO ActionRecognitionNet and PoseClassificationNet checkpoints (tao_pytorch_backend, Lightning)
+recognised by content.
 
 ``tao_network`` reads the ActRec network, its build kwargs and the run's train arguments from a
 TAO checkpoint: from the Lightning ``hyper_parameters`` where present, else from the tensors (2D or
 3D from the first conv, depth from the blocks per stage, classes from ``fc_cls``, modality from the
-input channels, joint from ``model_rgb``/``model_of``). ``network.foreign`` builds the model.
+input channels, joint from ``model_rgb``/``model_of``). ``tao_pose_network`` does the same for an
+ST-GCN (TAO's ``pose_classification``, or the yysijie/mmskeleton code it ports): block widths,
+input channels, classes, edge-importance weights and the graph that reproduces the stored
+adjacency ``A``. ``network.foreign`` builds the model.
 """
 
 from __future__ import annotations
@@ -11,10 +15,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from network.graph import find_graph, get_layout
 from network.registry import get_entry
 from network.stages import stage_depths
+from network.stgcn import STAGES
 
-__all__ = ["is_tao_checkpoint", "tao_class_names", "tao_network", "tao_spec", "tao_train_args"]
+__all__ = [
+    "is_tao_checkpoint",
+    "is_tao_pose_checkpoint",
+    "tao_class_names",
+    "tao_network",
+    "tao_pose_network",
+    "tao_spec",
+    "tao_train_args",
+]
 
 # TAO ActionRecognitionNet's ResNets: (block, blocks per stage) -> depth (tao_pytorch_backend
 # resnet3d.py / resnet.py arch_settings)
@@ -157,3 +173,86 @@ def tao_class_names(raw: Mapping[str, Any], num_classes: int) -> list[str]:
 def is_tao_checkpoint(tensors: Mapping[str, Any]) -> bool:
     """TAO ActionRecognitionNet tensors: its ``fc_cls`` head or its joint model's streams."""
     return any(key.startswith(("fc_cls.", "model_rgb.", "model_of.")) for key in tensors)
+
+
+# ----------------------------------------------------------------------------- ST-GCN
+# tensors every ST-GCN state dict holds (TAO st_gcn.py and the yysijie code share the names)
+POSE_TENSORS = ("data_bn.weight", "st_gcn_networks.0.gcn.conv.weight", "fcn.weight")
+
+
+def is_tao_pose_checkpoint(tensors: Mapping[str, Any]) -> bool:
+    """ST-GCN tensors as TAO's PoseClassificationNet (and the code it ports) names them."""
+    return all(name in tensors for name in POSE_TENSORS)
+
+
+def _pose_widths(tensors: Mapping[str, Any]) -> tuple[int, ...]:
+    """Output channels of each ST-GCN block (its first temporal BatchNorm), in order."""
+    widths = []
+    while (bn := tensors.get(f"st_gcn_networks.{len(widths)}.tcn.0.weight")) is not None:
+        widths.append(int(bn.shape[0]))
+    return tuple(widths)
+
+
+def _pose_variant(tensors: Mapping[str, Any], source: str) -> str:
+    """The registered ST-GCN variant whose block widths the tensors have."""
+    widths = _pose_widths(tensors)
+    for name, stages in STAGES.items():
+        if tuple(width for width, _ in stages) == widths:
+            return name
+    raise ValueError(f"{source}: an ST-GCN with block widths {list(widths)}: no such network")
+
+
+def _pose_graph(
+    tensors: Mapping[str, Any], model_config: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    """Graph kwargs whose adjacency equals the stored ``A`` (the spec's graph is preferred)."""
+    prefer = {
+        key: model_config[spec_key]
+        for key, spec_key in (
+            ("graph_layout", "graph_layout"),
+            ("graph_strategy", "graph_strategy"),
+        )
+        if model_config.get(spec_key)
+    }
+    stored = tensors.get("A")
+    if stored is None:  # no adjacency stored: the spec's graph, TAO's defaults else
+        layout = prefer.get("graph_layout", "nvidia")
+        return {"graph_layout": layout, "graph_strategy": prefer.get("graph_strategy", "spatial"),
+                "graph_legacy": True}  # fmt: skip
+    adjacency = stored.detach().cpu().float().numpy()
+    graph = find_graph(adjacency, prefer={**prefer, "graph_legacy": True})
+    if graph is None:
+        raise ValueError(
+            f"{source}: its adjacency A {tuple(np.shape(adjacency))} equals no graph ActRec "
+            "builds (layouts nvidia, openpose, human3.6m, ntu-rgb+d, ntu_edge, coco)"
+        )
+    return graph
+
+
+def tao_pose_network(
+    raw: Mapping[str, Any], tensors: Mapping[str, Any], source: str, network: str | None = None
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(network, build kwargs, train args) for an ST-GCN checkpoint of TAO PoseClassificationNet.
+
+    Block widths pick the variant (``network`` replaces it), ``data_bn`` gives the input channels
+    (V·C features), ``fcn`` the classes, ``edge_importance.*`` the edge weighting, and the stored
+    adjacency ``A`` the graph (layout, strategy, truncated distances). The train args hold TAO's
+    export input: ``seq_length`` and ``num_person`` of the layout (300 frames; M = 2 for NTU).
+    """
+    model_config, _ = tao_spec(raw)
+    graph = _pose_graph(tensors, model_config, source)
+    joints = get_layout(graph["graph_layout"]).num_joints
+    features = int(tensors["data_bn.weight"].shape[0])
+    if features % joints:
+        raise ValueError(f"{source}: data_bn has {features} features, not a multiple of {joints}")
+    kwargs = {
+        "num_classes": int(tensors["fcn.weight"].shape[0]),
+        "in_channels": features // joints,
+        "edge_importance_weighting": any(k.startswith("edge_importance.") for k in tensors),
+        **graph,
+    }
+    if model_config.get("dropout") is not None:
+        kwargs["dropout"] = float(model_config["dropout"])
+    layout = get_layout(graph["graph_layout"])
+    args = {"seq_length": layout.seq_length, "num_person": layout.num_person}
+    return network or _pose_variant(tensors, source), kwargs, args

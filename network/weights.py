@@ -82,6 +82,10 @@ HARMLESS = re.compile(r"(?:^|\.)(?:num_batches_tracked|gate_enabled)$")
 CHECKED_BY_NETWORK = re.compile(r"(?:^|\.)A$")
 # SRTG r3d kernels as the reference code names them (3×3×3, wrapped in a Sequential)
 SRTG_R3D_KERNEL = re.compile(r"^layer\d+\.\d+\.conv\d\.0\.0\.weight$")
+# the same kernel as torchvision (and ActRec) name it; the SRTG code never writes a 3×3×3 one here
+TORCHVISION_R3D_KERNEL = re.compile(r"^layer\d+\.\d+\.conv\d\.0\.weight$")
+# the entries of SRTG's save_checkpoint files (its state_dict is DataParallel's, ``module.``)
+SRTG_FILE_KEYS = frozenset({"epoch", "state_dict", "optimizer"})
 ENCRYPTED_SUFFIXES = (".tlt", ".etlt")
 MAX_ROWS = 12  # table rows shown per status
 
@@ -219,15 +223,39 @@ def _load_file(path: Path) -> Any:
         raise
 
 
-def _origin(raw: Any, inner: dict[str, Any], tensors: dict[str, torch.Tensor]) -> tuple[str, bool]:
-    """(where the file comes from, written by the SRTG code)."""
+def _srtg_by_names(inner: dict[str, Any], tensors: dict[str, torch.Tensor]) -> bool:
+    """Names only the SRTG code writes: its recurrent cells, MTNet's shared lateral norm, or a
+    3×3×3 residual kernel one Sequential deeper than torchvision's."""
     names = list(inner)
-    srtg_names = any(
+    return any(
         ".sar.lstm." in n
         or ".sr_short.op." in n
         or (".norm_long." in n and "norm_short2long" not in n)
         for n in names
     ) or any(SRTG_R3D_KERNEL.match(n) and tensors[n].shape[2:] == (3, 3, 3) for n in tensors)
+
+
+def _not_srtg_by_names(tensors: dict[str, torch.Tensor]) -> bool:
+    """A 3×3×3 residual kernel named as torchvision names it: the SRTG code never writes one."""
+    return any(
+        TORCHVISION_R3D_KERNEL.match(n) and tensors[n].shape[2:] == (3, 3, 3) for n in tensors
+    )
+
+
+def _srtg_file_format(raw: Any, names: list[str]) -> bool:
+    """SRTG's save_checkpoint layout: epoch, optimizer and a DataParallel (``module.``) state."""
+    return (
+        isinstance(raw, dict)
+        and set(raw) >= SRTG_FILE_KEYS
+        and bool(names)
+        and all(n.startswith("module.") for n in names)
+    )
+
+
+def _origin(raw: Any, inner: dict[str, Any], tensors: dict[str, torch.Tensor]) -> tuple[str, bool]:
+    """(where the file comes from, written by the SRTG code), decided by the tensors' names and
+    shapes first; the file layout only where the names fit several codes."""
+    names = list(inner)
     tao_names = any(n.startswith(("fc_cls.", "model_rgb.", "model_of.")) for n in tensors)
     if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "network" in raw:
         return f"ActRec checkpoint of {raw['network']}, epoch {raw.get('epoch')}", False
@@ -239,15 +267,22 @@ def _origin(raw: Any, inner: dict[str, Any], tensors: dict[str, torch.Tensor]) -
         return f"TAO PyTorch Lightning checkpoint, epoch {epoch}", False
     if tao_names:
         return "TAO state dict", False
-    if wrapped and "epoch" in raw and names and all(n.startswith("module.") for n in names):
-        return f"SRTG save_checkpoint file, epoch {epoch}", True
-    if srtg_names:
-        return "SRTG state dict", True
-    if "fc.weight" in tensors and ("stem.0.weight" in tensors or "conv1.weight" in tensors):
-        return "torchvision-named state dict", False
-    if openmmlab := openmmlab_origin(tensors):
+    srtg = _srtg_by_names(inner, tensors) or (
+        _srtg_file_format(raw, names) and not _not_srtg_by_names(tensors)
+    )
+    if srtg:
+        kind = "save_checkpoint file" if _srtg_file_format(raw, names) else "state dict"
+        return f"SRTG {kind}" + (f", epoch {epoch}" if wrapped else ""), True
+    parallel = bool(names) and all(n.startswith("module.") for n in names)
+    torchvision = "fc.weight" in tensors and (
+        "stem.0.weight" in tensors or "conv1.weight" in tensors
+    )
+    if not torchvision and (openmmlab := openmmlab_origin(tensors)):
         return openmmlab, False
-    return "state dict", False
+    kind = "torchvision-named state dict" if torchvision else "state dict"
+    if parallel:
+        kind += " of an nn.DataParallel/DDP model"
+    return kind + (f", epoch {epoch}" if epoch is not None else ""), False
 
 
 def read_checkpoint(source: str | PathLike | dict) -> Checkpoint:
