@@ -74,6 +74,9 @@ NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp
                    "srt://")  # fmt: skip
 STDIN = "-"
 POLL_S = 0.05  # how often blocked waits look at the clock (stall checks, Ctrl-C, stop requests)
+# The watchdog waits this much longer than the source's own read timeout, whose message is
+# more precise; it catches what has none (a V4L2 device, a decoder that stops delivering).
+WATCHDOG_GRACE_S = 2.0
 RENDER_QUEUE = 8  # frames waiting for the renderer before the oldest is dropped
 
 
@@ -162,7 +165,7 @@ class VideoSource:
             return av.open(target, mode="r", **kwargs)
         except (av.FFmpegError, OSError, TimeoutError) as error:
             self.close()
-            raise SourceError(f"{self.name}: cannot open ({_reason(error)})") from None
+            raise SourceError(f"{self.name}: cannot open ({self._reason(error)})") from None
 
     def _target(self) -> Any:
         if self.kind == "pipe":
@@ -184,8 +187,17 @@ class VideoSource:
                 count += 1
         except (av.FFmpegError, OSError, TimeoutError) as error:
             raise StreamError(
-                f"{self.name}: stream failed after {count} frames ({_reason(error)})"
+                f"{self.name}: stream failed after {count} frames ({self._reason(error)})"
             ) from None
+
+    def _reason(self, error: BaseException) -> str:
+        """FFmpeg's words, except for its read timeout: PyAV interrupts the read ("Immediate
+        exit requested") once ``timeout`` seconds pass without data."""
+        import av
+
+        if isinstance(error, av.error.ExitError):
+            return f"no data for {self.timeout:g} s"
+        return _reason(error)
 
     def close(self) -> None:
         container = getattr(self, "container", None)
@@ -268,8 +280,10 @@ class FrameRing:
     window having used it, though it belongs to one, is counted in ``dropped``.
     """
 
-    def __init__(self, schedule: Schedule, capacity: int | None = None, *, block: bool) -> None:
-        self.schedule = schedule
+    def __init__(
+        self, schedule: Schedule, capacity: int | None = None, *, block: bool, name: str = "source"
+    ) -> None:
+        self.schedule, self.name = schedule, name
         self.capacity = max(capacity or 0, schedule.span + schedule.stride)
         self.block = block
         self.frames: deque[Frame] = deque()
@@ -332,7 +346,7 @@ class FrameRing:
                         raise self.error
                     return None
                 if time.monotonic() - self.last_arrival > timeout:
-                    raise StreamError(f"no frame for {timeout:g} s (stream stalled)")
+                    raise StreamError(f"{self.name}: no frame for {timeout:g} s (stream stalled)")
                 self._cond.wait(POLL_S)
             if self.block:  # every window in turn; live: the newest, skipping the others
                 end = self._next_end
@@ -706,7 +720,7 @@ def run_live(
 ) -> LiveSummary:
     """Classify the newest window of ``source`` until it ends, fails, stalls, ``max_windows``
     windows are done or Ctrl-C; ``emit`` gets one record per window. The source is closed."""
-    ring = FrameRing(schedule, block=not (source.live or realtime))
+    ring = FrameRing(schedule, block=not (source.live or realtime), name=source.name)
     reader = threading.Thread(
         target=_read_into, args=(source, ring, inputs.frame), name="live-reader", daemon=True,
         kwargs={"realtime": realtime, "renderer": renderer},
@@ -718,7 +732,7 @@ def run_live(
     reader.start()
     try:
         while max_windows is None or len(latencies) < max_windows:
-            frames = ring.next_window(timeout)
+            frames = ring.next_window(timeout + WATCHDOG_GRACE_S)
             if frames is None:
                 break
             tick = time.perf_counter()

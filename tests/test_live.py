@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -135,7 +136,7 @@ def test_a_stalled_ring_raises_instead_of_waiting_forever() -> None:
     ring = live.FrameRing(live.Schedule(length=4), block=False)
     ring.put(_frame(0))
     started = time.monotonic()
-    with pytest.raises(live.StreamError, match=r"no frame for 0\.3 s"):
+    with pytest.raises(live.StreamError, match=r"^source: no frame for 0\.3 s"):
         ring.next_window(timeout=0.3)
     assert time.monotonic() - started < 2
 
@@ -283,6 +284,69 @@ def test_a_writer_killed_mid_stream_ends_the_stream(files, capsys, caplog, monke
     assert time.monotonic() - started < 15  # the closed pipe ends it, not the 20 s timeout
     assert code == 0 and summary["end"] == "end of stream" and 0 < summary["frames"] < 90
     assert not _errors(caplog)
+
+
+def _silent_http_server(payload: bytes | None) -> tuple[str, threading.Event]:
+    """A URL whose server accepts, sends ``payload`` (None: not even a header), then stalls."""
+    server = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        connection.recv(4096)
+        if payload is not None:
+            connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + payload)
+        done.wait(30)
+        connection.close()
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/live.ts", done
+
+
+@pytest.mark.parametrize("part", [None, 2 / 3])
+def test_a_network_stream_that_goes_silent_times_out(files, capsys, caplog, part) -> None:
+    """A server that never answers: exit 2 (cannot open); one that stops sending mid-stream:
+    exit 1. Both after --read-timeout, one line each."""
+    data = files["ts"].read_bytes()
+    url, done = _silent_http_server(None if part is None else data[: int(len(data) * part)])
+    started = time.monotonic()
+    try:
+        code, _, summaries = _run(
+            capsys, "--source", url, "--checkpoint", str(files["checkpoint"]),
+            "--read-timeout", "1",
+        )  # fmt: skip
+    finally:
+        done.set()
+    assert time.monotonic() - started < 10
+    (error,) = _errors(caplog)
+    assert "no data for 1 s" in error and error.startswith(url)
+    if part is None:
+        assert code == 2 and "cannot open" in error and not summaries
+    else:
+        assert code == 1 and summaries[0]["frames"] > 0 and "stream failed after" in error
+
+
+def test_a_growing_file_is_followed_until_it_stops_growing(files, tmp_path, capsys) -> None:
+    data = files["ts"].read_bytes()
+    growing = tmp_path / "recording.ts"
+    growing.write_bytes(data[:4096])
+
+    def record() -> None:  # the rest in chunks, as a recorder writes it
+        for start in range(4096, len(data), 4096):
+            time.sleep(0.05)
+            with open(growing, "ab") as out:
+                out.write(data[start : start + 4096])
+
+    writer = threading.Thread(target=record)
+    writer.start()
+    code, windows, (summary,) = _run(
+        capsys, "--source", str(growing), "--follow", "--checkpoint", str(files["checkpoint"]),
+        "--read-timeout", "1", "--stride", "4",
+    )  # fmt: skip
+    writer.join()
+    assert code == 0 and summary["end"] == "end of stream"
+    assert summary["frames"] == 90 and summary["windows"] == len(windows) > 0
 
 
 @pytest.mark.parametrize(
