@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from network.layers import PooledLinearClassifier
-from network.registry import register_model
+from network.registry import register_variant
 
 __all__ = [
     "BLOCK_TABLE",
@@ -208,9 +208,7 @@ class GestureNet(PooledLinearClassifier):
                 blocks.append(block)
                 channels = block.out_channels
         self.blocks = nn.Sequential(*blocks)
-        self.num_features = channels
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels, num_classes)
+        self.add_head(channels, num_classes, dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W) → (N, num_features)`` globally average-pooled features."""
@@ -292,32 +290,9 @@ VARIANTS: dict[str, tuple[int, tuple[int, ...], float, tuple[str, ...], str]] = 
 }  # fmt: skip
 
 
-def _register(name: str, layers: int, widths, factor: float, tags, doc: str) -> None:
-    def build(
-        *,
-        num_classes: int = 6,
-        num_layers: int = layers,
-        gray_scale_input: bool = False,
-        use_batch_norm: bool = True,
-        kernel_regularizer_type: str = "l2",
-        kernel_regularizer_factor: float = factor,
-        dropout: float = 0.0,
-    ) -> GestureNet:
-        return GestureNet(
-            num_classes=num_classes,
-            num_layers=num_layers,
-            gray_scale_input=gray_scale_input,
-            use_batch_norm=use_batch_norm,
-            kernel_regularizer_type=kernel_regularizer_type,
-            kernel_regularizer_factor=kernel_regularizer_factor,
-            dropout=dropout,
-            widths=widths,
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = doc
-    register_model(name, family="gesture", input_layout="NCHW", tags=tags)(build)
-
-
-for _name, _variant in VARIANTS.items():
-    _register(_name, *_variant)
+for _name, (_layers, _widths, _factor, _tags, _doc) in VARIANTS.items():
+    register_variant(
+        _name, GestureNet, family="gesture", input_layout="NCHW", doc=_doc, tags=_tags,
+        fixed={"widths": _widths},
+        defaults={"num_layers": _layers, "kernel_regularizer_factor": _factor},
+    )  # fmt: skip

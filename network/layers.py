@@ -33,12 +33,20 @@ def init_resnet_weights(model: nn.Module) -> None:
 class PooledLinearClassifier(Classifier):
     """A classifier whose head is global average pooling → dropout → ``self.fc``.
 
-    Subclasses create ``self.dropout`` (an ``nn.Dropout``) and ``self.fc`` (an ``nn.Linear``) and
-    implement ``forward_features`` returning a map (N, C, ...) or already pooled (N, C) features.
+    Subclasses create the head with :meth:`add_head` (``self.dropout``, an ``nn.Dropout``, and
+    ``self.fc``, an ``nn.Linear``: the state_dict keys ``fc.weight`` / ``fc.bias``) and implement
+    ``forward_features`` returning a map (N, C, ...) or already pooled (N, C) features.
     """
 
     dropout: nn.Dropout
     fc: nn.Linear
+
+    def add_head(self, num_features: int, num_classes: int, dropout: float) -> None:
+        """Dropout(p=``dropout``) → Linear(``num_features`` → ``num_classes``), PyTorch's init."""
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(num_features, num_classes)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) or (N, C) → logits (N, num_classes)."""

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from network.layers import PooledLinearClassifier, init_resnet_weights
-from network.registry import register_model
+from network.registry import register_variant
 from network.softpool import soft_pool3d
 from network.srtg import SqueezeRecursion
 from network.video_resnet import STEM_POOLS, STEMS
@@ -223,9 +223,7 @@ class MTNet(PooledLinearClassifier):
             blocks += [MTBlock(width, width, **block) for _ in range(depth - 1)]
             self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
             in_planes = width
-        self.num_features = in_planes
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.add_head(in_planes, num_classes, dropout)
         init_resnet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,36 +249,10 @@ VARIANTS = {  # name suffix -> (blocks per stage, conv groups, stage widths)
 }
 
 
-def _register(variant: str) -> None:
-    depths, groups, widths = VARIANTS[variant]
-    name = f"mtnet_{variant}"
-
-    def build(
-        *,
-        num_classes: int = 400,
-        in_channels: int = 3,
-        dropout: float = 0.0,
-        lateral_pool: str = "avg",
-        rate: float = 0.875,
-        recalibration: str = "paper",
-    ) -> MTNet:
-        return MTNet(
-            depths=depths,
-            widths=widths,
-            groups=groups,
-            rate=rate,
-            lateral_pool=lateral_pool,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            dropout=dropout,
-            recalibration=recalibration,
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"Build ``{name}`` (see ``network.mtnet.VARIANTS``)."
-    tags = ("3d", "mtnet", "tiny") if variant == "tiny" else ("3d", "mtnet")
-    register_model(name, family="video", input_layout="NCTHW", tags=tags)(build)
-
-
-for _variant in VARIANTS:
-    _register(_variant)
+for _variant, (_depths, _groups, _widths) in VARIANTS.items():
+    register_variant(
+        f"mtnet_{_variant}", MTNet, family="video", input_layout="NCTHW",
+        doc=f"Build ``mtnet_{_variant}`` (see ``network.mtnet.VARIANTS``).",
+        tags=("3d", "mtnet", "tiny") if _variant == "tiny" else ("3d", "mtnet"),
+        fixed={"depths": _depths, "groups": _groups, "widths": _widths},
+    )  # fmt: skip

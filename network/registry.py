@@ -10,7 +10,7 @@ the summary tool and the tests treat them alike::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "get_entry",
     "list_models",
     "register_model",
+    "register_variant",
 ]
 
 
@@ -70,6 +71,49 @@ def register_model(
         return builder
 
     return decorator
+
+
+def register_variant(
+    name: str,
+    network: type[nn.Module],
+    *,
+    family: str,
+    input_layout: str,
+    doc: str,
+    tags: Iterable[str] = (),
+    fixed: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Callable[..., nn.Module]:
+    """Register ``name``: ``network`` built with the variant's ``fixed`` keywords (its architecture).
+
+    The builder takes every other keyword of ``network``'s constructor, keyword-only, with the
+    names and annotations of that signature; ``defaults`` replace the constructor's own defaults
+    for this variant (a constructor argument without a default must get one here).
+    """
+    fixed, defaults = dict(fixed or {}), dict(defaults or {})
+    own = inspect.signature(network).parameters
+    strange = sorted((set(fixed) | set(defaults)) - set(own))
+    if strange:
+        raise TypeError(f"{network.__name__} takes no argument(s) {', '.join(strange)}")
+    parameters = [
+        param.replace(kind=param.KEYWORD_ONLY, default=defaults.get(key, param.default))
+        for key, param in own.items()
+        if key not in fixed
+    ]
+    undefaulted = [param.name for param in parameters if param.default is param.empty]
+    if undefaulted:
+        raise TypeError(f"variant {name!r} needs a default for {', '.join(undefaulted)}")
+    signature = inspect.Signature(parameters, return_annotation=network.__name__)
+
+    def build(**kwargs: Any) -> nn.Module:
+        signature.bind(**kwargs)  # a keyword the variant does not take is a TypeError here
+        return network(**fixed, **{**defaults, **kwargs})
+
+    build.__signature__ = signature  # type: ignore[attr-defined]
+    build.__name__ = build.__qualname__ = name
+    build.__module__ = network.__module__
+    build.__doc__ = doc
+    return register_model(name, family=family, input_layout=input_layout, tags=tuple(tags))(build)
 
 
 def get_entry(name: str) -> ModelEntry:

@@ -71,9 +71,7 @@ class StackedFrameResNet(PooledLinearClassifier):
             blocks += [block(out_planes, width) for _ in range(depth - 1)]
             self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
             in_planes = out_planes
-        self.num_features = in_planes
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.add_head(in_planes, num_classes, dropout)
         self._init_weights()
 
     def _init_weights(self) -> None:  # torchvision's ResNet init

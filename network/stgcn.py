@@ -20,7 +20,7 @@ from torch import nn
 
 from network.base import Classifier
 from network.graph import Graph, Layout, find_graph, graph_flags
-from network.registry import register_model
+from network.registry import register_variant
 
 __all__ = ["STGCN", "GraphConv", "STGCNBlock"]
 
@@ -194,32 +194,8 @@ VARIANTS: dict[str, tuple[float, tuple[str, ...], str]] = {
 }  # fmt: skip
 
 
-def _register(name: str, default_dropout: float, tags, doc: str) -> None:
-    def build(
-        *,
-        num_classes: int = 6,
-        in_channels: int = 3,
-        graph_layout: str = "nvidia",
-        graph_strategy: str = "spatial",
-        graph_legacy: bool = False,
-        edge_importance_weighting: bool = True,
-        dropout: float = default_dropout,
-    ) -> STGCN:
-        return STGCN(
-            stages=STAGES[name],
-            num_classes=num_classes,
-            in_channels=in_channels,
-            graph_layout=graph_layout,
-            graph_strategy=graph_strategy,
-            graph_legacy=graph_legacy,
-            edge_importance_weighting=edge_importance_weighting,
-            dropout=dropout,
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = doc
-    register_model(name, family="skeleton", input_layout="NCTVM", tags=tags)(build)
-
-
-for _name, _variant in VARIANTS.items():
-    _register(_name, *_variant)
+for _name, (_dropout, _tags, _doc) in VARIANTS.items():
+    register_variant(
+        _name, STGCN, family="skeleton", input_layout="NCTVM", doc=_doc, tags=_tags,
+        fixed={"stages": STAGES[_name]}, defaults={"num_classes": 6, "dropout": _dropout},
+    )  # fmt: skip

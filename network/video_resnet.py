@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from network.layers import PooledLinearClassifier, init_resnet_weights
-from network.registry import register_model
+from network.registry import register_variant
 from network.srtg import SqueezeRecursion
 
 __all__ = ["PRESETS", "VideoResNet", "VideoResNetPreset"]
@@ -119,10 +119,26 @@ def _midplanes(in_planes: int, planes: int) -> int:
 
 
 class _ResidualBlock(nn.Module):
-    """relu(branch(x) + downsample(x)), then the SR block (an identity when SR is off)."""
+    """relu(branch(x) + downsample(x)), then the SR block (an identity when SR is off).
 
-    def __init__(self, in_planes: int, out_planes: int, stride: Stride3d, sr: nn.Module) -> None:
+    Subclasses build the branch (``conv1`` … in ``_build_branch``) after the shortcut, so the
+    state_dict keys and their order are those of torchvision's and SRTG's blocks.
+    """
+
+    expands = False  # True: the output has planes · expansion channels (bottleneck)
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        *,
+        conv: ConvType,
+        stride: Stride3d,
+        expansion: int,
+        sr: nn.Module,
+    ) -> None:
         super().__init__()
+        out_planes = self.out_planes(planes, expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module = nn.Identity()
         if stride != (1, 1, 1) or in_planes != out_planes:
@@ -131,6 +147,19 @@ class _ResidualBlock(nn.Module):
                 nn.BatchNorm3d(out_planes),
             )
         self.sr = sr
+        mid = _midplanes(in_planes, planes)
+        self._build_branch(in_planes, planes, out_planes, conv=conv, stride=stride, mid=mid)
+
+    @classmethod
+    def out_planes(cls, planes: int, expansion: int) -> int:
+        """Output channels of a block of width ``planes``."""
+        return planes * expansion if cls.expands else planes
+
+    def _build_branch(
+        self, in_planes: int, planes: int, out_planes: int, *, conv: ConvType, stride: Stride3d,
+        mid: int,
+    ) -> None:  # fmt: skip
+        raise NotImplementedError
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -145,18 +174,10 @@ class _ResidualBlock(nn.Module):
 class BasicBlock(_ResidualBlock):
     """Two convolutions of ``conv`` type; output ``planes`` channels."""
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        *,
-        conv: ConvType,
-        stride: Stride3d,
-        expansion: int,
-        sr: nn.Module,
-    ) -> None:
-        super().__init__(in_planes, planes, stride, sr)
-        mid = _midplanes(in_planes, planes)
+    def _build_branch(
+        self, in_planes: int, planes: int, out_planes: int, *, conv: ConvType, stride: Stride3d,
+        mid: int,
+    ) -> None:  # fmt: skip
         self.conv1 = nn.Sequential(
             conv.build(in_planes, planes, mid, stride),
             nn.BatchNorm3d(planes),
@@ -176,18 +197,12 @@ class BasicBlock(_ResidualBlock):
 class Bottleneck(_ResidualBlock):
     """1×1×1 → ``conv`` → 1×1×1; output ``planes · expansion`` channels."""
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        *,
-        conv: ConvType,
-        stride: Stride3d,
-        expansion: int,
-        sr: nn.Module,
-    ) -> None:
-        super().__init__(in_planes, planes * expansion, stride, sr)
-        mid = _midplanes(in_planes, planes)
+    expands = True
+
+    def _build_branch(
+        self, in_planes: int, planes: int, out_planes: int, *, conv: ConvType, stride: Stride3d,
+        mid: int,
+    ) -> None:  # fmt: skip
         self.conv1 = nn.Sequential(
             nn.Conv3d(in_planes, planes, 1, bias=False),
             nn.BatchNorm3d(planes),
@@ -197,7 +212,7 @@ class Bottleneck(_ResidualBlock):
             conv.build(planes, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True)
         )
         self.conv3 = nn.Sequential(
-            nn.Conv3d(planes, planes * expansion, 1, bias=False), nn.BatchNorm3d(planes * expansion)
+            nn.Conv3d(planes, out_planes, 1, bias=False), nn.BatchNorm3d(out_planes)
         )
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,7 +266,7 @@ class VideoResNet(PooledLinearClassifier):
         for index, (width, depth, conv) in enumerate(zip(widths, depths, convs)):
             conv_type, s = CONV_TYPES[conv], 1 if index == 0 else 2
             stride = (s if temporal_stride and conv_type.strides_time else 1, s, s)
-            out_planes = width * (expansion if block == "bottleneck" else 1)
+            out_planes = BLOCKS[block].out_planes(width, expansion)
             blocks = [
                 BLOCKS[block](
                     in_planes if block_index == 0 else out_planes,
@@ -265,9 +280,7 @@ class VideoResNet(PooledLinearClassifier):
             ]
             self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
             in_planes = out_planes
-        self.num_features = in_planes
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.add_head(in_planes, num_classes, dropout)
         init_resnet_weights(self)
         if zero_init_residual:
             for module in self.modules():
@@ -394,34 +407,10 @@ PRESETS |= {  # small fast variants for tests and demos: one basic block per sta
 }
 
 
-def _register(name: str, preset: VideoResNetPreset) -> None:
-    def build(
-        *,
-        num_classes: int = 400,
-        in_channels: int = 3,
-        dropout: float = preset.dropout,
-        sr_blocks: bool = preset.sr_blocks,
-        gates: bool = False,
-        gates_from_epoch: int = 0,
-        recalibration: str = "paper",
-        zero_init_residual: bool = False,
-    ) -> VideoResNet:
-        return VideoResNet(
-            **preset.architecture(),
-            num_classes=num_classes,
-            in_channels=in_channels,
-            dropout=dropout,
-            sr_blocks=sr_blocks,
-            gates=gates,
-            gates_from_epoch=gates_from_epoch,
-            recalibration=recalibration,
-            zero_init_residual=zero_init_residual,
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"Build ``{name}`` (see ``network.video_resnet.PRESETS``)."
-    register_model(name, family="video", input_layout="NCTHW", tags=("3d", *preset.tags))(build)
-
-
 for _name, _preset in PRESETS.items():
-    _register(_name, _preset)
+    register_variant(
+        _name, VideoResNet, family="video", input_layout="NCTHW",
+        doc=f"Build ``{_name}`` (see ``network.video_resnet.PRESETS``).",
+        tags=("3d", *_preset.tags), fixed=_preset.architecture(),
+        defaults={"dropout": _preset.dropout, "sr_blocks": _preset.sr_blocks},
+    )  # fmt: skip
