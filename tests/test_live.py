@@ -428,3 +428,18 @@ def test_ctrl_c_on_a_real_process_prints_the_summary(files) -> None:
     summary = json.loads(out.splitlines()[-1])["summary"]
     assert process.returncode == 0 and summary["end"] == "interrupted (Ctrl-C)"
     assert summary["frames"] < 90 and "Traceback" not in err
+
+
+def test_the_live_benchmark_prints_its_table(capsys) -> None:
+    from benchmarks import live as live_benchmark
+
+    argv = ["--tiny", "--models", "gesturenet", "--runtimes", "pytorch-fp32", "ort-int8",
+            "--seconds", "1", "--threads", "1"]  # fmt: skip
+    assert live_benchmark.main(argv) == 0
+    out = capsys.readouterr().out
+    table = out[out.rindex("| model |") :].splitlines()
+    rows = [line.split("|")[1:-1] for line in table[2:]]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [
+        ("gesturenet", "pytorch-fp32"), ("gesturenet", "ort-int8"),
+    ]  # fmt: skip
+    assert all(r[6].strip().endswith("(3.75)") for r in rows)  # 30 fps, stride 8
