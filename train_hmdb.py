@@ -9,6 +9,8 @@ Commands (``python train_hmdb.py COMMAND --help`` lists every flag)::
     python train_hmdb.py evaluate --checkpoint runs/r3d18/best.pth --data data/synth \\
         --splits data/synth_videos/splits --eval-mode conv --segments 10
     python train_hmdb.py inference --checkpoint runs/r3d18/best.pth --videos data/synth/jpg
+    python train_hmdb.py inference ... --render annotated/      # <video>.mp4 + <video>_timeline.png
+    python train_hmdb.py explain --checkpoint runs/r3d18/best.pth --video v.mp4 --out cam/  # Grad-CAM
     python train_hmdb.py export --checkpoint runs/r3d18/best.pth --onnx r3d18.onnx
     python train_hmdb.py onnx-infer --onnx r3d18.onnx --input data/synth/jpg/<class>/<video>
     python train_hmdb.py quantize --onnx r3d18.onnx --data data/synth --splits ...
@@ -261,6 +263,34 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gates-from-epoch", type=non_negative_int, default=None)
 
 
+def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("annotated videos (--render)")
+    group.add_argument(
+        "--render", default=None, metavar="DIR",
+        help="write <video>.mp4 (top-3 classes of the window covering each frame) and "
+        "<video>_timeline.png per video into DIR",
+    )  # fmt: skip
+    group.add_argument(
+        "--render-stride", type=positive_int, default=None,
+        help="frames between rendered windows (default: half a window)",
+    )  # fmt: skip
+    group.add_argument(
+        "--render-max-side", type=positive_int, default=720, help="long side of the rendered video"
+    )
+
+
+def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_eval_arguments(parser, with_split=False)
+    group = parser.add_argument_group("Grad-CAM")
+    group.add_argument("--video", required=True, help="a video file or a prepared video")
+    group.add_argument("--target", default=None, help="class name or index (default: predicted)")
+    group.add_argument("--out", required=True, help="output folder")
+    group.add_argument(
+        "--segment", type=non_negative_int, default=None,
+        help="explain conv segment k of --segments (default: the centre clip)",
+    )  # fmt: skip
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = ScriptParser(
         description=__doc__.splitlines()[0],
@@ -284,6 +314,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     commands.choices["inference"].add_argument("--top-k", type=positive_int, default=5)
     commands.choices["inference"].add_argument("--jsonl", default=None, help="JSON lines output")
+    _add_render_arguments(commands.choices["inference"])
+    explain_help = "Grad-CAM of one clip: where the network looks (an .mp4 and a PNG strip)"
+    _add_explain_arguments(
+        commands.add_parser("explain", parents=[runtime_parser()], help=explain_help)
+    )
     export_cli.add_subcommands(commands, family=FAMILY, parents=lambda: [_spec_parent()])
     quantize = commands.add_parser("quantize", parents=[common_parser()], help="INT8 ONNX")
     export_cli.add_quantize_arguments(quantize)
@@ -706,7 +741,118 @@ def cmd_inference(args: argparse.Namespace) -> int:
     if args.jsonl:
         Path(args.jsonl).write_text("\n".join(lines) + "\n", encoding="utf-8")
     log.info("labelled %d / %d videos (%d excluded)", len(scores), len(videos), len(excluded))
+    if args.render:
+        _render_videos(model, [v for i, v in enumerate(videos) if i in scores], args)
     return 0
+
+
+def _window_indices(num_frames: int, count: int, args: argparse.Namespace) -> list:
+    """Frame indices of the ``count`` conv-mode clips of a video (the longer joint stream)."""
+    from data.video.samplers import sample_indices
+
+    length = max(args.clip_length, args.flow_clip_length or 0)
+    return [
+        sample_indices(num_frames, clip_length=length, sample_rate=_interval(args, "val"),
+                       strategy=args.sample_strategy, mode="conv", num_segments=count, segment=k)
+        for k in range(count)
+    ]  # fmt: skip
+
+
+def _render_videos(model: Any, videos: Sequence[Path], args: argparse.Namespace) -> None:
+    """inference --render: per video, an H.264 copy with the top-3 classes of the window that
+    covers each frame (windows: conv clips about --render-stride frames apart, with the
+    evaluation's crops and streams) and a timeline PNG (export.annotate)."""
+    import numpy as np
+
+    from data.video.stores import open_store
+    from export import annotate
+    from train.engine import predict
+
+    out, dims = Path(args.render), input_dims_of(model.network_name, args)
+    span = max(args.clip_length, args.flow_clip_length or 0) * _interval(args, "val")
+    stride = args.render_stride or max(1, span // 2)
+    for path in videos:
+        store = open_store(path)
+        streams = ("rgb",) if args.modality == "rgb" else ("rgb", "u")
+        num_frames = min(store.num_frames(s) for s in streams)
+        count = annotate.window_count(num_frames, span, stride)
+        window_args = argparse.Namespace(
+            **{**vars(args), "eval_mode": "conv", "segments": count, "average": "prob"}
+        )
+        record = VideoRecord(path=path, label=-1, name=path.name)
+        dataset = make_dataset([record], window_args, subset="val", input_dims=dims)
+        scores = predict(model, annotate.WindowItems(dataset), window_args)
+        probs = np.stack([scores[k] for k in range(count)])
+        name = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
+        mp4, png = annotate.render_video(
+            store, _window_indices(num_frames, count, args), probs, model.class_names, out, name,
+            max_side=args.render_max_side,
+        )  # fmt: skip
+        log.info("rendered %s (%d windows) and %s", mp4, count, png)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Grad-CAM of one clip of --video (centre clip, or conv --segment k), per input stream:
+    ``<video>_gradcam.mp4`` and ``<video>_gradcam.png`` in --out (export.explain)."""
+    from export import explain
+
+    model, saved = _restore(args)
+    args = _fill_from_checkpoint(args, saved)
+    path = Path(args.video)
+    if not (is_video_file(path) or is_complete_video(path)):
+        raise FileNotFoundError(f"{path}: not a video file nor a prepared video")
+    if args.segment is not None:
+        args.eval_mode = "conv"
+        if args.segment >= args.segments:
+            raise ValueError(f"--segment {args.segment}: there are --segments {args.segments}")
+    args.spatial_crops = 1
+    record = VideoRecord(path=path, label=-1, name=path.name)
+    dataset = make_dataset([record], args, subset="val", input_dims=input_dims_of(
+        model.network_name, args))  # fmt: skip
+    inputs, shown = _explain_inputs(dataset, args.segment or 0, args)
+    names = list(model.class_names or [])
+    result = explain.grad_cam(model.float(), inputs, args.target, class_names=names)
+    fps = _clip_fps(path, _interval(args, "val"))
+    name = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
+    mp4, png = explain.write_explanation(args.out, name, shown, result, names, fps=fps)
+    label = names[result.target] if result.target < len(names) else result.target
+    print(f"{path} : Grad-CAM for {label} (p={result.probs[result.target]:.3f}) -> {mp4}, {png}")
+    return 0
+
+
+def _explain_inputs(dataset: VideoClipDataset, k: int, args: argparse.Namespace):
+    """One clip as model inputs (a batch of one, normalised) and, per stream, the frames the
+    network saw as (T, H, W, 3) uint8 RGB (flow colour-coded)."""
+    import torch
+
+    from export.explain import flow_to_rgb
+    from safeio.excluded import ExcludedItem
+
+    item = dataset[k]
+    if isinstance(item, ExcludedItem):
+        raise ValueError(item.reason)
+    clips = item[0] if isinstance(item[0], tuple) else (item[0],)
+    if any(clip.dtype != torch.uint8 for clip in clips):
+        raise ValueError("explain needs the uint8 clip path (no photometric augmentation)")
+    batch = tuple(clip[None] for clip in clips)
+    finish = dataset.batch_finisher
+    inputs = finish(batch if len(batch) > 1 else batch[0]) if finish else batch
+    streams = {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}[args.modality]
+    shown = {}
+    for stream, clip in zip(streams, clips):
+        array = clip.numpy()  # (C, T, H, W) uint8
+        shown[stream] = array.transpose(1, 2, 3, 0) if stream == "rgb" else flow_to_rgb(array)
+    if args.modality == "flow":  # a flow network's maps are keyed by its one stream
+        shown = {"rgb": shown["flow"]}
+    return inputs, shown
+
+
+def _clip_fps(path: Path, interval: int) -> float:
+    """The frame rate to show a clip sampled every ``interval`` frames of ``path``."""
+    from data.video.stores import open_store
+    from export.annotate import store_fps
+
+    return store_fps(open_store(path)) / interval
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -771,6 +917,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "inference": cmd_inference,
+    "explain": cmd_explain,
     "quantize": cmd_quantize,
     "live": cmd_live,
     "demo": cmd_demo,

@@ -1,0 +1,212 @@
+"""Annotated outputs of ``inference --render DIR`` for videos: per-window scores, an H.264 copy of
+the source with the top-3 classes of the window covering each frame, and a timeline PNG.
+
+The windows are the clips of a one-video evaluation dataset in ``conv`` mode (so clip length,
+frame interval, sampling strategy, ``--spatial-crops`` views and two-stream inputs are exactly
+those of evaluation); :func:`window_count` picks how many so that neighbours start about
+``stride`` frames apart. A frame takes the window that contains it with the nearest centre (the
+nearest window when none contains it)::
+
+    windows = [sample_indices(...) for k in range(count)]     # (T,) frame indices each
+    owner = covering_window(num_frames, windows)               # (N,) window per frame
+    render_annotated(frames, owner, probs, class_names, "out/v.mp4", fps=store_fps(store))
+    save_timeline("out/v_timeline.png", windows, probs, class_names, fps=...)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from export.render import MAX_SIDE, Mp4Writer, draw_caption, draw_topk, fit_frame
+from safeio.excluded import ExcludedItem
+
+__all__ = [
+    "WindowItems",
+    "covering_window",
+    "read_frames",
+    "render_annotated",
+    "render_video",
+    "save_timeline",
+    "store_fps",
+    "topk_entries",
+    "window_count",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 25.0  # frame folders and legacy stores keep no rate
+TIMELINE_CLASSES = 5
+_READ_CHUNK = 32  # frames decoded at a time while rendering
+
+
+def window_count(num_frames: int, span: int, stride: int) -> int:
+    """Windows of ``span`` frames whose starts are about ``stride`` apart over ``num_frames``:
+    ``ceil((N - span + 1) / stride)``, at least 1 (a short video has one, looped, window)."""
+    if stride < 1 or span < 1:
+        raise ValueError(f"stride and window span must be >= 1, got {stride} and {span}")
+    return max(1, math.ceil((num_frames - span + 1) / stride))
+
+
+def covering_window(num_frames: int, windows: Sequence[np.ndarray]) -> np.ndarray:
+    """(N,) index of the window that covers each frame: among the windows whose first..last
+    frame range holds it, the one with the nearest centre; else the nearest centre overall."""
+    first = np.array([int(np.min(w)) for w in windows], dtype=np.float64)
+    last = np.array([int(np.max(w)) for w in windows], dtype=np.float64)
+    centre = (first + last) / 2
+    frames = np.arange(num_frames, dtype=np.float64)[:, None]
+    distance = np.abs(frames - centre[None])
+    inside = (frames >= first[None]) & (frames <= last[None])
+    penalised = np.where(inside, distance, distance + num_frames + 1)
+    return penalised.argmin(axis=1)
+
+
+class WindowItems(Dataset):
+    """A one-video evaluation dataset whose items carry the window (clip) index as sample id,
+    so ``train.evaluation.predict`` averages the spatial views of each window, not the video."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.views = int(getattr(dataset, "views", 1))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        if isinstance(item, ExcludedItem):
+            return item
+        inputs, target, _ = item
+        return inputs, target, index // self.views
+
+    @property
+    def batch_finisher(self):
+        return getattr(self.dataset, "batch_finisher", None)
+
+    @property
+    def collate_fn(self):
+        return getattr(self.dataset, "collate_fn", None)
+
+
+def store_fps(store: object, default: float = DEFAULT_FPS) -> float:
+    """The frame rate a store knows (a video file's container, ``prepare``'s metadata), else
+    ``default``."""
+    fps = getattr(store, "fps", None)
+    if fps is None:
+        fps = (getattr(store, "metadata", None) or {}).get("fps")
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        fps = 0.0
+    if not math.isfinite(fps) or fps <= 0:
+        log.info("%s: no frame rate stored; rendering at %g fps", store, default)
+        return default
+    return fps
+
+
+def read_frames(store: object, num_frames: int, chunk: int = _READ_CHUNK) -> Iterator[np.ndarray]:
+    """Every RGB frame ``(H, W, 3)`` uint8 of a frame store, in order, ``chunk`` at a time."""
+    for start in range(0, num_frames, chunk):
+        yield from store.read(range(start, min(num_frames, start + chunk)), "rgb")
+
+
+def topk_entries(
+    probs: np.ndarray, class_names: Sequence[str], k: int = 3
+) -> list[tuple[str, float]]:
+    """``[(name, probability), ...]`` of the k highest of ``probs`` (K,), best first."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(str(class_names[i]), float(probs[i])) for i in order]
+
+
+def render_annotated(
+    frames: Iterable[np.ndarray],
+    owner: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path,
+    *,
+    fps: float,
+    k: int = 3,
+    caption: str | None = None,
+    max_side: int | None = MAX_SIDE,
+) -> int:
+    """Write ``frames`` as H.264 ``path`` at ``fps``, frame i carrying the top-k bars of window
+    ``owner[i]`` (``probs`` (W, K)); returns the number of frames written."""
+    entries = [topk_entries(row, class_names, k) for row in probs]
+    with Mp4Writer(path, fps) as writer:
+        for index, frame in enumerate(frames):
+            frame = draw_topk(fit_frame(frame, max_side), entries[int(owner[index])])
+            if caption:
+                frame = draw_caption(frame, caption)
+            writer.write(frame)
+    if writer.frames != len(owner):
+        raise ValueError(f"{path}: {writer.frames} frames rendered, the source has {len(owner)}")
+    return writer.frames
+
+
+def save_timeline(
+    path: str | Path,
+    windows: Sequence[np.ndarray],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    fps: float,
+    top: int = TIMELINE_CLASSES,
+    title: str = "",
+) -> Path:
+    """Probability over time (window centres, seconds) of the ``top`` classes with the highest
+    peak, one line each, as a PNG (800 x 300 pixels)."""
+    from matplotlib.figure import Figure
+
+    centres = np.array([(np.min(w) + np.max(w)) / 2 for w in windows]) / fps
+    order = np.argsort(-probs.max(axis=0), kind="stable")[: min(top, probs.shape[1])]
+    fig = Figure(figsize=(8, 3), dpi=100)
+    ax = fig.subplots()
+    for index in order:
+        ax.plot(centres, probs[:, index], marker="o", markersize=3, label=str(class_names[index]))
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("time (s, window centre)")
+    ax.set_ylabel("probability")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.subplots_adjust(left=0.08, right=0.78, bottom=0.17, top=0.88)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def render_video(
+    store: object,
+    windows: Sequence[np.ndarray],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    out_dir: str | Path,
+    name: str,
+    *,
+    max_side: int | None = MAX_SIDE,
+) -> tuple[Path, Path]:
+    """``<name>.mp4`` (every RGB frame of ``store`` with the top-3 of its covering window; the
+    source's frame count and rate) and ``<name>_timeline.png`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    num_frames = store.num_frames("rgb")
+    fps = store_fps(store)
+    mean = probs.mean(axis=0)
+    best = int(mean.argmax())
+    caption = f"video: {class_names[best]} {mean[best]:.2f}"
+    mp4 = out_dir / f"{name}.mp4"
+    owner = covering_window(num_frames, windows)
+    render_annotated(
+        read_frames(store, num_frames), owner, probs, class_names, mp4,
+        fps=fps, caption=caption, max_side=max_side,
+    )  # fmt: skip
+    png = save_timeline(
+        out_dir / f"{name}_timeline.png", windows, probs, class_names, fps=fps, title=name
+    )
+    return mp4, png
