@@ -19,15 +19,23 @@ from train.runner import run_command
 
 # fork where there is one: the children inherit the imported modules (spawn re-imports torch).
 METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-TIMEOUT_MINUTES = 0.05  # 3 s
+TIMEOUT_MINUTES = 0.1  # 6 s
+STALL_FILE = "stalled_at"
 
 
 class _StallingModel(ToyClassifier):
-    """Rank 1 stops answering before its second epoch (as a hung data loader would)."""
+    """Rank 1 stops answering before its second epoch (as a hung data loader would) and writes
+    the moment it stalled into ``STALL_FILE`` beside the run directory."""
+
+    def __init__(self, stall_file: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stall_file = stall_file
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         if epoch == 1 and int(os.environ["RANK"]) == 1:
+            with open(self.stall_file, "w") as file:
+                file.write(repr(time.time()))
             time.sleep(120)
 
 
@@ -46,12 +54,12 @@ def _join(rank: int, port: int) -> None:
 def _stall_worker(rank: int, port: int, output_dir: str, results) -> None:
     _join(rank, port)
     args = make_args(output_dir, "--end-epoch", "3", "--dist-timeout", str(TIMEOUT_MINUTES))
+    model = _StallingModel(f"{output_dir}.{STALL_FILE}", dropout=0.0)
     try:
-        fit(_StallingModel(dropout=0.0), ToyDataset(16), None, args, family="video",
-            class_names=CLASS_NAMES)  # fmt: skip
-        results.put((rank, "finished"))
+        fit(model, ToyDataset(16), None, args, family="video", class_names=CLASS_NAMES)
+        results.put((rank, "finished", time.time()))
     except DistributedTimeoutError as error:
-        results.put((rank, str(error)))
+        results.put((rank, str(error), time.time()))
 
 
 def test_a_stalled_rank_is_named_within_the_timeout(tmp_path):
@@ -66,18 +74,23 @@ def test_a_stalled_rank_is_named_within_the_timeout(tmp_path):
     for worker in workers:
         worker.start()
     try:
-        workers[0].join(timeout=60)
+        workers[0].join(timeout=90)
         elapsed = time.monotonic() - started
         assert workers[0].exitcode == 0 and not results.empty()
-        rank, message = results.get()
+        rank, message, named_at = results.get()
     finally:
         for worker in workers:
             worker.kill()
             worker.join()
     assert rank == 0
-    assert message.startswith("rank 1 did not answer within 0.05 min (--dist-timeout)"), message
+    assert message.startswith("rank 1 did not answer within 0.1 min (--dist-timeout)"), message
     assert "\n" not in message
-    assert elapsed < 40  # 3 s timeout + at most 3 s of check-in, plus start-up and one epoch
+    stalled_at = float((tmp_path / f"run.{STALL_FILE}").read_text())
+    # named within 1.2x the timeout of the stall (6 s timeout + 1 s check-in = 1.17x), with 0.5 s
+    # for rank 0 to reach its next collective on a loaded machine
+    print(f"stall named {named_at - stalled_at:.2f} s after it began")
+    assert named_at - stalled_at < 1.2 * TIMEOUT_MINUTES * 60 + 0.5
+    assert elapsed < 60
     # epoch 1 was committed before the stall; a restart resumes from it
     assert [row["epoch"] for row in read_metrics(tmp_path / "run")] == [1]
 
@@ -121,3 +134,12 @@ def test_only_collective_timeouts_count_as_a_stall():
     assert _is_collective_timeout(RuntimeError(gloo))
     assert _is_collective_timeout(RuntimeError("Watchdog caught collective operation timeout"))
     assert not _is_collective_timeout(RuntimeError("DataLoader timed out after 5 seconds"))
+
+
+@pytest.mark.parametrize(("minutes", "seconds"), [(0.05, 1.0), (0.5, 3.0), (10, 30.0), (30, 30.0)])
+def test_the_check_in_takes_a_tenth_of_the_timeout_within_1_to_30_s(minutes, seconds):
+    import datetime
+
+    from train.distributed import check_in_seconds
+
+    assert check_in_seconds(datetime.timedelta(minutes=minutes)) == seconds

