@@ -99,6 +99,21 @@ class _Context:
     experiment: dict[str, Any] = field(default_factory=dict)  # train.rundir.experiment_identity
 
 
+@dataclass(frozen=True)
+class _FamilyParts:
+    """What a family script hands :func:`fit` besides the model, the datasets and the flags."""
+
+    family: str
+    class_names: list[str]
+    criterion: nn.Module | None
+    batch_sampler: Sampler | None
+    collate_fn: Callable | None
+    param_groups: Sequence[dict[str, Any]] | None
+    lr_lambda: Callable[[float], float] | None
+    output_dir: str | Path | None
+    on_run_dir: Callable[[Path], None] | None
+
+
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -131,21 +146,9 @@ def fit(
     ``BEST_BY_LAST_EPOCH``), ``skipped_steps``, ``run_dir`` and the last epoch's metrics
     (``train_loss``, ``train_top1``, ``lr``, ``val_*``).
     """
-    ctx = _setup(
-        model,
-        train_set,
-        val_set,
-        args,
-        family=family,
-        class_names=class_names,
-        criterion=criterion,
-        batch_sampler=batch_sampler,
-        collate_fn=collate_fn,
-        param_groups=param_groups,
-        lr_lambda=lr_lambda,
-        output_dir=output_dir,
-        on_run_dir=on_run_dir,
-    )
+    parts = _FamilyParts(family, list(class_names), criterion, batch_sampler, collate_fn,
+                         param_groups, lr_lambda, output_dir, on_run_dir)  # fmt: skip
+    ctx = _setup(model, train_set, val_set, args, parts)
     row: dict[str, Any] = {}
     log_file = (
         log_to_file(ctx.run_dir / "train.log") if ctx.info.rank == 0 else contextlib.nullcontext()
@@ -193,33 +196,24 @@ def _setup(
     train_set: Dataset,
     val_set: Dataset | None,
     args: argparse.Namespace,
-    *,
-    family: str,
-    class_names: Sequence[str],
-    criterion: nn.Module | None,
-    batch_sampler: Sampler | None,
-    collate_fn: Callable | None,
-    param_groups: Sequence[dict[str, Any]] | None,
-    lr_lambda: Callable[[float], float] | None,
-    output_dir: str | Path | None,
-    on_run_dir: Callable[[Path], None] | None = None,
+    parts: _FamilyParts,
 ) -> _Context:
     info = init_distributed(args.device, getattr(args, "dist_timeout", None))
     _check_args(args, info)
     network = getattr(ckpt.unwrap_model(model), "network_name", type(model).__name__)
-    run_dir = Path(output_dir) if output_dir else resolve_run_dir(args, family, network)
+    run_dir = Path(parts.output_dir or resolve_run_dir(args, parts.family, network))
     seed_everything(epoch_seed(args.random_seed, 0, info.rank))
-    experiment = experiment_identity(family, model, class_names, args)
+    experiment = experiment_identity(parts.family, model, parts.class_names, args)
     resume_path = choose_resume(run_dir, experiment, args)
-    state = _load_resume_state(resume_path, family, network) if resume_path else None
+    state = _load_resume_state(resume_path, parts.family, network) if resume_path else None
     baseline = args  # args.yaml keeps the baseline
     # PySlowFast's multigrid schedule stretches epochs and LR steps
     args, multigrid_schedule = resolve_multigrid(args)
     if state is None and args.pretrained:
         _load_pretrained(model, args.pretrained, getattr(args, "pretrained_partial", False))
     model = _place_model(model, args, info)
-    optimizer = build_optimizer(parameter_groups(model, args, param_groups), args)
-    schedule = _make_schedule(optimizer, args, lr_lambda)
+    optimizer = build_optimizer(parameter_groups(model, args, parts.param_groups), args)
+    schedule = _make_schedule(optimizer, args, parts.lr_lambda)
     precision = Precision.from_args(args, info.device)
     progress = _Progress()
     if state is not None:
@@ -227,10 +221,10 @@ def _setup(
     if info.rank == 0:
         _prepare_run_dir(run_dir, args, progress, resume_path)
         write_resolved_args(baseline, run_dir)
-        if on_run_dir is not None:
-            on_run_dir(run_dir)
+        if parts.on_run_dir is not None:
+            parts.on_run_dir(run_dir)
     barrier()
-    criterion = criterion or nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    criterion = parts.criterion or nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     ctx = _Context(
         model=_wrap_model(model, args, info),
         plain=model,
@@ -242,18 +236,18 @@ def _setup(
             train_set,
             args,
             info,
-            batch_sampler=batch_sampler,
-            collate_fn=collate_fn,
+            batch_sampler=parts.batch_sampler,
+            collate_fn=parts.collate_fn,
             multigrid_schedule=multigrid_schedule,
         ),
-        val_loader=build_eval_loader(val_set, args, info, collate_fn=collate_fn)
+        val_loader=build_eval_loader(val_set, args, info, collate_fn=parts.collate_fn)
         if val_set is not None
         else None,
         info=info,
         args=args,
         run_dir=run_dir,
-        family=family,
-        class_names=list(class_names),
+        family=parts.family,
+        class_names=parts.class_names,
         progress=progress,
         history=RunHistory(
             run_dir,

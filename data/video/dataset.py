@@ -188,15 +188,10 @@ class VideoClipDataset(Dataset):
     def _read_with_fallback(
         self, video: int, k: int, shape
     ) -> tuple[int, tuple[Tensor, ...] | ExcludedItem]:
-        if self.mode != "train":  # evaluation: no substitute, the video is excluded and counted
-            try:
-                return video, self.read_clip(video, k, shape)
-            except VideoReadError as exc:
-                if not self.skip_bad:
-                    raise
-                self._count_bad(video, exc)
-                return video, ExcludedItem(video, self.records[video].name, str(exc))
-        for step in range(min(MAX_SUBSTITUTES, len(self.records) - 1) + 1):
+        """(the video read, its clips). Training reads the next video when one is unreadable (up
+        to ``MAX_SUBSTITUTES``); evaluation has no substitute: the video is excluded and counted."""
+        substitutes = min(MAX_SUBSTITUTES, len(self.records) - 1) if self.mode == "train" else 0
+        for step in range(substitutes + 1):
             other = (video + step) % len(self.records)
             try:
                 return other, self.read_clip(other, k, shape)
@@ -204,6 +199,9 @@ class VideoClipDataset(Dataset):
                 if not self.skip_bad:
                     raise
                 self._count_bad(other, exc)
+                error = str(exc)
+        if self.mode != "train":
+            return video, ExcludedItem(video, self.records[video].name, error)
         raise VideoReadError(f"{self.records[video].path}: unreadable and no readable substitute")
 
     def _count_bad(self, video: int, exc: Exception) -> None:
