@@ -835,28 +835,25 @@ def _print_json(record: dict[str, Any]) -> None:
 
 def run_command(args: argparse.Namespace, *, family: str) -> int:
     """``live``: 0 at the end of the stream or on Ctrl-C, 1 when the stream failed or stalled;
-    a source or model that cannot be opened raises (one line, exit code 2)."""
-    classifier = open_classifier(
-        family=family, checkpoint=args.checkpoint, onnx=args.onnx, network=args.network,
-        threads=args.threads, device=args.device,
-    )  # fmt: skip
-    inputs = window_inputs(family, classifier.metadata, length=args.clip_length, rate=args.rate)
-    schedule = Schedule(inputs.length, inputs.rate, args.stride or max(1, inputs.length // 2))
-    warm_up(classifier, inputs)
-    source = VideoSource(args.source, timeout=args.read_timeout, follow=args.follow,
-                         format=args.format, options=dict(args.source_option))  # fmt: skip
-    display = args.display
-    if display and (problem := display_problem()):
-        print(f"--display: {problem}; continuing without a window", file=sys.stderr)
-        display = False
-    renderer = None
-    if args.render or display:
-        block = not (source.live or args.realtime)
-        renderer = Renderer(args.render, display=display, fps=source.fps, block=block)
+    a source or model that cannot be opened raises (one line, exit code 2). Ctrl-C before the
+    stream has started (a slow camera or URL) is one line and exit code 130."""
+    try:
+        classifier = open_classifier(
+            family=family, checkpoint=args.checkpoint, onnx=args.onnx, network=args.network,
+            threads=args.threads, device=args.device,
+        )  # fmt: skip
+        inputs = window_inputs(family, classifier.metadata, length=args.clip_length, rate=args.rate)
+        warm_up(classifier, inputs)
+        source = VideoSource(args.source, timeout=args.read_timeout, follow=args.follow,
+                             format=args.format, options=dict(args.source_option))  # fmt: skip
+    except KeyboardInterrupt:
+        print("live: interrupted before the stream started", file=sys.stderr)
+        return 130
+    stride = args.stride or max(1, inputs.length // 2)
     summary = run_live(
-        source, classifier, inputs, schedule, emit=_print_json, top_k=args.top_k,
-        realtime=args.realtime, timeout=args.read_timeout, max_windows=args.max_windows,
-        renderer=renderer,
+        source, classifier, inputs, Schedule(inputs.length, inputs.rate, stride),
+        emit=_print_json, top_k=args.top_k, realtime=args.realtime, timeout=args.read_timeout,
+        max_windows=args.max_windows, renderer=_renderer(args, source),
     )  # fmt: skip
     _print_json({"summary": asdict(summary)})
     log.info("%s", summary.line())
@@ -864,3 +861,16 @@ def run_command(args: argparse.Namespace, *, family: str) -> int:
         log.error("%s", summary.error)
         return 1
     return 0
+
+
+def _renderer(args: argparse.Namespace, source: VideoSource) -> Renderer | None:
+    """The ``--render`` / ``--display`` thread, if asked for (``--display`` without a display
+    says why in one line and goes on without a window)."""
+    display = args.display
+    if display and (problem := display_problem()):
+        print(f"--display: {problem}; continuing without a window", file=sys.stderr)
+        display = False
+    if not (args.render or display):
+        return None
+    block = not (source.live or args.realtime)
+    return Renderer(args.render, display=display, fps=source.fps, block=block)
