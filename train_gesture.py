@@ -119,10 +119,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_data_arguments(inference)
     _add_checkpoint_input(inference)
     inference.add_argument("--results_dir", "--results-dir", default=None, help="output folder")
-    inference.add_argument(
-        "--render", default=None, metavar="DIR",
-        help="also write DIR/contact_sheet.png: the crops with predicted (and true) labels",
-    )  # fmt: skip
     _add_deploy_commands(commands)
     demo = commands.add_parser("demo", help="synth -> convert -> train -> evaluate -> export")
     _add_demo_arguments(demo)
@@ -209,21 +205,12 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default=None, help="default: <output-dir>/model/model.pth")
 
 
-def _key_parent() -> list[argparse.ArgumentParser]:
-    """TAO's ``-k <key>`` of ``gesturenet export``: accepted, as ActRec files are not encrypted."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("-k", "--key", default=None, help="TAO's encryption key: ignored")
-    return [parent]
-
-
 def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
     """export and onnx-infer from ``export.cli``; quantize and trt-engine with its options plus
     the data.json crops that INT8 calibration needs."""
     from export import cli
 
-    cli.add_subcommands(
-        commands, family=FAMILY, names=("export", "onnx-infer"), parents=_key_parent
-    )
+    cli.add_subcommands(commands, family=FAMILY, names=("export", "onnx-infer"))
     quantize = commands.add_parser("quantize", help="INT8 ONNX calibrated on train_set crops")
     cli.add_quantize_arguments(quantize)
     trt = commands.add_parser("trt-engine", help="TensorRT engine (GPU)")
@@ -628,21 +615,7 @@ def cmd_inference(args: argparse.Namespace) -> int:
     _write_predictions(
         rows, class_names, Path(args.results_dir or Path(args.output_dir) / "inference")
     )
-    if args.render:
-        _contact_sheet(dataset, rows, Path(args.render) / "contact_sheet.png")
     return 0
-
-
-def _contact_sheet(dataset: GestureCropDataset, rows: list[dict[str, Any]], path: Path) -> None:
-    """inference --render: every crop with its predicted label and score; where the true class
-    is known, right ones framed green, wrong ones red with the true label (export.annotate)."""
-    from export.annotate import contact_sheet
-
-    images = [dataset.load(index) for index in range(len(rows))]
-    contact_sheet(images, [r["predicted"] for r in rows], [r["score"] for r in rows],
-                  [r["label"] for r in rows], path)  # fmt: skip
-    wrong = sum(r["label"] is not None and r["label"] != r["predicted"] for r in rows)
-    log.info("contact sheet of %d crops (%d wrong) written to %s", len(rows), wrong, path)
 
 
 def _write_predictions(
@@ -665,7 +638,7 @@ def _write_predictions(
                     *(f"{row['scores'][n]:.6f}" for n in class_names),
                 ]
             )
-    lines = [f"{printable(row['image'])} {row['predicted_index']} {row['score']:.6f}" for row in rows]
+    lines = [f"{row['image']} {row['predicted_index']} {row['score']:.6f}" for row in rows]
     (out_dir / "results.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     log.info("wrote %d predictions to %s", len(rows), out_dir)
 
