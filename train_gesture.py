@@ -71,6 +71,7 @@ from train.validation import (
     non_negative_int,
     positive_float,
     positive_int,
+    printable,
     probability,
 )
 
@@ -638,7 +639,9 @@ def _write_predictions(
                     *(f"{row['scores'][n]:.6f}" for n in class_names),
                 ]
             )
-    lines = [f"{row['image']} {row['predicted_index']} {row['score']:.6f}" for row in rows]
+    lines = [
+        f"{printable(row['image'])} {row['predicted_index']} {row['score']:.6f}" for row in rows
+    ]
     (out_dir / "results.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     log.info("wrote %d predictions to %s", len(rows), out_dir)
 

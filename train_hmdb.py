@@ -43,7 +43,7 @@ from data.video import synthetic as synth_video
 from data.video.dataset import VideoClipDataset
 from data.video.ffmpeg_io import VIDEO_SUFFIXES
 from data.video.splits import SplitResult, VideoRecord, find_videos, load_split, write_split_lists
-from data.video.stores import is_complete_video
+from data.video.stores import is_complete_video, open_store
 from data.video.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPreset, ClipTrainPreset
 from data.video.videofile import is_video_file
 from export import cli as export_cli
@@ -56,11 +56,14 @@ from train.runner import FamilyScript, run_steps
 from train.tao_specs import VIDEO_KEYS, video_spec_map
 from train.validation import (
     ScriptParser,
+    check_batch_memory,
+    clip_batch_bytes,
     finite_float,
     fraction,
     non_negative_int,
     positive_float,
     positive_int,
+    printable,
     probability,
 )
 
@@ -356,7 +359,12 @@ def _short_side(args: argparse.Namespace) -> int:
 def make_dataset(
     records: Sequence[VideoRecord], args: argparse.Namespace, *, subset: str, input_dims: int
 ) -> VideoClipDataset:
-    """``subset`` "train" (random clips, augmentation) or "val" (``--eval-mode`` clips)."""
+    """``subset`` "train" (random clips, augmentation) or "val" (``--eval-mode`` clips); a batch
+    that cannot fit in memory is refused first, and ``--segments`` capped at the clips the
+    longest video holds."""
+    _check_clip_memory(args, subset)
+    if subset != "train":
+        _cap_segments(records, args)
     if subset == "train":
         transform = ClipTrainPreset(
             crop_size=args.clip_size,
@@ -393,6 +401,36 @@ def make_dataset(
         deliver="encoded" if getattr(args, "decode_device", "cpu") == "cuda" else "uint8",
         exact_decode=getattr(args, "exact_decode", False),
     )
+
+
+def _check_clip_memory(args: argparse.Namespace, subset: str) -> None:
+    """One batch of clips (``train.validation.clip_batch_bytes``) must fit in memory."""
+    batch = args.batch_size
+    if subset != "train":
+        batch = getattr(args, "eval_batch_size", None) or batch
+    needed = clip_batch_bytes(batch, args.clip_length, args.clip_size, _short_side(args))
+    what = f"--clip-size {args.clip_size}, --clip-length {args.clip_length}, batch {batch}"
+    check_batch_memory(needed, what, str(getattr(args, "device", None) or "cpu"))
+
+
+def _cap_segments(records: Sequence[VideoRecord], args: argparse.Namespace) -> None:
+    """``--eval-mode conv``: more segments than the distinct clips of the longest video score
+    the same clips again; capped there with a warning (frame counts are read until one video
+    holds enough)."""
+    if args.eval_mode != "conv" or args.segments <= 1:
+        return
+    span = (args.clip_length - 1) * _interval(args, "val") + 1
+    most = 1
+    for record in records:
+        try:
+            most = max(most, open_store(record.path).num_frames() - span + 1)
+        except Exception:  # an unreadable video is excluded when it is read
+            continue
+        if most >= args.segments:
+            return
+    log.warning("--segments %d: the longest video holds %d distinct clip(s); using %d",
+                args.segments, most, most)  # fmt: skip
+    args.segments = most
 
 
 def load_records(args: argparse.Namespace) -> SplitResult:
@@ -609,7 +647,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     result = evaluate(
         model, dataset, args, class_names=class_names, output_dir=args.output_dir,
-        sample_names=[r.name for r in records],
+        sample_names=[r.name for r in records], dropped=dataset.dropped,
     )  # fmt: skip
     print(
         f"clip top-1 {100 * result.clip_top1:.2f}%  video top-1 {100 * result.video_top1:.2f}%  "
@@ -631,6 +669,7 @@ def _evaluation_input(args: argparse.Namespace) -> tuple[argparse.Namespace, Any
     dataset = make_dataset(
         records, args, subset="val", input_dims=input_dims_of(model.network_name, args)
     )
+    dataset.dropped = list(split.missing_val)  # listed validation videos that were not found
     return args, model, dataset, records, class_names
 
 
@@ -654,7 +693,7 @@ def _evaluate_fusion(args: argparse.Namespace, checkpoints: list[str]) -> int:
     result, singles = evaluate_fusion(inputs, weights, filled, class_names=class_names,
                                       output_dir=output_dir)  # fmt: skip
     for path, weight, single in zip(checkpoints, weights, singles):
-        print(f"{path} (weight {weight:g}): video top-1 {100 * single.video_top1:.2f}%")
+        print(f"{printable(path)} (weight {weight:g}): video top-1 {100 * single.video_top1:.2f}%")
     print(f"fused video top-1 {100 * result.video_top1:.2f}% on {result.num_videos} videos")
     return 0
 
@@ -730,12 +769,12 @@ def cmd_inference(args: argparse.Namespace) -> int:
     lines = []
     for index, path in enumerate(videos):
         if index not in scores:
-            print(f"{path} : excluded (unreadable)")
+            print(f"{printable(path)} : excluded (unreadable)")
             lines.append(json.dumps({"video": str(path), "label": None, "excluded": True}))
             continue
         probs = scores[index]
         order = probs.argsort()[::-1][: args.top_k]
-        print(f"{path} : {[class_names[int(order[0])]]}")
+        print(f"{printable(path)} : {[class_names[int(order[0])]]}")
         topk = [[class_names[int(i)], round(float(probs[i]), 6)] for i in order]
         lines.append(json.dumps({"video": str(path), "label": topk[0][0], "top_k": topk}))
     if args.jsonl:

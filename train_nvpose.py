@@ -461,7 +461,8 @@ def _evaluate_fusion(args: argparse.Namespace, checkpoints: list[str]) -> int:
                                       output_dir=args.output_dir)  # fmt: skip
     for item, weight, single in zip(inputs, weights, singles):
         stream = _stream_of(args, item.model, item.name)
-        print(f"{item.name} ({stream}, weight {weight:g}): accuracy {100 * single.video_top1:.2f}%")
+        print(f"{printable(item.name)} ({stream}, weight {weight:g}): accuracy "
+              f"{100 * single.video_top1:.2f}%")  # fmt: skip
     print(f"fused accuracy {100 * result.video_top1:.2f}%, mean class accuracy "
           f"{100 * result.mean_class_accuracy:.2f}% on {result.num_videos} sequences")  # fmt: skip
     return 0

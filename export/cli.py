@@ -33,7 +33,7 @@ from export.metadata import MetadataView
 from export.onnx_export import ExportReport, ParityError, export_onnx
 from export.ort_runtime import OrtClassifier, softmax
 from export.tensorrt_engine import TensorRTUnavailable
-from train.validation import non_negative_int, positive_float, positive_int
+from train.validation import non_negative_int, positive_float, positive_int, printable
 
 __all__ = [
     "add_export_arguments",
@@ -214,14 +214,17 @@ def _format(
     best = probs.argmax(axis=1)
     if mode == "stream":
         return [
-            f"{d} : {classifier.label(int(b))} {p[b]:.4f}" for d, b, p in zip(details, best, probs)
+            f"{printable(d)} : {printable(classifier.label(int(b)))} {p[b]:.4f}"
+            for d, b, p in zip(details, best, probs)
         ]
     if len(best) == 1:
-        return [f"{name} : {classifier.label(int(best[0]))} {probs[0, best[0]]:.4f}"]
+        label = printable(classifier.label(int(best[0])))
+        return [f"{printable(name)} : {label} {probs[0, best[0]]:.4f}"]
     mean = probs.mean(axis=0)
     labels = [classifier.label(int(b)) for b in best]
     top = int(mean.argmax())
-    return [f"{name} : {labels}", f"{name} : mean {classifier.label(top)} {mean[top]:.4f}"]
+    name, label = printable(name), printable(classifier.label(top))
+    return [f"{name} : {labels}", f"{name} : mean {label} {mean[top]:.4f}"]
 
 
 def run_ort(args: argparse.Namespace, *, family: str) -> int:

@@ -11,6 +11,7 @@ or EXIT, so a run can be tallied by category.
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import logging
@@ -535,3 +536,158 @@ def test_bad_input_as_a_user_runs_it(case: Case, files, tmp_path) -> None:
 def test_the_table_is_large_enough() -> None:
     assert len(CASES) + len(SUBPROCESS_CASES) >= 150
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
+
+
+# ----------------------------------------------------------------------------- issue 19, 1-3
+# Files crafted to hurt (tests/hostile_files.py): every case runs in one child process under an
+# address-space limit, so a file that claims gigabytes fails the case instead of taking the
+# machine. Per case: exit code, the one error line naming the file or flag, no traceback, time,
+# the child's peak RSS after the case, nothing written outside the case's folder.
+HOSTILE_LIMIT = 6 * 2**30  # RLIMIT_AS of the child (torch alone maps ~4 GiB of address space)
+HOSTILE_RSS_GROWTH_MIB = 600  # a case may not raise the child's peak RSS by more than this
+HOSTILE_SECONDS = 60
+# case -> (exit code, text the error line (code 2) or a warning (code 0) must contain)
+HOSTILE_EXPECTED = {
+    "pyskl-ndarray-bomb": (2, "bomb.pkl: a numpy array claims shape (1, 8388608, 64, 1)"),
+    "pyskl-label-1e9": (2, "huge_label.pkl:a: label 1000000000"),
+    "mmaction-label-999999999": (2, "x_val_split_1_videos.txt:1: label 999999999"),
+    "yaml-bomb-value": (2, "yaml_bomb_value.yaml"),
+    "yaml-bomb-unknown-key": (2, "yaml_bomb_unknown.yaml"),
+    "ntu-frame-count": (2, "A001.skeleton: line 1: 99999999999999 frames"),
+    "clip-size-100000": (2, "--clip-size 100000"),
+    "segments-10000-one-frame": (0, "--segments 10000"),
+    "mmaction-escape": (2, "x_val_split_1_videos.txt:1: entry ../../new/escape"),
+    "mmaction-absolute": (2, "x_val_split_1_videos.txt:1: entry /etc/passwd.mp4"),
+    "inference-forged-name": (0, ""),
+    "damaged-evaluate": (0, "hurt.mp4"),
+    "damaged-evaluate-strict": (2, "hurt.mp4"),
+    "missing-evaluate": (0, "gone_v"),
+    "missing-evaluate-strict": (2, "grow/gone_v"),
+    "loop-evaluate-strict": (2, "grow/loop_v"),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict[str, dict]:
+    """Every hostile case's result (``tests.hostile_files._run_one``), from one child process."""
+    from tests.hostile_files import hostile_cases, make_hostile
+
+    folder = tmp_path_factory.mktemp("hostile")
+    files = make_hostile(folder / "files")
+    checkpoint = folder / "grow.pth"  # r3d_tiny, classes grow, b, c; clips 4 x 16 x 16
+    torch.manual_seed(0)
+    state = make_checkpoint(build_model("r3d_tiny", num_classes=3), family="video",
+                            args={"clip_length": 4, "clip_size": 16, "short_side": 18},
+                            class_names=["grow", "b", "c"])  # fmt: skip
+    atomic_save(state, checkpoint)
+    cases = {}
+    for case, (script, *argv) in hostile_cases(files, checkpoint).items():
+        work = folder / case
+        work.mkdir()
+        cases[case] = [script, str(work), *(a.replace("{out}", str(work / "out")) for a in argv)]
+    (folder / "cases.json").write_text(json.dumps(cases))
+    results = folder / "results.json"
+    subprocess.run(
+        [sys.executable, "-m", "tests.hostile_files", str(folder / "cases.json"), str(results),
+         str(HOSTILE_LIMIT)], cwd=ROOT, timeout=HOSTILE_SECONDS * len(cases), check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    found = json.loads(results.read_text()) if results.is_file() else {}
+    baseline = min((r["peak_mib"] for r in found.values()), default=0)
+    return {case: {**result, "baseline_mib": baseline} for case, result in found.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(HOSTILE_EXPECTED))
+def test_hostile_file(case: str, hostile: dict[str, dict]) -> None:
+    assert case in hostile, f"HANG: {case} did not finish (the child died or timed out before it)"
+    result = hostile[case]
+    code, needle = HOSTILE_EXPECTED[case]
+    text = result["stderr"] + "\n".join(result["errors"])
+    assert "Traceback" not in text, f"TRACEBACK: {case}\n{text[-3000:]}"
+    assert result["seconds"] < HOSTILE_SECONDS, f"HANG: {case} took {result['seconds']:.0f} s"
+    growth = result["peak_mib"] - result["baseline_mib"]
+    assert growth < HOSTILE_RSS_GROWTH_MIB, f"HANG: {case} raised peak RSS by {growth:.0f} MiB"
+    assert result["code"] == code, f"EXIT: {case}: {result['code']}, expected {code}\n{text}"
+    errors = _error_lines(result["stderr"], []) + result["errors"]
+    if code == 2:
+        assert len(errors) == 1, f"GARBAGE: {case}: {len(errors)} error lines: {errors}"
+        assert needle in errors[0], f"GARBAGE: {case}: {needle!r} not in {errors}"
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", errors[0]), f"GARBAGE: {case}"
+    else:
+        assert not errors, f"GARBAGE: {case}: {errors}"
+        assert any(needle in w for w in result["warnings"]) or not needle, f"GARBAGE: {case}"
+    outside = [p for p in result["written"] if not p.startswith("out")]
+    assert not outside, f"GARBAGE: {case} wrote outside its output folder: {outside}"
+
+
+def test_hostile_printed_names_cannot_forge_lines(hostile: dict[str, dict]) -> None:
+    printed = hostile["inference-forged-name"]["stdout"]
+    assert "\x1b" not in printed and printed.count("\n") == 1, printed  # one video, one line
+    assert "gr\\x1b[31mow\\nFORGED RESULT grow 1.00/v.mp4 : " in printed
+
+
+def test_hostile_counts_in_the_results(hostile: dict[str, dict], tmp_path) -> None:
+    """Damaged packets are a column of evaluated.csv; a missing listed video is excluded and
+    counted in ``scored / listed``; ``--segments`` is capped at what the video holds."""
+    damaged = hostile["damaged-evaluate"]
+    assert "videos scored 1 / 1 listed" in damaged["stdout"]
+    assert any("hurt.mp4: " in w and "damaged packet" in w for w in damaged["warnings"])
+    with (Path(damaged["work"]) / "out" / "evaluated.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1 and int(rows[0]["decode_errors"]) > 0, rows
+    missing = hostile["missing-evaluate"]["stdout"]
+    assert "videos scored 3 / 4 listed (1 excluded: grow/gone_v)" in missing
+    capped = hostile["segments-10000-one-frame"]
+    assert any("holds 1 distinct clip" in w for w in capped["warnings"])
+
+
+# ----------------------------------------------------------------------------- issue 19 §4-6
+# Checkpoints by content, TAO command lines, what a user reads (tests/test_tao_command_lines.py
+# and tests/test_checkpoint_origin.py hold the cases that now run).
+ISSUE19_C_CASES = [
+    Case("i19c-layout-ambiguous", "train_nvpose",
+         ("train", "--network", "st_gcn_tiny", "--train-data", "{joints17}", "--train-labels",
+          "{joints17_labels}", "--output-dir", "{out}", "--device", "cpu", "--workers", "0"),
+         "17 joints per pose fit the graph layouts human3.6m, coco"),
+    Case("i19c-label-map-txt-repeated", "train_nvpose",
+         ("train", "--network", "st_gcn_tiny", "--train-data", "{joints17}", "--train-labels",
+          "{joints17_labels}", "--label-map", "{repeated_txt}", "--output-dir", "{out}"),
+         "{repeated_txt}: class names repeated"),
+    Case("i19c-mmaction-list-names", "train_hmdb",
+         ("train", "--data", "{video_root}", "--splits", "{plain_lists}", "--output-dir", "{out}",
+          "--device", "cpu", "--workers", "0"), "*_train_split_1_*.txt"),
+    Case("i19c-tao-pose-into-video", "train_hmdb",
+         ("evaluate", "--checkpoint", "{tao_pose}", "--data", "{video_root}", "--output-dir",
+          "{out}", "--device", "cpu", "--workers", "0"), "needs a 'video' model"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def issue19_c_files(tmp_path_factory, files) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("issue19_c")
+    found = dict(files)
+    np.save(root / "j17.npy", np.zeros((2, 3, 8, 17, 1), np.float32))
+    with open(root / "j17.pkl", "wb") as handle:
+        pickle.dump((["a", "b"], [0, 1]), handle)
+    (root / "repeated.txt").write_text("sit\nsit\n")
+    lists = root / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("grow/grow_000.mp4 0\n")
+    (lists / "val.txt").write_text("grow/grow_001.mp4 0\n")
+    (root / "videos" / "grow").mkdir(parents=True)
+    model = build_model("st_gcn_tiny", num_classes=2, graph_layout="ntu-rgb+d", graph_legacy=True)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()} | {"model.A": model.A}
+    torch.save({"epoch": 1, "pytorch-lightning_version": "2.0.0", "state_dict": state},
+               root / "tao_pose.pth")  # fmt: skip
+    found |= {"joints17": root / "j17.npy", "joints17_labels": root / "j17.pkl",
+              "repeated_txt": root / "repeated.txt", "plain_lists": lists,
+              "video_root": root / "videos", "tao_pose": root / "tao_pose.pth"}  # fmt: skip
+    return found
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in ISSUE19_C_CASES])
+def test_issue19_checkpoints_tao_lines_and_names(
+    case: Case, issue19_c_files, tmp_path, monkeypatch, capsys, caplog
+) -> None:
+    test_bad_input(case, issue19_c_files, tmp_path, monkeypatch, capsys, caplog)

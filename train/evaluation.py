@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from safeio.excluded import ExcludedItem
+from safeio.text import printable
 from train.compile import compile_model
 from train.distributed import DistInfo, init_distributed
 from train.loaders import build_eval_loader
@@ -73,6 +74,8 @@ def _score_batches(
         loader, desc=desc, leave=False, disable=info.rank != 0, dynamic_ncols=True
     ):
         excluded += _check_excluded(bad, strict)
+        if strict:
+            _check_decode_errors(loader.dataset)
         if batch is None:
             continue
         inputs, targets, sample_ids = batch
@@ -91,6 +94,28 @@ def _score_batches(
             accumulator.exclude(item.sample_id, item.name, item.reason)
         accumulator.gather()
     return accumulator
+
+
+def decode_errors_of(dataset: Dataset) -> dict[int, int]:
+    """``{sample id: damaged packets}`` a video dataset met so far (``{}`` for other data)."""
+    return dict(getattr(dataset, "decode_errors", None) or {})
+
+
+def _check_decode_errors(dataset: Dataset) -> None:
+    """``--strict``: the first video with damaged packets is an error naming it and the count."""
+    for video, count in decode_errors_of(dataset).items():
+        records = getattr(dataset, "records", None)
+        name = printable(records[video].path) if records else f"sample {video}"
+        raise ValueError(
+            f"{name}: {count} damaged packet(s) could not be decoded (--strict: a decode error "
+            "is an error)"
+        )
+
+
+def _add_dropped(accumulator: ScoreAccumulator, dropped: Sequence[str], first_id: int) -> None:
+    """Split entries whose video was not found count as listed and excluded."""
+    for offset, name in enumerate(dropped):
+        accumulator.exclude(first_id + offset, name, f"{name}: listed, but not found")
 
 
 def _check_excluded(items: list[ExcludedItem], strict: bool) -> list[ExcludedItem]:
@@ -142,6 +167,7 @@ def evaluate(
     output_dir: str | Path | None = None,
     collate_fn: Callable | None = None,
     sample_names: Sequence[str] | None = None,
+    dropped: Sequence[str] = (),
 ) -> EvalResult:
     """Clip- and video-level evaluation (scores averaged per ``sample_id`` across batches, as
     ``args.average``: ``prob`` softmax, ``score`` logits; default ``prob``).
@@ -152,33 +178,66 @@ def evaluate(
     precision, recall, F1, top-5 recall per class; the five worst classes are logged),
     ``evaluation.txt`` (the TAO printout, also
     logged), ``predictions.csv`` (per sample: name, label, top-5 classes and scores) and
-    ``evaluated.csv`` (every listed sample and whether it was scored). ``sample_names[i]`` names
-    sample id ``i`` in those files (default: the id). Each process evaluates a disjoint shard
-    under torchrun.
+    ``evaluated.csv`` (every listed sample, whether it was scored, and its video's damaged
+    packets). ``sample_names[i]`` names sample id ``i`` in those files (default: the id).
+    ``dropped`` names split entries whose video was not found: listed and excluded (``strict``:
+    an error). Each process evaluates a disjoint shard under torchrun.
     """
+    strict = bool(getattr(args, "strict", False))
+    if strict and dropped:
+        raise ValueError(
+            f"{printable(dropped[0])}: listed in the split, but not found ({len(dropped)} such "
+            "entries; --strict: a missing video is an error)"
+        )
     model, info, loader, precision = _prepare(model, dataset, args, collate_fn)
     accumulator = _score_batches(
         model, loader, info=info, precision=precision, channels_last=args.channels_last,
         num_classes=len(class_names), desc="evaluate", average=getattr(args, "average", "prob"),
-        strict=bool(getattr(args, "strict", False)),
+        strict=strict,
     )  # fmt: skip
+    if dropped:
+        _add_dropped(accumulator, dropped, len(dataset) if sample_names is None else len(sample_names))
+        sample_names = None if sample_names is None else [*sample_names, *dropped]
+    damaged = _gather_counts(decode_errors_of(dataset), info)
     result = accumulator.result()
     if info.rank == 0:
         report = tao_report(result, list(class_names))
         log.info("evaluation\n%s", report)
         log.info("%s", result.coverage())
+        _warn_damaged(damaged, _namer(sample_names))
+        log.info("%s", format_worst(worst_classes(result, list(class_names))))
         if output_dir is not None:
             out = Path(output_dir)
-        log.info("%s", format_worst(worst_classes(result, list(class_names))))
             save_confusion(result, list(class_names), out)
+            save_per_class(result, list(class_names), out)
             (out / "evaluation.txt").write_text(report + "\n", encoding="utf-8")
             excluded = [{"name": name, "reason": reason} for name, reason in result.excluded]
-            save_per_class(result, list(class_names), out)
             write_metrics_json(result, out / "metrics.json", excluded=excluded)
             names = _namer(sample_names)
             write_predictions(accumulator, class_names, names, out / "predictions.csv")
-            write_evaluated_list(accumulator, sample_names, out / "evaluated.csv")
+            write_evaluated_list(accumulator, sample_names, out / "evaluated.csv", damaged)
     return result
+
+
+def _gather_counts(counts: dict[int, int], info: DistInfo) -> dict[int, int]:
+    """Per-sample counts of every process (the largest where two saw one sample)."""
+    if info.world_size <= 1:
+        return counts
+    import torch.distributed as dist
+
+    gathered: list[dict[int, int]] = [{} for _ in range(info.world_size)]
+    dist.all_gather_object(gathered, counts)
+    merged: dict[int, int] = {}
+    for part in gathered:
+        for key, value in part.items():
+            merged[key] = max(merged.get(key, 0), value)
+    return merged
+
+
+def _warn_damaged(damaged: dict[int, int], name_of: Callable[[int], str]) -> None:
+    for sample_id, count in sorted(damaged.items()):
+        log.warning("%s: %d damaged packet(s) could not be decoded; scored on the frames left",
+                    printable(name_of(sample_id)), count)  # fmt: skip
 
 
 def _namer(sample_names: Sequence[str] | None) -> Callable[[int], str]:
@@ -212,10 +271,15 @@ def write_predictions(
 
 
 def write_evaluated_list(
-    accumulator: ScoreAccumulator, sample_names: Sequence[str] | None, path: Path
+    accumulator: ScoreAccumulator,
+    sample_names: Sequence[str] | None,
+    path: Path,
+    decode_errors: dict[int, int] | None = None,
 ) -> None:
     """``evaluated.csv``: every listed sample (``sample_names``, else the ids seen) with
-    ``scored`` or ``excluded`` and the reason: the exact list the metrics were computed on."""
+    ``scored`` or ``excluded``, the reason and ``decode_errors`` (damaged packets of its video,
+    0 when none): the exact list the metrics were computed on."""
+    decode_errors = decode_errors or {}
     excluded = accumulator.excluded
     ids = (
         range(len(sample_names))
@@ -225,11 +289,12 @@ def write_evaluated_list(
     name_of = _namer(sample_names)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["sample_id", "video", "status", "reason"])
+        writer.writerow(["sample_id", "video", "status", "reason", "decode_errors"])
         for sample_id in ids:
             reason = excluded.get(sample_id, (None, ""))[1]
             status = "excluded" if sample_id in excluded else "scored"
-            writer.writerow([sample_id, name_of(sample_id), status, reason])
+            errors = decode_errors.get(sample_id, 0)
+            writer.writerow([sample_id, name_of(sample_id), status, reason, errors])
 
 
 def write_metrics_json(result: EvalResult, path: Path, **extra: object) -> None:
@@ -258,6 +323,7 @@ def predict(
     if accumulator is None:
         return {}
     for name, reason in accumulator.excluded.values():
-        log.warning("excluded (unreadable): %s", reason if reason.startswith(name) else name)
+        shown = reason if reason.startswith(name) else name
+        log.warning("excluded (unreadable): %s", printable(shown))
     ids, probs = accumulator.video_scores()
     return {int(i): p for i, p in zip(ids, probs)}

@@ -27,7 +27,10 @@ from safeio.text import printable
 __all__ = [
     "FlagValueError",
     "ScriptParser",
+    "available_memory",
     "check_args",
+    "check_batch_memory",
+    "clip_batch_bytes",
     "device",
     "finite_float",
     "fraction",
@@ -165,6 +168,60 @@ def check_args(args: argparse.Namespace) -> argparse.Namespace:
         if hasattr(args, dest):
             _check_norm(dest, getattr(args, dest))
     return args
+
+
+# ----------------------------------------------------------------------------- memory
+def available_memory(device: str = "cpu") -> int | None:
+    """Bytes a new tensor can take: MemAvailable (capped by this process's RLIMIT_AS), or the
+    free memory of a CUDA ``device``; None when unknown."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError, ValueError):  # no CUDA here: the device check says
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return free if limit == resource.RLIM_INFINITY else min(free, limit)
+
+
+def clip_batch_bytes(
+    clips: int, clip_length: int, clip_size: int, short_side: int, channels: int = 3
+) -> int:
+    """Bytes of one batch of ``clips`` clips before the network sees it: the float32 input
+    ``(clips, channels, clip_length, clip_size, clip_size)`` plus the decoded uint8 frames it is
+    cut from (``clip_length`` frames of ``short_side`` x 4/3 ``short_side``, RGB)."""
+    inputs = clips * channels * clip_length * clip_size * clip_size * 4
+    frames = clips * clip_length * short_side * (short_side * 4 // 3) * 3
+    return inputs + frames
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if count < 1000 or unit == "PB":
+            return f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError  # unreachable
+
+
+def check_batch_memory(needed: int, what: str, device: str = "cpu") -> None:
+    """Refuse (ValueError, one line with the estimate) a batch of ``needed`` bytes that cannot
+    fit in the memory available now (``what`` says which flags made it)."""
+    free = available_memory(device)
+    if free is not None and needed > free:
+        where = "GPU memory" if str(device).startswith("cuda") else "memory"
+        raise ValueError(
+            f"{what}: one batch needs about {_size(needed)}, more than the {_size(free)} of "
+            f"{where} available"
+        )
 
 
 # ----------------------------------------------------------------------------- printing

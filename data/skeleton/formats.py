@@ -246,12 +246,7 @@ def read_ntu_skeleton(path: str | Path, max_bodies: int = 2) -> np.ndarray:
         )
     out = np.zeros((3, frames, NTU_JOINTS, max_bodies), dtype=np.float32)
     for frame in range(frames):
-        bodies = next_count("a body count")
-        if bodies * (NTU_JOINTS + 2) > len(lines) - position:  # body line, count, 25 joints
-            raise ValueError(
-                f"{path}: line {position}: {bodies} bodies, more than the rest of the file holds"
-            )
-        for body in range(bodies):
+        for body in range(next_count("a body count")):  # reading stops where the file ends
             position += 1  # the body line
             joints = next_count("a joint count")
             if joints != NTU_JOINTS:

@@ -128,6 +128,8 @@ class VideoClipDataset(Dataset):
         self.deliver = _effective_delivery(deliver, self.transform)
         self.exact_decode = exact_decode
         self._bad_reads = multiprocessing.Value("i", 0)
+        # damaged packets per video (a video file's decode errors), shared by the workers
+        self._decode_errors = multiprocessing.Array("i", len(self.records))
         self._stores: OrderedDict[int, FrameStore] = OrderedDict()
         self._warned: set[int] = set()
         self._rng: np.random.Generator | None = None
@@ -136,6 +138,11 @@ class VideoClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records) * self.per_video
+
+    @property
+    def decode_errors(self) -> dict[int, int]:
+        """``{video index: damaged packets}`` of the videos read so far that had any."""
+        return {video: n for video, n in enumerate(self._decode_errors[:]) if n}
 
     @property
     def bad_reads(self) -> int:
@@ -217,7 +224,11 @@ class VideoClipDataset(Dataset):
         record = self.records[video]
         try:
             store = self._store(video)
-            return self._sample_and_read(store, k, shape)
+            clips = self._sample_and_read(store, k, shape)
+            errors = getattr(store, "decode_errors", 0)  # video files count damaged packets
+            if errors > self._decode_errors[video]:
+                self._decode_errors[video] = errors
+            return clips
         except VideoReadError:
             raise
         except Exception as exc:

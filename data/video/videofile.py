@@ -36,6 +36,7 @@ import numpy as np
 
 from data.video.ffmpeg_io import MIN_DECODED_SHARE, VIDEO_SUFFIXES
 from data.video.framestore import FrameStore, FrameStoreError, HandlePool
+from safeio.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class VideoFileStore(FrameStore):
             raise FrameStoreError(f"{self.video_dir}: video file not found")
         self._index: _FrameIndex | None = None
         self._broken: str | None = None  # why reads fail, once the file turned out unreadable
+        self.decode_errors = 0  # packets that failed to decode so far (skipped, as ffmpeg does)
 
     @property
     def path(self) -> Path:
@@ -151,7 +153,20 @@ class VideoFileStore(FrameStore):
         except FrameStoreError as exc:
             self._broken = str(exc)
             raise
+        finally:
+            self._note_decode_errors()
         return np.stack([frames[i] for i in indices])
+
+    def _note_decode_errors(self) -> None:
+        """Take the reader's count of damaged packets; warn (file and count) when it grew."""
+        failed = len(_reader(self.path).failed)
+        if failed > self.decode_errors:
+            self.decode_errors = failed
+            log.warning(
+                "%s: %d damaged packet(s) could not be decoded; their frames are skipped",
+                printable(self.path),
+                failed,
+            )
 
     def _frames(self, wanted: list[int], min_short_side: int | None) -> dict[int, np.ndarray]:
         index = self.index()
@@ -173,6 +188,7 @@ class _Reader:
         self.path = path
         self.container = None
         self._frames: Iterator[tuple[int, av.VideoFrame]] | None = None
+        self.failed: set[tuple[int | None, int | None]] = set()  # (pts, dts) of damaged packets
         self._open()
 
     def _open(self) -> None:
@@ -203,6 +219,7 @@ class _Reader:
             try:
                 yield from packet.decode()
             except av.InvalidDataError as exc:
+                self.failed.add((packet.pts, packet.dts))
                 log.debug("%s: packet at %s skipped (%s)", self.path, packet.pts, exc)
 
     # ------------------------------------------------------------------ index
