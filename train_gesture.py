@@ -120,6 +120,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_data_arguments(inference)
     _add_checkpoint_input(inference)
     inference.add_argument("--results_dir", "--results-dir", default=None, help="output folder")
+    inference.add_argument(
+        "--render", default=None, metavar="DIR",
+        help="also write DIR/contact_sheet.png: the crops with predicted (and true) labels",
+    )  # fmt: skip
     _add_deploy_commands(commands)
     demo = commands.add_parser("demo", help="synth -> convert -> train -> evaluate -> export")
     _add_demo_arguments(demo)
@@ -616,7 +620,21 @@ def cmd_inference(args: argparse.Namespace) -> int:
     _write_predictions(
         rows, class_names, Path(args.results_dir or Path(args.output_dir) / "inference")
     )
+    if args.render:
+        _contact_sheet(dataset, rows, Path(args.render) / "contact_sheet.png")
     return 0
+
+
+def _contact_sheet(dataset: GestureCropDataset, rows: list[dict[str, Any]], path: Path) -> None:
+    """inference --render: every crop with its predicted label and score; where the true class
+    is known, right ones framed green, wrong ones red with the true label (export.annotate)."""
+    from export.annotate import contact_sheet
+
+    images = [dataset.load(index) for index in range(len(rows))]
+    contact_sheet(images, [r["predicted"] for r in rows], [r["score"] for r in rows],
+                  [r["label"] for r in rows], path)  # fmt: skip
+    wrong = sum(r["label"] is not None and r["label"] != r["predicted"] for r in rows)
+    log.info("contact sheet of %d crops (%d wrong) written to %s", len(rows), wrong, path)
 
 
 def _write_predictions(

@@ -184,6 +184,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     _add_checkpoint_input(inference, labels=False)
     _add_inference_arguments(inference)
+    explain_help = "Grad-CAM per joint and frame of one sequence (ST-GCN): a joint-importance plot"
+    explain = commands.add_parser("explain", parents=[common_parser()], help=explain_help)
+    _add_checkpoint_input(explain, labels=False)
+    _add_explain_arguments(explain)
     export_cli.add_subcommands(commands, family=FAMILY, parents=lambda: [_spec_parent()])
     quantize = commands.add_parser(
         "quantize", parents=[_spec_parent()], help="INT8 ONNX + FP32/INT8 accuracy"
@@ -202,6 +206,19 @@ def _add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose-type", choices=list(skeleton_convert.POSE_TYPES), default="3dbp")
     parser.add_argument("--sequence-length", type=positive_int, default=defaults.sequence_length)
     skeleton_convert.add_window_arguments(parser)
+    parser.add_argument(
+        "--render", default=None, metavar="DIR",
+        help="also draw each sequence as a skeleton video DIR/sequence_<i>.mp4 with its class",
+    )  # fmt: skip
+
+
+def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Grad-CAM")
+    group.add_argument(
+        "--sequence", type=non_negative_int, default=0, help="which sequence of --data"
+    )
+    group.add_argument("--target", default=None, help="class name or index (default: predicted)")
+    group.add_argument("--out", required=True, help="output folder")
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -517,6 +534,7 @@ def cmd_inference(args: argparse.Namespace) -> int:
         sequences = skeleton_convert.convert_files(files, settings)
         dataset = SkeletonDataset(skeleton_convert.pad_sequences(sequences, settings))
     _check_poses(model, dataset.shape, args.data)
+    poses = dataset.data  # joint coordinates (N, C, T, V, M), before any bone/motion stream
     dataset = with_stream(dataset, _stream_of(args, model, args.checkpoint), model.graph.layout)
     scores = predict(model, dataset, args)
     actions = [names[int(np.argmax(scores[i]))] if i in scores else "unknown"
@@ -531,6 +549,52 @@ def cmd_inference(args: argparse.Namespace) -> int:
     if sequences:
         for path in _annotate_json(sequences, actions, out_dir):
             logger.info("annotated JSON written to %s", path)
+    if args.render:
+        _render_sequences(poses, scores, names, model.graph.layout.edges, Path(args.render))
+    return 0
+
+
+def _render_sequences(
+    poses: np.ndarray, scores: dict[int, np.ndarray], names: list[str], edges, out: Path
+) -> None:
+    """inference --render: sequence i as ``out/sequence_<i>.mp4``, every person drawn with the
+    layout's edges (3D poses through a fixed camera) and the predicted class (export.annotate)."""
+    from export.annotate import render_skeleton
+
+    for index in sorted(scores):
+        best = int(np.argmax(scores[index]))
+        path = out / f"sequence_{index:04d}.mp4"
+        label, score = names[best], float(scores[index][best])
+        render_skeleton(poses[index], edges, path, label=label, score=score)
+    logger.info("%d skeleton videos written to %s", len(scores), out)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Grad-CAM of ST-GCN's last block for one sequence of --data: importance per joint and
+    frame, ``<out>/sequence_<i>_joints.png`` (export.explain)."""
+    import torch
+
+    from export.explain import joint_importance, save_joint_importance
+    from train.checkpoint import load_model
+
+    _need(args, "checkpoint", "data")
+    model = load_model(args.checkpoint, family=FAMILY)
+    names = list(model.class_names or [])
+    if Path(args.data).suffix.lower() != ".npy" and not _has_skeleton_files(args.data):
+        raise ValueError(f"{args.data}: explain reads .npy, pyskl or NTU data (convert JSON first)")
+    dataset = SkeletonDataset(args.data, **_source_options(args, model))
+    _check_poses(model, dataset.shape, args.data)
+    dataset = with_stream(dataset, _stream_of(args, model, args.checkpoint), model.graph.layout)
+    if args.sequence >= len(dataset):
+        raise ValueError(f"--sequence {args.sequence}: {args.data} holds {len(dataset)} sequences")
+    inputs = torch.as_tensor(dataset[args.sequence][0]).float()[None]
+    result = joint_importance(model.float(), inputs, args.target, class_names=names)
+    layout = model.graph.layout
+    joints = layout.joint_names or [str(i) for i in range(layout.num_joints)]
+    path = Path(args.out) / f"sequence_{args.sequence:04d}_joints.png"
+    save_joint_importance(path, result, joints, names)
+    label = names[result.target] if result.target < len(names) else result.target
+    print(f"sequence {args.sequence}: joint importance for {label} -> {path}")
     return 0
 
 
@@ -587,6 +651,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "inference": cmd_inference,
+    "explain": cmd_explain,
     "quantize": cmd_quantize,
     "demo": cmd_demo,
 }

@@ -23,20 +23,29 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from export.render import MAX_SIDE, Mp4Writer, draw_caption, draw_topk, fit_frame
+from export.render import MAX_SIDE, MIN_SIDE, Mp4Writer, draw_caption, draw_topk, fit_frame
 from safeio.excluded import ExcludedItem
 
 __all__ = [
     "WindowItems",
+    "contact_sheet",
     "covering_window",
+    "project_poses",
     "read_frames",
     "render_annotated",
+    "render_skeleton",
     "render_video",
     "save_timeline",
     "store_fps",
     "topk_entries",
     "window_count",
 ]
+
+SKELETON_SIZE = (320, 240)  # (W, H) of skeleton videos
+SKELETON_FPS = 30.0
+# Fixed camera for 3D poses: turned 30 degrees about the vertical axis, tilted 15 degrees down.
+CAMERA_YAW, CAMERA_PITCH = math.radians(30.0), math.radians(15.0)
+_PERSON_COLOURS = ((255, 170, 0), (80, 200, 255), (120, 255, 120), (255, 90, 160))
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +145,13 @@ def render_annotated(
     max_side: int | None = MAX_SIDE,
 ) -> int:
     """Write ``frames`` as H.264 ``path`` at ``fps``, frame i carrying the top-k bars of window
-    ``owner[i]`` (``probs`` (W, K)); returns the number of frames written."""
+    ``owner[i]`` (``probs`` (W, K)); returns the number of frames written. Sources with a short
+    side under ``MIN_SIDE`` are enlarged by a whole factor, larger ones capped at ``max_side``."""
     entries = [topk_entries(row, class_names, k) for row in probs]
     with Mp4Writer(path, fps) as writer:
         for index, frame in enumerate(frames):
-            frame = draw_topk(fit_frame(frame, max_side), entries[int(owner[index])])
+            frame = fit_frame(frame, max_side, min_side=MIN_SIDE)
+            frame = draw_topk(frame, entries[int(owner[index])])
             if caption:
                 frame = draw_caption(frame, caption)
             writer.write(frame)
@@ -210,3 +221,113 @@ def render_video(
         out_dir / f"{name}_timeline.png", windows, probs, class_names, fps=fps, title=name
     )
     return mp4, png
+
+
+# ----------------------------------------------------------------------------- skeletons
+def project_poses(sequence: np.ndarray) -> np.ndarray:
+    """(C, T, V, M) joint coordinates (C = 2 or 3, optionally + a score channel) to (T, V, M, 2)
+    image-plane points, y down: 2D poses as given; 3D poses (a non-zero z) through the fixed
+    camera (``CAMERA_YAW``, ``CAMERA_PITCH``, orthographic) with y up in the data."""
+    coords = np.asarray(sequence, np.float64)
+    xy = coords[:2].transpose(1, 2, 3, 0)  # (T, V, M, 2)
+    if coords.shape[0] < 3 or not np.any(coords[2]) or (coords.shape[0] == 3 and _is_score(coords)):
+        return xy
+    x, y, z = coords[0], coords[1], coords[2]
+    x_cam = x * math.cos(CAMERA_YAW) + z * math.sin(CAMERA_YAW)
+    z_cam = -x * math.sin(CAMERA_YAW) + z * math.cos(CAMERA_YAW)
+    y_cam = y * math.cos(CAMERA_PITCH) - z_cam * math.sin(CAMERA_PITCH)
+    return np.stack([x_cam, -y_cam], axis=-1)
+
+
+def _is_score(coords: np.ndarray) -> bool:
+    """A third channel of keypoint scores (values in [0, 1]) rather than a depth."""
+    third = coords[2][np.any(coords[:2] != 0, axis=0)]
+    return third.size > 0 and bool(np.all((third >= 0) & (third <= 1)))
+
+
+def _to_canvas(points: np.ndarray, visible: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale all visible points of a sequence into ``size`` (W, H) with a margin, aspect kept."""
+    width, height = size
+    shown = points[visible]
+    if shown.size == 0:
+        return np.zeros_like(points)
+    low, high = shown.min(axis=0), shown.max(axis=0)
+    scale = 0.8 * min(width / max(high[0] - low[0], 1e-6), height / max(high[1] - low[1], 1e-6))
+    centre = (low + high) / 2
+    return (points - centre) * scale + (width / 2, height / 2)
+
+
+def render_skeleton(
+    sequence: np.ndarray,
+    edges: Sequence[tuple[int, int]],
+    path: str | Path,
+    *,
+    label: str,
+    score: float,
+    fps: float = SKELETON_FPS,
+    size: tuple[int, int] = SKELETON_SIZE,
+) -> int:
+    """One (C, T, V, M) sequence as an H.264 video: every person's joints and the layout's
+    ``edges`` per frame (trailing all-zero frames, padding, left out), the predicted ``label``
+    and ``score`` drawn on every frame. Returns the number of frames."""
+    import cv2
+
+    points = project_poses(sequence)  # (T, V, M, 2)
+    visible = np.any(np.asarray(sequence)[:2] != 0, axis=0)  # (T, V, M)
+    frames = int(np.nonzero(visible.any(axis=(1, 2)))[0].max(initial=-1)) + 1 or len(points)
+    canvas_points = _to_canvas(points, visible, size)
+    with Mp4Writer(path, fps) as writer:
+        for t in range(frames):
+            canvas = np.full((size[1], size[0], 3), 24, np.uint8)
+            for person in range(points.shape[2]):
+                colour = _PERSON_COLOURS[person % len(_PERSON_COLOURS)]
+                xy = np.round(canvas_points[t, :, person]).astype(int)
+                seen = visible[t, :, person]
+                for i, j in edges:
+                    if seen[i] and seen[j]:
+                        cv2.line(canvas, tuple(xy[i]), tuple(xy[j]), colour, 2, cv2.LINE_AA)
+                for v in np.nonzero(seen)[0]:
+                    cv2.circle(canvas, tuple(xy[v]), 3, (255, 255, 255), -1, cv2.LINE_AA)
+            writer.write(draw_topk(canvas, [(label, score)], title=f"frame {t}"))
+    return writer.frames
+
+
+# ----------------------------------------------------------------------------- gesture crops
+def contact_sheet(
+    images: Sequence[np.ndarray],
+    predicted: Sequence[str],
+    scores: Sequence[float],
+    truth: Sequence[str | None],
+    path: str | Path,
+    *,
+    tile: int = 128,
+    columns: int = 8,
+) -> Path:
+    """A PNG grid of RGB uint8 crops (each fitted into ``tile`` x ``tile``) with the predicted
+    label and score under each; where the true label is known and differs, the tile gets a red
+    frame and the true label ("≠ true"); right ones a green frame."""
+    import cv2
+
+    rows = max(1, math.ceil(len(images) / columns))
+    caption = 34
+    sheet = np.full((rows * (tile + caption), min(columns, max(1, len(images))) * tile, 3), 255,
+                    np.uint8)  # fmt: skip
+    for index, (image, label, score, true) in enumerate(zip(images, predicted, scores, truth)):
+        top, left = (index // columns) * (tile + caption), (index % columns) * tile
+        height, width = image.shape[:2]
+        factor = tile / max(height, width)
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        fitted = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
+        y, x = top + (tile - size[1]) // 2, left + (tile - size[0]) // 2
+        sheet[y : y + size[1], x : x + size[0]] = fitted
+        colour = (200, 200, 200) if true is None else (0, 170, 0) if true == label else (220, 0, 0)
+        cv2.rectangle(sheet, (left + 1, top + 1), (left + tile - 2, top + tile - 2), colour, 3)
+        lines = [f"{label} {score:.2f}"] + ([] if true in (None, label) else [f"true: {true}"])
+        for k, text in enumerate(lines):
+            text = text.encode("ascii", "replace").decode()[:22]
+            cv2.putText(sheet, text, (left + 3, top + tile + 14 + 15 * k), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.4, (0, 0, 0) if k == 0 else (200, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), sheet[..., ::-1])
+    return path

@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "MAX_SIDE",
+    "MIN_SIDE",
     "Mp4Writer",
     "draw_caption",
     "draw_topk",
@@ -37,6 +38,7 @@ __all__ = [
 MAX_SIDE = 720
 # Bars are sized for a 240-pixel-high frame and scaled with the short side above that.
 _BASE_SIDE = 240
+MIN_SIDE = _BASE_SIDE  # annotated outputs enlarge smaller sources to this short side
 _ROW = 16  # pixels per class row at the base size
 _PAD = 4  # margin around the panel and inside it
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -57,10 +59,18 @@ def fit_size(width: int, height: int, max_side: int | None = MAX_SIDE) -> tuple[
     return new_w, new_h
 
 
-def fit_frame(frame: np.ndarray, max_side: int | None = MAX_SIDE) -> np.ndarray:
-    """An RGB ``(H, W, 3)`` uint8 frame resized to :func:`fit_size` (a copy only when needed)."""
+def fit_frame(
+    frame: np.ndarray, max_side: int | None = MAX_SIDE, *, min_side: int | None = None
+) -> np.ndarray:
+    """An RGB ``(H, W, 3)`` uint8 frame resized to :func:`fit_size` (a copy only when needed);
+    with ``min_side``, a frame whose short side is below it is first enlarged by the smallest
+    whole factor that reaches it (so text on small sources stays readable)."""
     frame = _check_frame(frame)
     height, width = frame.shape[:2]
+    if min_side and min(height, width) < min_side:
+        factor = -(-min_side // min(height, width))
+        height, width = height * factor, width * factor
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
     new_w, new_h = fit_size(width, height, max_side)
     if (new_w, new_h) == (width, height):
         return frame

@@ -1,0 +1,185 @@
+"""Annotated outputs read back from disk: the overlay primitives (export.render), the covering
+window of each frame, ``inference --render`` / ``explain`` of train_hmdb.py on a tiny model
+(PyAV frame count and rate, pixels changed only in the overlay), skeleton videos and the
+gesture contact sheet."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+import train_hmdb
+from export.annotate import (
+    contact_sheet,
+    covering_window,
+    project_poses,
+    render_annotated,
+    render_skeleton,
+    window_count,
+)
+from export.render import (
+    Mp4Writer,
+    draw_topk,
+    fit_frame,
+    fit_size,
+    frame_rate,
+    topk_panel_box,
+    write_mp4,
+)
+
+
+def _read(path: Path) -> tuple[list[np.ndarray], Fraction]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        return frames, stream.average_rate
+
+
+# ----------------------------------------------------------------------------- primitives
+def test_topk_bars_change_pixels_only_inside_the_panel():
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    drawn = draw_topk(frame, [("brush_hair", 0.8), ("cartwheel", 0.15), ("catch", 0.05)])
+    x0, y0, x1, y1 = topk_panel_box(240, 320, 3)
+    changed = np.any(drawn != frame, axis=-1)
+    inside = np.zeros_like(changed)
+    inside[y0:y1, x0:x1] = True
+    assert changed[inside].mean() > 0.9 and not changed[~inside].any()
+    assert (x1 - x0, y1 - y0) == (176, 52)  # 3 rows of 16 px + margins at 320x240
+    # larger frames get proportionally larger text and bars
+    assert topk_panel_box(720, 1280, 3)[3] == 3 * topk_panel_box(240, 320, 3)[3]
+
+
+def test_sizes_rates_and_writer_round_trip(tmp_path):
+    assert fit_size(1920, 1080) == (720, 404) and fit_size(321, 241, None) == (320, 240)
+    assert fit_frame(np.zeros((48, 64, 3), np.uint8), min_side=240).shape == (240, 320, 3)
+    assert frame_rate(29.97002997) == Fraction(30000, 1001) and frame_rate(12.0) == 12
+    with pytest.raises(ValueError, match="positive"):
+        frame_rate(0.0)
+    frames = [np.full((240, 320, 3), 10 * i, np.uint8) for i in range(7)]
+    assert write_mp4(tmp_path / "a.mp4", frames, 30000 / 1001) == 7
+    read, rate = _read(tmp_path / "a.mp4")
+    assert len(read) == 7 and rate == Fraction(30000, 1001) and read[0].shape == (240, 320, 3)
+    with (
+        pytest.raises(ValueError, match="frame 1 is 160x120"),
+        Mp4Writer(tmp_path / "b.mp4", 25) as w,
+    ):
+        w.write(frames[0])
+        w.write(frames[0][:120, :160])
+
+
+def test_window_count_and_covering_window_by_hand():
+    assert window_count(100, 16, 8) == 11  # starts 0, 8, ..., 80 cover 0..95
+    assert window_count(10, 16, 8) == 1  # shorter than a window: one looped window
+    windows = [np.arange(0, 4), np.arange(3, 7), np.arange(6, 10)]
+    # frame 3 lies in windows 0 and 1: window 1's centre (4.5) is nearer than 0's (1.5)? no:
+    # |3 - 1.5| = 1.5 = |3 - 4.5|, the first wins; frame 11 is outside all: the nearest, 2
+    assert covering_window(12, windows).tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
+
+
+def test_render_annotated_keeps_count_and_rate_and_the_rest_of_the_frame(tmp_path):
+    rng = np.random.default_rng(1)
+    # smooth frames (H.264 keeps them well) so untouched pixels can be compared after decoding
+    base = np.linspace(40, 200, 320, dtype=np.float32)[None, :, None].repeat(240, 0).repeat(3, 2)
+    frames = [np.clip(base + 5 * i, 0, 255).astype(np.uint8) for i in range(9)]
+    probs = rng.dirichlet(np.ones(4), size=3)
+    owner = covering_window(9, [np.arange(0, 4), np.arange(3, 7), np.arange(5, 9)])
+    path = tmp_path / "v.mp4"
+    assert render_annotated(frames, owner, probs, ["a", "b", "c", "d"], path, fps=15.0) == 9
+    read, rate = _read(path)
+    assert len(read) == 9 and rate == 15
+    x0, y0, x1, y1 = topk_panel_box(240, 320, 3)
+    outside = np.ones((240, 320), bool)
+    outside[y0 : y1 + 8, x0 : x1 + 8] = False  # codec blocks straddling the panel edge
+    for source, decoded in zip(frames, read):
+        error = np.abs(decoded.astype(int) - source.astype(int)).max(axis=-1)
+        assert np.percentile(error[outside], 99) <= 4  # only compression noise outside
+        assert error[y0:y1, x0:x1].mean() > 20  # the panel is drawn in every frame
+
+
+# ----------------------------------------------------------------------------- skeletons, gestures
+def test_skeleton_video_draws_every_person_and_stops_at_the_padding(tmp_path):
+    frames, joints = 12, 4
+    poses = np.zeros((3, 20, joints, 2), np.float32)  # (C, T, V, M), 8 padded frames
+    t = np.arange(frames)[:, None]
+    poses[0, :frames, :, 0] = np.arange(joints) * 0.1 + 0.01 * t
+    poses[1, :frames, :, 0] = np.arange(joints) * 0.2
+    poses[2, :frames, :, 0] = 1.5  # a depth: 3D, through the fixed camera
+    poses[:2, :frames, :, 1] = poses[:2, :frames, :, 0] + 0.5  # a second person, shifted
+    poses[2, :frames, :, 1] = 2.0
+    edges = [(0, 1), (1, 2), (2, 3)]
+    path = tmp_path / "s.mp4"
+    assert render_skeleton(poses, edges, path, label="wave", score=0.9, fps=10.0) == frames
+    read, rate = _read(path)
+    assert len(read) == frames and rate == 10 and read[0].shape == (240, 320, 3)
+    bright = np.any(read[0] > 200, axis=-1)
+    x0, y0, x1, y1 = topk_panel_box(240, 320, 2)
+    bright[y0:y1, x0:x1] = False
+    _, xs = np.nonzero(bright)
+    assert xs.max() - xs.min() > 100  # both persons, spread over the canvas
+    # 3D projection differs from the 2D reading of the same numbers
+    assert not np.allclose(project_poses(poses)[..., 0], poses[0].transpose(0, 1, 2))
+
+
+def test_contact_sheet_marks_wrong_predictions(tmp_path):
+    images = [np.full((40, 30, 3), 90 * i, np.uint8) for i in range(3)]
+    path = contact_sheet(images, ["fist", "palm", "fist"], [0.9, 0.6, 0.7],
+                         ["fist", "fist", None], tmp_path / "sheet.png", tile=64, columns=2)  # fmt: skip
+    sheet = np.asarray(Image.open(path).convert("RGB"))
+    assert sheet.shape == (2 * (64 + 34), 2 * 64, 3)
+    right, wrong, unknown = sheet[2, 20], sheet[2, 64 + 20], sheet[98 + 2, 20]
+    assert right[1] > 150 and right[0] < 50  # green frame
+    assert wrong[0] > 200 and wrong[1] < 50  # red frame
+    assert abs(int(unknown[0]) - int(unknown[1])) < 10  # grey: no true label
+
+
+# ----------------------------------------------------------------------------- train_hmdb.py
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """2 classes x 2 raw synthetic videos (12 frames, 12 fps); r3d_tiny trained one epoch."""
+    root = tmp_path_factory.mktemp("render")
+    videos, run = root / "videos", root / "run"
+    synth = ["synth", "--out", str(videos), "--classes", "move_left", "move_right"]
+    synth += ["--videos-per-class", "2", "--frames", "12", "--size", "64x48", "--workers", "1"]
+    assert train_hmdb.main(synth) == 0
+    train = ["train", "--data", str(videos), "--network", "r3d_tiny", "--clip-length", "4",
+             "--clip-size", "32", "--short-side", "36", "--batch-size", "4", "--end-epoch", "1",
+             "--workers", "0", "--no-tensorboard", "--no-plots", "--no-auto-resume",
+             "--output-dir", str(run)]  # fmt: skip
+    assert train_hmdb.main(train) == 0
+    return {"videos": videos, "checkpoint": run / "best.pth"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "views", [[], ["--eval-mode", "conv", "--segments", "2", "--spatial-crops", "3"]]
+)
+def test_inference_render_writes_annotated_video_and_timeline(video_run, tmp_path, views):
+    source = video_run["videos"] / "move_left" / "move_left_000.mp4"
+    out = tmp_path / "rendered"
+    argv = ["inference", "--checkpoint", str(video_run["checkpoint"]), "--videos", str(source)]
+    assert train_hmdb.main([*argv, *views, "--workers", "0", "--render", str(out)]) == 0
+    read, rate = _read(out / "move_left_000.mp4")
+    assert len(read) == 12 and rate == 12  # the source's frame count and rate
+    assert read[0].shape == (240, 320, 3)  # 64x48 enlarged x5 so the bars stay readable
+    assert Image.open(out / "move_left_000_timeline.png").size == (800, 300)
+
+
+@pytest.mark.slow
+def test_explain_writes_overlay_video_and_strip(video_run, tmp_path):
+    source = video_run["videos"] / "move_right" / "move_right_001.mp4"
+    argv = ["explain", "--checkpoint", str(video_run["checkpoint"]), "--video", str(source)]
+    for target in ("move_left", "move_right"):
+        assert train_hmdb.main([*argv, "--target", target, "--out", str(tmp_path / target)]) == 0
+    read, rate = _read(tmp_path / "move_left" / "move_right_001_gradcam.mp4")
+    assert len(read) == 4 and rate == 12  # the clip's 4 frames, sampled every frame
+    strips = [np.asarray(Image.open(tmp_path / t / "move_right_001_gradcam.png")) for t in
+              ("move_left", "move_right")]  # fmt: skip
+    assert strips[0].shape == (256, 4 * 256, 3)  # 32-pixel crops shown at 256
+    assert np.abs(strips[0].astype(int) - strips[1].astype(int)).mean() > 1  # target matters
+    assert train_hmdb.main([*argv, "--target", "swim", "--out", str(tmp_path / "x")]) == 2
