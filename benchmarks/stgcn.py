@@ -100,13 +100,18 @@ MALLOC_SETTINGS = ("glibc", "actrec")
 BASELINE = "baseline (reference einsum)"
 
 
-def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
-    """(path, seq/s) of each row in this process, after checking that the outputs agree."""
+def _set_up_process(args: argparse.Namespace) -> None:
+    """The malloc setting, the thread count and the seed of this measuring process."""
     if args.malloc == "actrec" and not reuse_large_buffers():
         raise RuntimeError("the actrec malloc setting needs glibc")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+
+
+def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """(path, seq/s) of each row in this process, after checking that the outputs agree."""
+    _set_up_process(args)
     model = build_model("st_gcn", graph_layout=args.layout, num_classes=6).eval()
     baseline = Baseline(model).eval()
     v = model.A.shape[1]
@@ -136,11 +141,7 @@ def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
 
 def measure_train(args: argparse.Namespace) -> list[tuple[str, float]]:
     """(path, seconds per training step) of the baseline and our model, alternating rounds."""
-    if args.malloc == "actrec" and not reuse_large_buffers():
-        raise RuntimeError("the actrec malloc setting needs glibc")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    _set_up_process(args)
     ours = build_model("st_gcn", graph_layout=args.layout, num_classes=6, dropout=0.5).train()
     reference = build_model("st_gcn", graph_layout=args.layout, num_classes=6, dropout=0.5)
     baseline = Baseline(reference.train()).train()
