@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from network import build_model, get_entry, list_models
-from network.stgcn import GraphConv
+from network.stgcn import GraphConv, pointwise_conv
 
 # (kwargs, parameters) from shared/reference/skeleton.md §4
 REFERENCE_COUNTS = [
@@ -76,6 +76,30 @@ def test_graph_conv_equals_reference_einsum() -> None:
     torch.testing.assert_close(conv(x, a), expected, atol=1e-5, rtol=1e-5)
     cl = x.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(conv(cl, a), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 1), (3, 2)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_pointwise_conv_is_the_1x1_convolution(stride, channels_last) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, kernel_size=1, stride=stride)
+    x = torch.randn(2, 5, 9, 6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = pointwise_conv(conv, x)
+    torch.testing.assert_close(out, conv(x), atol=1e-5, rtol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # whatever the input was
+
+
+def test_training_and_eval_layouts_give_the_same_numbers() -> None:
+    """Training runs the temporal convolution on contiguous memory, inference channels-last."""
+    torch.manual_seed(0)
+    model = build_model("st_gcn_tiny", num_classes=4).eval()
+    x = torch.randn(2, 3, 12, 34, 1)
+    expected = model(x)
+    for module in model.modules():  # training layout, without batch statistics or dropout
+        module.training = not isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)
+    torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_reset_classifier_and_edge_importance_switch() -> None:
