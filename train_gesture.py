@@ -210,12 +210,21 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default=None, help="default: <output-dir>/model/model.pth")
 
 
+def _key_parent() -> list[argparse.ArgumentParser]:
+    """TAO's ``-k <key>`` of ``gesturenet export``: accepted, as ActRec files are not encrypted."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-k", "--key", default=None, help="TAO's encryption key: ignored")
+    return [parent]
+
+
 def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
     """export and onnx-infer from ``export.cli``; quantize and trt-engine with its options plus
     the data.json crops that INT8 calibration needs."""
     from export import cli
 
-    cli.add_subcommands(commands, family=FAMILY, names=("export", "onnx-infer"))
+    cli.add_subcommands(
+        commands, family=FAMILY, names=("export", "onnx-infer"), parents=_key_parent
+    )
     quantize = commands.add_parser("quantize", help="INT8 ONNX calibrated on train_set crops")
     cli.add_quantize_arguments(quantize)
     trt = commands.add_parser("trt-engine", help="TensorRT engine (GPU)")

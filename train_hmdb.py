@@ -259,8 +259,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-fc", type=positive_int, default=None, help="joint model hidden width")
     group.add_argument("--rgb-network", default=None, help="joint: RGB stream network")
     group.add_argument("--of-network", default=None, help="joint: flow stream network")
-    group.add_argument("--rgb-pretrained", default=None, help="joint: RGB stream checkpoint")
-    group.add_argument("--of-pretrained", default=None, help="joint: flow stream checkpoint")
+    group.add_argument(
+        "--rgb-pretrained", default=None, help="joint: RGB stream checkpoint (rgb: --pretrained)"
+    )
+    group.add_argument(
+        "--of-pretrained", default=None, help="joint: flow stream checkpoint (flow: --pretrained)"
+    )
     group.add_argument("--sr-blocks", action=BOOL, default=None, help="SRTG: Squeeze-Recursion")
     group.add_argument("--gates", action=BOOL, default=None, help="SRTG: cycle-consistency gate")
     group.add_argument("--gates-from-epoch", type=non_negative_int, default=None)
@@ -522,9 +526,32 @@ def tao_backbone_network(args: argparse.Namespace) -> str:
     return prefix + depth
 
 
+def single_stream_pretrained(name: str, args: argparse.Namespace) -> None:
+    """TAO 3/4 specs name the pretrained file of an ``rgb`` (``of``) model
+    ``rgb_pretrained_model_path`` (``of_…``): for a single-stream network that file is
+    ``--pretrained``; the other stream's file is not used (a warning, as TAO ignores it)."""
+    if get_entry(name).input_layout == "joint":
+        return
+    own, other = ("of", "rgb") if args.modality == "flow" else ("rgb", "of")
+    path = getattr(args, f"{own}_pretrained")
+    if getattr(args, f"{other}_pretrained"):
+        log.warning("--%s-pretrained is for a joint model's stream; %s has one stream: not used",
+                    other, name)  # fmt: skip
+    if path and args.pretrained and path != args.pretrained:
+        raise ValueError(
+            f"--pretrained {args.pretrained} and --{own}-pretrained {path} name two files for "
+            f"the one stream of {name}; give one"
+        )
+    if path:
+        log.info("--%s-pretrained %s is the pretrained file of %s", own, path, name)
+        args.pretrained = path
+    args.rgb_pretrained = args.of_pretrained = None
+
+
 def network_kwargs(name: str, args: argparse.Namespace, num_classes: int) -> dict[str, Any]:
     """Keyword arguments for ``build_model``: explicit flags always (unknown ones raise),
     input channels and frame counts only where the builder takes them."""
+    single_stream_pretrained(name, args)
     explicit = {
         "num_classes": num_classes,
         "dropout": args.dropout,

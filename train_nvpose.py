@@ -25,6 +25,7 @@ precedence: command line > spec > defaults.
 from __future__ import annotations
 
 import argparse
+import csv
 import inspect
 import json
 import logging
@@ -37,7 +38,12 @@ import numpy as np
 
 from data.skeleton import convert as skeleton_convert
 from data.skeleton import synthetic as skeleton_synth
-from data.skeleton.dataset import SkeletonDataset, read_label_map
+from data.skeleton.dataset import (
+    SkeletonDataset,
+    layout_for_joints,
+    ntu_label_map,
+    read_label_map,
+)
 from data.skeleton.formats import is_skeleton_source
 from data.skeleton.streams import STREAMS, with_stream
 from export import cli as export_cli
@@ -265,6 +271,15 @@ def _label_source(dataset: SkeletonDataset) -> str:
     return str(getattr(dataset, "label_path", None) or dataset.data_path)
 
 
+def _ntu_label_map(dataset: SkeletonDataset, num_classes: int | None) -> dict[str, int] | None:
+    """NTU RGB+D action names for data named and labelled as NTU RGB+D (no --label-map given)."""
+    found = ntu_label_map(dataset.sample_names, dataset.labels, num_classes)
+    if found:
+        logger.info("%s: NTU RGB+D samples; classes named from the NTU RGB+D %d action list",
+                    dataset.data_path, 60 if len(found) <= 60 else 120)  # fmt: skip
+    return found
+
+
 def _need(args: argparse.Namespace, *names: str) -> None:
     missing = [name for name in names if getattr(args, name, None) in (None, "")]
     if missing:
@@ -338,6 +353,7 @@ def _takes(network: str, argument: str) -> bool:
 def _build_network(args: argparse.Namespace, class_names: list[str], shape: tuple) -> Any:
     channels = shape[0]
     _adopt_stored_graph(args)
+    _layout_from_joints(args, shape)
     model = build_model(
         args.network, num_classes=len(class_names), in_channels=args.in_channels or channels,
         graph_layout=args.graph_layout, graph_strategy=args.graph_strategy,
@@ -346,6 +362,16 @@ def _build_network(args: argparse.Namespace, class_names: list[str], shape: tupl
     )  # fmt: skip
     _check_poses(model, shape, args.train_data)
     return model
+
+
+def _layout_from_joints(args: argparse.Namespace, shape: tuple) -> None:
+    """No --graph-layout: the one built-in layout with the data's V joints (logged when it is not
+    the network's default); several or none is one line naming them."""
+    if args.graph_layout is None:
+        args.graph_layout = layout_for_joints(shape[2], args.train_data)
+        if args.graph_layout != GRAPH_DEFAULTS["graph_layout"]:
+            logger.info("%s: %d joints per pose: --graph-layout %s", args.train_data, shape[2],
+                        args.graph_layout)  # fmt: skip
 
 
 def _check_poses(model: Any, shape: tuple, source: str) -> None:
@@ -422,6 +448,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _need(args, "train_data", *(() if carried else ("train_labels",)))
     label_map = read_label_map(args.label_map)
     train_set, val_set = _train_datasets(args, label_map)
+    label_map = label_map or _ntu_label_map(train_set, args.num_classes)
     class_names = class_names_of(label_map, args.num_classes, train_set.labels, train_set)
     if val_set is not None:
         check_label_range(val_set.labels, len(class_names), _label_source(val_set),
@@ -510,6 +537,29 @@ def _annotate_json(
     return written
 
 
+def _sample_ids(dataset: Any, sequences: list[skeleton_convert.Sequence]) -> list[str]:
+    """A name per row: ``<json file>:object_<id>:<first>-<last>`` for deepstream windows, else
+    the data's sample names (pyskl ``frame_dir``, NTU file stem, label-file name or row index)."""
+    if sequences:
+        return [f"{Path(s.source).name}:object_{s.object_id}:{s.first_frame}-{s.last_frame}"
+                for s in sequences]  # fmt: skip
+    base = getattr(dataset, "dataset", dataset)  # a bone/motion stream wraps the sequences
+    return [str(name) for name in base.sample_names]
+
+
+def _write_predictions(
+    path: Path, samples: list[str], actions: list[str], scores: dict[int, np.ndarray]
+) -> None:
+    """``sample,class,score`` per sequence (score: the predicted class's averaged probability)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample", "class", "score"])
+        for row, (sample, action) in enumerate(zip(samples, actions)):
+            score = f"{float(np.max(scores[row])):.4f}" if row in scores else ""
+            writer.writerow([printable(sample), printable(action), score])
+    logger.info("sample ids with their class and score written to %s", path)
+
+
 def cmd_inference(args: argparse.Namespace) -> int:
     """One predicted class name per sequence, written one per line (TAO); JSON input also gets
     annotated copies ``<stem>_actions.json`` in --output-dir."""
@@ -546,6 +596,8 @@ def cmd_inference(args: argparse.Namespace) -> int:
     # one line per sequence: a class name from the checkpoint is escaped, never a line break
     output_file.write_text("".join(f"{printable(action)}\n" for action in actions))
     logger.info("%d predictions written to %s", len(actions), output_file)
+    samples = _sample_ids(dataset, sequences)
+    _write_predictions(out_dir / "predictions.csv", samples, actions, scores)
     if sequences:
         for path in _annotate_json(sequences, actions, out_dir):
             logger.info("annotated JSON written to %s", path)

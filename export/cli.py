@@ -113,6 +113,15 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--opset", "-t", type=positive_int, default=17)
     group.add_argument("--atol", type=positive_float, default=1e-3, help="parity tolerance (fp32)")
+    group.add_argument(
+        "-r",
+        "--results-dir",
+        "--results_dir",
+        dest="results_dir",
+        default=None,
+        help="TAO's results folder: accepted so TAO export commands run as written; export "
+        "writes only the ONNX file (--onnx, default <checkpoint>.onnx as TAO)",
+    )
 
 
 def export_checkpoint(
@@ -161,6 +170,8 @@ def run_export(args: argparse.Namespace, *, family: str) -> int:
     def run() -> int:
         if not args.checkpoint:
             raise ValueError("export needs --checkpoint (-m), or export.checkpoint in the spec")
+        if getattr(args, "results_dir", None):
+            logger.info("-r %s: export writes only the ONNX file", args.results_dir)
         report = export_checkpoint(
             args.checkpoint, args.onnx, family=family, input_shape=args.input_shape,
             dynamic_batch=args.dynamic_batch, dynamic_time=args.dynamic_time,

@@ -389,3 +389,56 @@ def test_documented_command_parses(command, monkeypatch):
         except AssertionError as error:
             pytest.fail(f"{command}\n  {error}")
     assert os.getcwd() == str(ROOT)
+
+
+# ----------------------------------------------------------------------------- running
+SKELETON_SECTION = "## Skeleton actions"
+# Appended to each documented subcommand so the chain runs in seconds: a flag on the command line
+# beats the spec, so the documented paths, spec and results folders stay exactly as written.
+TINY_FLAGS = {
+    "synth": ["--train-per-class", "3", "--val-per-class", "2", "--min-frames", "20",
+              "--max-frames", "24"],
+    "convert": [],
+    "train": ["--network", "st_gcn_tiny", "--end-epoch", "1", "--batch-size", "4",
+              "--workers", "0", "--device", "cpu", "--no-tensorboard", "--no-plots"],
+    "evaluate": ["--workers", "0", "--device", "cpu"],
+    "inference": ["--workers", "0", "--device", "cpu"],
+    "export": [],
+}  # fmt: skip
+
+
+def section_commands(title: str) -> list[Command]:
+    """The commands of the fenced blocks of the README section that starts with ``title``."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(title)
+    end = text.find("\n## ", start + 1)
+    section = text[start : end if end > 0 else len(text)]
+    first_line = text.count("\n", 0, start) + 1
+    found = []
+    for block_start, lines in _fenced_blocks(section):
+        for number, line in _logical_lines(lines, block_start):
+            if _looks_like_command(line.strip()):
+                command = to_command(f"README.md:{first_line + number - 1}", line.strip())
+                if command is not None:
+                    found.append(command)
+    return found
+
+
+@pytest.mark.slow
+def test_the_readme_skeleton_chain_runs_as_written(tmp_path, monkeypatch):
+    """synth → convert → train (the TAO spec) → evaluate → inference → export, each as the
+    README writes it, in an empty folder holding only ``configs/``: a path one step writes and
+    the next reads differently (results/nvpose/best.pth vs results/nvpose/train/best.pth) fails."""
+    import shutil
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    chain = [c for c in section_commands(SKELETON_SECTION) if c.argv[0] in TINY_FLAGS]
+    assert [c.argv[0] for c in chain] == list(TINY_FLAGS), [str(c) for c in chain]
+    module = _module("train_nvpose.py")
+    for command in chain:
+        code = module.main([*command.argv, *TINY_FLAGS[command.argv[0]]])
+        assert code == 0, f"{command}\n  exits {code}"
+    assert (tmp_path / "results" / "nvpose" / "train" / "best.pth").is_file()
+    assert len((tmp_path / "actions.txt").read_text().splitlines()) > 0
+    assert (tmp_path / "st_gcn.onnx").is_file()

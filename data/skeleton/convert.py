@@ -522,7 +522,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``convert`` flags (TAO ``dataset_convert`` names with dashes)."""
     defaults = ConvertSettings()
     parser.add_argument("--data", help="deepstream-bodypose-3d JSON file or folder (required)")
-    parser.add_argument("--output-dir", help="where the arrays go (required)")
+    parser.add_argument(
+        "--output-dir", "-r", "--results-dir", "--results_dir", dest="output_dir",
+        help="where the arrays go (required; TAO's -r / dataset_convert.results_dir)",
+    )  # fmt: skip
     parser.add_argument(
         "--labels", default=None, help="CSV: object_id,class[,start_frame,end_frame,source]"
     )

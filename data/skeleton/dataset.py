@@ -26,17 +26,22 @@ import torch
 from torch.utils.data import Dataset
 
 from data.skeleton.formats import (
+    NTU_NAME,
     PaddedSequences,
     SkeletonSource,
     is_skeleton_source,
     read_skeleton_source,
 )
+from network.graph import LAYOUTS
 from safeio.safe_pickle import safe_load
 
 __all__ = [
     "SkeletonDataset",
     "auto_pad",
+    "layout_for_joints",
     "load_labels",
+    "ntu_class_names",
+    "ntu_label_map",
     "random_choose",
     "random_move",
     "random_rotate_scale",
@@ -50,6 +55,9 @@ MOVE_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
 MOVE_SCALES = (0.9, 1.0, 1.1)
 MOVE_SHIFTS = (-0.2, -0.1, 0.0, 0.1, 0.2)
 CSV_LABEL_HEADERS = ("label", "labels", "class", "class_id", "action")
+# NTU RGB+D 120 action names in order (the first 60 are NTU RGB+D 60's), one per line
+NTU_CLASS_FILE = Path(__file__).with_name("ntu_rgbd_classes.txt")
+NTU_ACTIONS = 120
 
 
 def auto_pad(x: np.ndarray, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -145,12 +153,15 @@ def _read_label_rows(path: Path) -> tuple[list[str], list]:
 
 
 def read_label_map(label_map: str | Path | Mapping | None) -> dict[str, int] | None:
-    """``{class: id}`` from a spec mapping or a JSON file; ids must be 0..K-1."""
+    """``{class: id}`` from a spec mapping, a JSON file or an MMAction2 label map ``.txt`` (one
+    class name per line, id = line number from 0); ids must be 0..K-1."""
     if label_map is None:
         return None
     source = "dataset.label_map"
     if not isinstance(label_map, dict):
         path = source = Path(label_map)
+        if path.suffix.lower() == ".txt":
+            return _text_label_map(path)
         try:
             label_map = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
@@ -164,6 +175,63 @@ def read_label_map(label_map: str | Path | Mapping | None) -> dict[str, int] | N
             f"label map ids must be 0..{len(mapping) - 1}, got {sorted(mapping.values())}"
         )
     return mapping
+
+
+def _text_label_map(path: Path) -> dict[str, int]:
+    """MMAction2's ``label_map_*.txt``: class names one per line (blank lines and ``#`` comments
+    skipped), ids in line order."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable label map ({error})") from error
+    names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if not names or repeated:
+        problem = f"class names repeated: {repeated[:3]}" if repeated else "no class names"
+        raise ValueError(f"{path}: {problem} (expected one class name per line)")
+    return {name: index for index, name in enumerate(names)}
+
+
+def ntu_class_names(count: int) -> list[str]:
+    """The first ``count`` NTU RGB+D action names (60: NTU RGB+D 60; 120: NTU RGB+D 120)."""
+    names = list(_text_label_map(NTU_CLASS_FILE))
+    if not 0 < count <= len(names):
+        raise ValueError(f"NTU RGB+D has {len(names)} actions, not {count}")
+    return names[:count]
+
+
+def ntu_label_map(sample_names: list[str], labels: list[int], num_classes: int | None = None):
+    """``{NTU action name: id}`` when every sample is named as NTU RGB+D names them
+    (``SsssCcccPpppRrrrAaaa``) and its label is its action number − 1; else None. Covers
+    ``max(label) + 1`` classes (``num_classes`` when given), at most 120."""
+    if not sample_names or len(sample_names) != len(labels):
+        return None
+    for name, label in zip(sample_names, labels):
+        match = NTU_NAME.search(name)
+        if match is None or int(match.group(5)) - 1 != label:
+            return None
+    count = num_classes or max(labels) + 1
+    if count > NTU_ACTIONS:
+        return None
+    return {name: index for index, name in enumerate(ntu_class_names(count))}
+
+
+def layout_for_joints(joints: int, source: str | Path) -> str:
+    """The one built-in graph layout with ``joints`` joints per pose; several or none is one
+    ValueError naming them (``--graph-layout`` chooses)."""
+    fits = [name for name, layout in LAYOUTS.items() if layout.num_joints == joints]
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        raise ValueError(
+            f"{source}: {joints} joints per pose fit the graph layouts {', '.join(fits)}: "
+            "give --graph-layout"
+        )
+    known = ", ".join(f"{name} ({layout.num_joints})" for name, layout in LAYOUTS.items())
+    raise ValueError(
+        f"{source}: {joints} joints per pose fit no built-in graph layout ({known}): give "
+        "--graph-layout with a .yaml layout"
+    )
 
 
 def load_labels(

@@ -16,7 +16,7 @@ import random
 import re
 import zlib
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from data.video.ffmpeg_io import VIDEO_SUFFIXES
 from data.video.mmaction_lists import is_mmaction_lists, mmaction_split
@@ -215,7 +215,7 @@ def ucf101_split(data_root: str | Path, lists_dir: str | Path, split: int = 1) -
             class_name, _, video = parts[0].replace("\\", "/").partition("/")
             if not video or class_name.lower() not in canonical:
                 raise SplitError(f"{file}:{lineno}: expected '<class>/<video>.avi', got {parts}")
-            entries.append((subset, canonical[class_name.lower()], Path(video).stem))
+            entries.append((subset, canonical[class_name.lower()], video_name(Path(video))))
     return _assemble(entries, class_names, Path(data_root), lists_dir)
 
 
@@ -305,8 +305,10 @@ def detect_split_format(split_path: str | Path | None) -> str:
     if is_mmaction_lists(split_path):
         return "mmaction"
     raise SplitError(
-        f"{split_path}: not a split CSV, UCF101 list folder, HMDB51 split folder or MMAction2 "
-        "list folder"
+        f"{split_path}: not a split CSV (*.csv), UCF101 list folder (classInd.txt, "
+        "trainlist01.txt, testlist01.txt), HMDB51 split folder (<class>_test_split1.txt) or "
+        "MMAction2 list folder (*_train_split_1_*.txt and *_val_split_1_*.txt, or "
+        "*_train_list*.txt and *_val_list*.txt)"
     )
 
 
@@ -334,18 +336,19 @@ def load_split(
 
 
 # ----------------------------------------------------------------------------- writing
-def _listed_video(name: str) -> str:
-    """``<class>/<video>`` as a list entry whose stem is the video's folder or file stem."""
-    return name if Path(name).suffix.lower() in LIST_SUFFIXES else f"{name}.avi"
-
-
-LIST_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+def _listed_video(record: VideoRecord) -> str:
+    """``<class>/<video>`` as the list entry of ``record``: a video file by its real name (its
+    own container), a prepared or rawframe folder by its name (the reader drops a suffix only
+    when it is a video file's)."""
+    if record.path.suffix.lower() in VIDEO_SUFFIXES and not record.path.is_dir():
+        return str(PurePosixPath(record.name).with_name(record.path.name))
+    return record.name
 
 
 def write_split_lists(result: SplitResult, folder: str | Path) -> Path:
     """Write ``result`` as UCF101-style lists that :func:`load_split` reads back as split 1:
     ``classInd.txt`` (the class order, so labels keep their indices), ``trainlist01.txt``
-    (``<class>/<video>.avi <label+1>``) and ``testlist01.txt``. Used for ``splits_used/`` in a
+    (``<class>/<video file or folder> <label+1>``) and ``testlist01.txt``. Used for ``splits_used/`` in a
     run directory: the exact videos a run trained and validated on, whatever drew them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -360,8 +363,7 @@ def write_split_lists(result: SplitResult, folder: str | Path) -> Path:
         ("testlist01.txt", result.val, False),
     ):
         lines = [
-            _listed_video(r.name) + (f" {r.label + 1}" if with_label else "") + "\n"
-            for r in records
+            _listed_video(r) + (f" {r.label + 1}" if with_label else "") + "\n" for r in records
         ]
         (folder / file).write_text("".join(lines), encoding="utf-8")
     return folder
