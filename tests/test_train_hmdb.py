@@ -11,6 +11,7 @@ import yaml
 
 import train_hmdb
 from train.checkpoint import load_checkpoint
+from train.config import resolve_args
 
 CLASSES = ["move_left", "move_right", "grow"]
 # Small but real: encoded mp4 files, decoded and written to frames.db with flow.
@@ -132,7 +133,7 @@ def test_tao_spec_maps_onto_flags_and_command_line_wins(prepared, tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     argv = ["train", "-e", str(path), "model_config.rgb_seq_length=32", "--lr-base", "0.5"]
-    args = train_hmdb.resolve_args(train_hmdb.get_args_parser(), argv, train_hmdb.SPEC_MAP)
+    args = resolve_args(train_hmdb.get_args_parser(), argv, train_hmdb.SPEC_MAP)
     assert train_hmdb.resolve_network(args) == "tao_r3d_18"
     assert args.clip_length == 32  # the override beats the spec
     assert args.lr_base == 0.5  # the command line beats both
