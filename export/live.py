@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from export.ort_runtime import OrtClassifier, softmax
+from train.validation import device as device_flag
 from train.validation import positive_float, positive_int
 
 log = logging.getLogger(__name__)
@@ -814,7 +815,9 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--checkpoint", help="a checkpoint (.pth): PyTorch")
     which.add_argument("--onnx", help="an exported ONNX file (FP32 or INT8): ONNX Runtime")
     model.add_argument("--network", default=None, help="a TAO-trained checkpoint's network")
-    model.add_argument("--device", default="cpu", help="PyTorch device (cpu, cuda)")
+    model.add_argument(
+        "--device", type=device_flag, default="cpu", help="PyTorch device (cpu, cuda)"
+    )
     model.add_argument("--threads", type=positive_int, default=None, help="intra-op threads")
     windows = parser.add_argument_group("windows and output")
     windows.add_argument("--clip-length", type=positive_int, default=None,
