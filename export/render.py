@@ -155,7 +155,12 @@ def _put_text(
     text = text.encode("ascii", "replace").decode()  # Hershey fonts draw ASCII only
     while len(text) > 1 and cv2.getTextSize(text, _FONT, font_scale, thickness)[0][0] > max_width:
         text = text[:-2] + "~"
-    cv2.putText(region, text, origin, _FONT, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    # the outline: the same strokes shifted one pixel each way (a thicker stroke also widens
+    # the Hershey glyph advance, so its letters would drift from the fill's)
+    x, y = origin
+    for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        cv2.putText(region, text, (x + dx, y + dy), _FONT, font_scale, (0, 0, 0), thickness,
+                    cv2.LINE_AA)  # fmt: skip
     cv2.putText(region, text, origin, _FONT, font_scale, colour, thickness, cv2.LINE_AA)
 
 
