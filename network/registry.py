@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 __all__ = [
+    "InputConstraints",
     "ModelArgumentError",
     "ModelEntry",
     "UnknownModelError",
@@ -40,6 +41,37 @@ class ModelArgumentError(TypeError, ValueError):
     """Keyword arguments the network's builder does not take."""
 
 
+Shape3d = tuple[int, int, int]
+
+
+def _shape(shape: Shape3d) -> str:
+    return "×".join(str(size) for size in shape)
+
+
+@dataclass(frozen=True)
+class InputConstraints:
+    """The clip shapes (T, H, W) a video network takes, checked before training starts.
+
+    reference: the clip its reference code trains and counts FLOPs on (a fact, not a limit).
+    fixed: the only shape it takes (e.g. a positional embedding of fixed size); minimum: the
+    smallest T, H and W (e.g. a fixed pooling window). ``reason`` says why, in the refusal.
+    """
+
+    reference: Shape3d | None = None
+    fixed: Shape3d | None = None
+    minimum: Shape3d | None = None
+    reason: str = ""
+
+    def problem(self, shape: Shape3d) -> str | None:
+        """Why a (T, H, W) clip cannot go through the network; ``None`` when it can."""
+        why = f" ({self.reason})" if self.reason else ""
+        if self.fixed is not None and tuple(shape) != self.fixed:
+            return f"takes only {_shape(self.fixed)} clips{why}, not {_shape(shape)}"
+        if self.minimum is not None and any(s < m for s, m in zip(shape, self.minimum)):
+            return f"needs clips of at least {_shape(self.minimum)}{why}, not {_shape(shape)}"
+        return None
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A registered builder and what callers need to know to feed it.
@@ -54,20 +86,29 @@ class ModelEntry:
     family: str
     input_layout: str
     tags: tuple[str, ...] = field(default=())
+    constraints: InputConstraints = field(default=InputConstraints())
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, *, family: str, input_layout: str, tags: tuple[str, ...] = ()
+    name: str,
+    *,
+    family: str,
+    input_layout: str,
+    tags: tuple[str, ...] = (),
+    constraints: InputConstraints | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator storing ``builder`` under ``name``; a second registration of a name raises."""
+    """Decorator storing ``builder`` under ``name``; a second registration of a name raises.
+    ``constraints``: the clip shapes a video network takes (default: any)."""
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, builder, family, input_layout, tuple(tags))
+        _REGISTRY[name] = ModelEntry(
+            name, builder, family, input_layout, tuple(tags), constraints or InputConstraints()
+        )
         return builder
 
     return decorator

@@ -30,6 +30,7 @@ from network.openmmlab import OPENMMLAB_RENAMES, openmmlab_origin
 from network.registry import build_model, get_entry, list_models
 from network.stages import stage_depths
 from network.tao import is_tao_checkpoint, tao_network
+from network.x3d import X3D_RENAMES
 from safeio.safe_pickle import torch_load
 
 __all__ = [
@@ -50,7 +51,7 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # removed only when every key carries it: Lightning (TAO) modules hold the network as ``model``
 LIGHTNING_PREFIX = "model."
 # checkpoint dict keys under which a state_dict may sit, tried in order
-STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict")
+STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict", "model_state")  # last: PySlowFast
 # TAO's JointModel streams -> ours (the part after the prefix is then matched like a stream's)
 STREAM_PREFIXES = {"model_rgb.": "rgb.", "model_of.": "flow.", "rgb.": "rgb.", "flow.": "flow."}
 # renames tried one at a time for a checkpoint name (after its stream prefix) the model lacks
@@ -340,7 +341,7 @@ def _model_name(name: str, target: dict[str, Any]) -> str:
             break
     if prefix + rest in target:
         return prefix + rest
-    for pattern, replacement in RENAMES + OPENMMLAB_RENAMES:
+    for pattern, replacement in RENAMES + OPENMMLAB_RENAMES + X3D_RENAMES:
         candidate = prefix + pattern.sub(replacement, rest)
         if candidate != name and candidate in target:
             return candidate
@@ -372,6 +373,8 @@ def _match(
         report.shapes[name] = (tuple(tensor.shape), tuple(wanted))
         if tensor.shape == wanted:
             updates[name] = tensor
+        elif _pointwise_as_linear(tensor, wanted):  # PySlowFast's 1×1×1 conv "linear" layers
+            updates[name] = tensor.reshape(wanted)
         elif inflate and (inflated := inflate_kernel(tensor, wanted)) is not None:
             updates[name] = inflated
             report.inflated.append(name)
@@ -392,6 +395,11 @@ def _match(
             report.missing.append(name)
             report.shapes[name] = (None, tuple(target[name].shape))
     return report, updates, hooks
+
+
+def _pointwise_as_linear(tensor: torch.Tensor, wanted: torch.Size) -> bool:
+    """A (O, I, 1, 1, 1) convolution kernel for an (O, I) linear weight."""
+    return len(wanted) == 2 and tensor.ndim == 5 and tensor.shape == (*wanted, 1, 1, 1)
 
 
 def _checked_by_network(model: nn.Module | None, name: str) -> bool:

@@ -53,6 +53,8 @@ def test_tiny_forward_backward_and_interface(name):
 
 @pytest.mark.parametrize("name", [n for n in VIDEO_TINY if get_entry(n).input_layout == "NCTHW"])
 def test_odd_clip_sizes_and_channels_last(name):
+    if get_entry(name).constraints.problem((5, 37, 45)):
+        pytest.skip(f"{name} {get_entry(name).constraints.problem((5, 37, 45))}")
     model = _tiny(name).eval()
     clip = torch.randn(2, 3, 5, 37, 45)
     with torch.no_grad():

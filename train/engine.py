@@ -39,6 +39,7 @@ from train.distributed import (
 )
 from train.evaluation import evaluate, evaluate_loader, predict
 from train.history import RunHistory, plot_curves
+from train.input_shapes import check_clip_shapes
 from train.loaders import build_eval_loader, build_train_loader, multigrid_enabled, set_loader_epoch
 from train.logs import log_to_file
 from train.metrics import EvalResult
@@ -200,6 +201,7 @@ def _setup(
 ) -> _Context:
     info = init_distributed(args.device, getattr(args, "dist_timeout", None))
     _check_args(args, info)
+    check_clip_shapes(ckpt.unwrap_model(model), args)  # before any file is written
     network = getattr(ckpt.unwrap_model(model), "network_name", type(model).__name__)
     run_dir = Path(parts.output_dir or resolve_run_dir(args, parts.family, network))
     seed_everything(epoch_seed(args.random_seed, 0, info.rank))
