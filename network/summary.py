@@ -22,7 +22,16 @@ from torch import nn
 
 from network.registry import build_model, get_entry, list_models
 
-__all__ = ["Summary", "build_kwargs", "count_macs", "example_inputs", "main", "summarize"]
+__all__ = [
+    "Summary",
+    "build_kwargs",
+    "count_flops",
+    "count_macs",
+    "example_inputs",
+    "main",
+    "reference_rows",
+    "summarize",
+]
 
 
 def _conv_macs(module: nn.Module, output: torch.Tensor) -> int:
@@ -73,6 +82,17 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int,
         for handle in handles:
             handle.remove()
     return total, output
+
+
+def count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    """FLOPs of one forward pass as ``torch.utils.flop_counter`` counts them (2 per multiply-add
+    of convolutions, matrix products and attention: the transformers' token products included,
+    which ``count_macs`` does not see). Half of it equals torchvision's published GFLOPS."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(*inputs)
+    return counter.get_total_flops()
 
 
 @dataclass(frozen=True)
@@ -148,7 +168,38 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--num-classes", type=int, default=400)
     parser.add_argument("--device", default="meta", help="meta (shapes only), cpu or cuda")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="each video network at the clip its reference code uses (the registry's reference "
+        "shape), multiply-adds also counted by torch.utils.flop_counter (attention included)",
+    )
     return parser
+
+
+def reference_rows(names: list[str], num_classes: int = 400) -> list[str]:
+    """Markdown rows: network, reference clip, params (M), GMACs (hooks), GMACs (flop counter);
+    networks without a reference clip in the registry are left out."""
+    rows = [
+        "| network | clip T×H×W | params (M) | GMACs | GMACs (flop counter) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        shape = get_entry(name).constraints.reference
+        if shape is None:
+            continue
+        frames, height, width = shape
+        with torch.device("meta"):
+            model = build_model(name, **build_kwargs(name, frames, num_classes)).eval()
+            clip = torch.empty(1, 3, frames, height, width)
+        macs, _ = count_macs(model, (clip,))
+        flops = count_flops(model, (clip,))
+        params = sum(p.numel() for p in model.parameters())
+        rows.append(
+            f"| {name} | {frames}×{height}×{width} | {params / 1e6:.2f} | {macs / 1e9:.2f} "
+            f"| {flops / 2e9:.2f} |"
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print("give network names or --all; known video networks:", ", ".join(list_models("video")))
         return 2
+    if args.reference:
+        print("\n".join(reference_rows(names, args.num_classes)))
+        return 0
     skeletons = f"skeletons 1×3×{args.frames}×V×{SKELETON_PERSONS}"
     print(
         f"input 1×{args.frames}×{args.size}×{args.size} ({skeletons}), {args.num_classes} classes"
