@@ -28,7 +28,13 @@ EXPECTED_OPS = {
 
 def _export(name: str, tmp_path, **kwargs) -> tuple[nn.Module, ExportReport]:
     model = build_model(name, num_classes=5, **kwargs)
-    shapes = input_shape_for(get_entry(name).family, SMALL_ARGS, model)
+    fixed = get_entry(name).constraints.fixed  # mvit_tiny: its positional grid's clip only
+    args = (
+        SMALL_ARGS
+        if fixed is None
+        else {**SMALL_ARGS, "clip_length": fixed[0], "crop_size": fixed[1]}
+    )
+    shapes = input_shape_for(get_entry(name).family, args, model)
     return model, export_onnx(model, tmp_path / f"{name}.onnx", shapes)
 
 
