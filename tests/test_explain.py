@@ -30,6 +30,7 @@ TINY_VIDEO = {  # network -> input shapes (batch of one) of a 4-frame 32x32 clip
     "srtg_r2plus1d_tiny": [(1, 3, 4, 32, 32)],
     "tao_r3d_tiny": [(1, 3, 4, 32, 32)],
     "mtnet_tiny": [(1, 3, 4, 32, 32)],
+    "x3d_tiny": [(1, 3, 4, 32, 32)],
     "resnet2d_tiny": [(1, 12, 32, 32)],
     "joint_tiny": [(1, 3, 4, 32, 32), (1, 2, 4, 32, 32)],
 }
@@ -39,8 +40,19 @@ BUILD = {
 }
 
 
+# torchvision's video transformers have no convolutional last stage (layer4) to explain
+TRANSFORMERS = {"mvit_tiny", "swin3d_tiny"}
+
+
 def test_every_tiny_video_network_is_covered():
-    assert set(list_models(family="video", tag="tiny")) <= set(TINY_VIDEO)
+    assert set(list_models(family="video", tag="tiny")) <= set(TINY_VIDEO) | TRANSFORMERS
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMERS & set(list_models())))
+def test_transformers_are_refused_with_one_line(name):
+    model = build_model(name, num_classes=3)
+    with pytest.raises(ValueError, match="no last convolutional stage"):
+        grad_cam(model, torch.randn(1, 3, 8, 32, 32))
 
 
 @pytest.mark.parametrize("name", sorted(TINY_VIDEO))

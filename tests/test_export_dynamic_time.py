@@ -30,6 +30,11 @@ CASES = [(name, {}) for name in list_models(family="video", tag="tiny")] + [
 ]
 
 
+# torchvision's transformers fix T in the trace: MViT's positional grid takes one clip only, and
+# Swin3D computes its padding and window sizes from T in Python (the trace keeps those numbers)
+FIXED_TIME = {"mvit_tiny", "swin3d_tiny"}
+
+
 def _case_id(case: tuple[str, dict]) -> str:
     name, options = case
     return "-".join([name, *(f"{key}={value}" for key, value in options.items())])
@@ -45,6 +50,8 @@ def _frozen_shape_warnings(messages: list[str]) -> list[str]:
 
 @pytest.mark.parametrize(("name", "options"), CASES, ids=map(_case_id, CASES))
 def test_exported_graph_follows_the_clip_length(name: str, options: dict, tmp_path) -> None:
+    if name in FIXED_TIME:
+        pytest.skip(f"{name}: the traced graph fixes the clip length (FIXED_TIME)")
     torch.manual_seed(0)
     model = build_model(name, num_classes=5, **options).eval()
     shapes = input_shape_for("video", EXPORT_ARGS, model)
