@@ -28,7 +28,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from export.checkpoint_info import check_layout, input_shape_for, normalization_of, preprocess_for
-from export.inputs import VideoOptions, read_items
+from export.inputs import VideoOptions, read_items, video_paths
 from export.metadata import MetadataView
 from export.onnx_export import ExportReport, ParityError, export_onnx
 from export.ort_runtime import OrtClassifier, softmax
@@ -42,6 +42,7 @@ __all__ = [
     "add_subcommands",
     "add_trt_arguments",
     "export_checkpoint",
+    "render_onnx_video",
     "run_export",
     "run_ort",
     "run_quantize",
@@ -207,6 +208,19 @@ def add_ort_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads"
     )
     group.add_argument("--results", default=None, help="also write the printed lines here")
+    render = parser.add_argument_group("annotated videos (video models)")
+    render.add_argument(
+        "--render", default=None, metavar="DIR",
+        help="also write <video>.mp4 (top-3 classes of the window covering each frame) and "
+        "<video>_timeline.png per video into DIR, as train_hmdb.py inference --render",
+    )  # fmt: skip
+    render.add_argument(
+        "--render-stride", type=positive_int, default=None,
+        help="frames between rendered windows (default: half a window)",
+    )  # fmt: skip
+    render.add_argument(
+        "--render-max-side", type=positive_int, default=720, help="long side of the rendered video"
+    )
 
 
 def _open_classifier(args: argparse.Namespace) -> Any:
@@ -242,6 +256,8 @@ def run_ort(args: argparse.Namespace, *, family: str) -> int:
     """Classify every ``--input`` with an ONNX file (ONNX Runtime) or an engine (TensorRT)."""
 
     def run() -> int:
+        if getattr(args, "render", None) and family != "video":
+            raise ValueError("--render draws annotated videos: only for video models")
         classifier = _open_classifier(args)
         _check_family(classifier, family)
         options = VideoOptions(mode=args.mode, num_segments=args.num_segments, stride=args.stride)
@@ -254,9 +270,29 @@ def run_ort(args: argparse.Namespace, *, family: str) -> int:
                     lines.append(line)
         if args.results:
             Path(args.results).write_text("\n".join(lines) + "\n")
+        if getattr(args, "render", None):
+            for path in (p for given in args.input for p in video_paths(Path(given))):
+                render_onnx_video(classifier, path, args)
         return 0
 
     return _guarded(run)
+
+
+def render_onnx_video(classifier: Any, path: Path, args: argparse.Namespace) -> None:
+    """``--render``: the annotated copy and timeline of ``train_hmdb.py inference --render``
+    (export.annotate) from the exported model's windows, whatever ``--mode`` printed."""
+    from export.annotate import render_video
+    from export.inputs import render_windows, window_batches
+
+    pre = dict(classifier.metadata.get("preprocess") or {})
+    video = render_windows(path, pre, args.render_stride)
+    logits = np.concatenate([classifier.logits(*x) for x in window_batches(video.dataset)])
+    names = [classifier.label(i) for i in range(logits.shape[1])]
+    mp4, png = render_video(
+        video.store, video.windows, softmax(logits.astype(np.float64)), names, args.render,
+        video.name, max_side=args.render_max_side,
+    )  # fmt: skip
+    logger.info("rendered %s (%d windows) and %s", mp4, len(video.windows), png)
 
 
 def _check_family(classifier: MetadataView, family: str) -> None:

@@ -31,7 +31,16 @@ from export.windows import stream_windows
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "Item", "VideoOptions", "read_items"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Item",
+    "RenderWindows",
+    "VideoOptions",
+    "read_items",
+    "render_windows",
+    "video_paths",
+    "window_batches",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_MODES = ("center", "conv", "stream")
@@ -269,6 +278,70 @@ def _each_video(files: list[Path], pre: dict[str, Any], options: VideoOptions) -
         log.warning("%d of %d video files unreadable and skipped", failed, len(files))
     if failed == len(files):
         raise ValueError(f"none of the {len(files)} video files could be read")
+
+
+@dataclass
+class RenderWindows:
+    """What ``onnx-infer --render`` needs of one video: its frame ``store``, the frame indices
+    of each window (W arrays) and the evaluation dataset of those windows (W items, conv mode)."""
+
+    name: str
+    store: Any
+    windows: list[np.ndarray]
+    dataset: Any
+
+
+def render_windows(path: Path, pre: dict[str, Any], stride: int | None = None) -> RenderWindows:
+    """The windows of ``train_hmdb.py inference --render`` for an exported model: conv clips
+    whose starts are about ``stride`` frames apart (default: half a window), preprocessed as at
+    evaluation (``preprocess`` entry ``pre`` of the ONNX metadata)."""
+    from data.video.ffmpeg_io import VIDEO_SUFFIXES
+    from data.video.samplers import sample_indices
+    from data.video.splits import VideoRecord
+    from data.video.stores import is_complete_video, open_store
+    from data.video.videofile import is_video_file
+    from export.annotate import window_count
+
+    if not ((path.is_dir() and is_complete_video(path)) or is_video_file(path)):
+        raise ValueError(
+            f"{path}: --render needs a video file or a prepared video (frames.db, rgb/)"
+        )
+    store = open_store(path)
+    streams = ("rgb",) if pre.get("modality", "rgb") == "rgb" else ("rgb", "u")
+    num_frames = min(store.num_frames(s) for s in streams)
+    length = max(int(pre["clip_length"]), int(pre.get("flow_length") or 0))
+    rate = int(pre.get("sample_rate", 1))
+    span = length * rate
+    count = window_count(num_frames, span, stride or max(1, span // 2))
+    windows = [
+        sample_indices(num_frames, clip_length=length, sample_rate=rate,
+                       strategy=pre.get("strategy", "consecutive"), mode="conv",
+                       num_segments=count, segment=k)
+        for k in range(count)
+    ]  # fmt: skip
+    record = VideoRecord(path=path, label=-1, name=path.name)
+    dataset = video_dataset([record], pre, mode="conv", num_segments=count)
+    name = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
+    return RenderWindows(name, store, windows, dataset)
+
+
+def video_paths(path: Path) -> list[Path]:
+    """The videos of an input path: the video files below a folder of them, else the path."""
+    return _video_files(path) or [path]
+
+
+def window_batches(dataset: Any, batch: int = 16) -> Iterator[list[np.ndarray]]:
+    """The dataset's items in order, ``batch`` at a time, as network inputs ``(B, *shape)``."""
+    from safeio.excluded import ExcludedItem
+
+    for start in range(0, len(dataset), batch):
+        clips = []
+        for index in range(start, min(len(dataset), start + batch)):
+            item = dataset[index]
+            if isinstance(item, ExcludedItem):
+                raise ValueError(f"{item.name}: {item.reason}")
+            clips.append(item[0] if isinstance(item[0], tuple) else (item[0],))
+        yield [torch.stack(parts).numpy() for parts in zip(*clips)]
 
 
 # ----------------------------------------------------------------------------- skeleton

@@ -5,6 +5,7 @@ gesture contact sheet."""
 
 from __future__ import annotations
 
+import argparse
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 import train_hmdb
+from export import cli
 from export.annotate import (
     contact_sheet,
     covering_window,
@@ -183,3 +185,34 @@ def test_explain_writes_overlay_video_and_strip(video_run, tmp_path):
     assert strips[0].shape == (256, 4 * 256, 3)  # 32-pixel crops shown at 256
     assert np.abs(strips[0].astype(int) - strips[1].astype(int)).mean() > 1  # target matters
     assert train_hmdb.main([*argv, "--target", "swim", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_onnx_infer_render_matches_inference_render(video_run, tmp_path):
+    source = video_run["videos"] / "move_left" / "move_left_001.mp4"
+    onnx = tmp_path / "m.onnx"
+    export = ["export", "--checkpoint", str(video_run["checkpoint"]), "--onnx", str(onnx)]
+    assert train_hmdb.main(export) == 0
+    argv = ["onnx-infer", "--onnx", str(onnx), "--input", str(source)]
+    assert train_hmdb.main([*argv, "--render", str(tmp_path / "onnx")]) == 0
+    infer = ["inference", "--checkpoint", str(video_run["checkpoint"]), "--videos", str(source)]
+    assert train_hmdb.main([*infer, "--workers", "0", "--render", str(tmp_path / "torch")]) == 0
+    onnx_frames, rate = _read(tmp_path / "onnx" / "move_left_001.mp4")
+    assert len(onnx_frames) == 12 and rate == 12 and onnx_frames[0].shape == (240, 320, 3)
+    assert Image.open(tmp_path / "onnx" / "move_left_001_timeline.png").size == (800, 300)
+    torch_frames, _ = _read(tmp_path / "torch" / "move_left_001.mp4")
+    # the same windows and (up to float error) the same probabilities: the same drawing
+    for a, b in zip(onnx_frames, torch_frames):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+    timelines = [np.asarray(Image.open(tmp_path / d / "move_left_001_timeline.png"))
+                 for d in ("onnx", "torch")]  # fmt: skip
+    assert np.array_equal(*timelines)
+
+
+def test_onnx_infer_render_is_refused_for_other_families(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_ort_arguments(parser)
+    args = parser.parse_args(["--onnx", str(tmp_path / "m.onnx"), "--input", "a.npy",
+                              "--render", str(tmp_path / "out")])  # fmt: skip
+    assert cli.run_ort(args, family="skeleton") == 2
+    assert "--render draws annotated videos: only for video models" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
