@@ -19,21 +19,10 @@ equal pyskl's (``A``, ``data_bn``, ``net.i.gcn1.convs.k.conv1``, ``net.i.tcn1.br
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from network.gcn_blocks import (
-    STAGES,
-    GCNClassifier,
-    TemporalConv,
-    block_residual,
-    reference_adjacency,
-    stage_plan,
-)
-from network.graph import Layout, get_layout
-from network.registry import register_model
+from network.gcn_blocks import GCNBlock, GCNClassifier, TemporalConv, branch_widths, unit_shortcut
 
 __all__ = ["CTRGC", "CTRGCN", "MSTCN", "CTRGCNBlock", "UnitCTRGCN"]
 
@@ -51,6 +40,15 @@ def _conv_init(conv: nn.Conv2d) -> None:
 def _bn_init(bn: nn.BatchNorm2d, scale: float) -> None:
     nn.init.constant_(bn.weight, scale)
     nn.init.zeros_(bn.bias)
+
+
+def _init_convs_and_norms(module: nn.Module) -> None:
+    """pyskl's unit init: every convolution ``conv_init``, every BN at weight 1, bias 0."""
+    for child in module.modules():
+        if isinstance(child, nn.Conv2d):
+            _conv_init(child)
+        elif isinstance(child, nn.BatchNorm2d):
+            _bn_init(child, 1.0)
 
 
 class CTRGC(nn.Module):
@@ -79,11 +77,7 @@ class UnitCTRGCN(nn.Module):
         super().__init__()
         self.num_subset = adjacency.shape[0]
         self.convs = nn.ModuleList(CTRGC(in_channels, out_channels) for _ in range(self.num_subset))
-        self.down: nn.Module = nn.Identity()
-        if in_channels != out_channels:
-            self.down = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels)
-            )
+        self.down = unit_shortcut(in_channels, out_channels)
         self.A = nn.Parameter(adjacency.clone())
         self.alpha = nn.Parameter(torch.zeros(1))
         self.bn = nn.BatchNorm2d(out_channels)
@@ -97,11 +91,7 @@ class UnitCTRGCN(nn.Module):
 
     def init_weights(self) -> None:
         """pyskl: Kaiming convolutions, BN at 1, the output BN at 1e-6."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                _conv_init(module)
-            elif isinstance(module, nn.BatchNorm2d):
-                _bn_init(module, 1.0)
+        _init_convs_and_norms(self)
         _bn_init(self.bn, 1e-6)
 
 
@@ -112,9 +102,7 @@ class MSTCN(nn.Module):
         self, in_channels: int, out_channels: int, *, stride: int = 1, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        count = len(TCN_DILATIONS) + 2
-        mid = out_channels // count
-        rest = out_channels - mid * (count - 1)
+        mid, rest = branch_widths(out_channels, len(TCN_DILATIONS) + 2)
         branches: list[nn.Module] = [
             nn.Sequential(
                 nn.Conv2d(in_channels, mid, kernel_size=1), nn.BatchNorm2d(mid), nn.ReLU(),
@@ -143,114 +131,29 @@ class MSTCN(nn.Module):
         return self.drop(self.act(out))
 
     def init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                _conv_init(module)
-            elif isinstance(module, nn.BatchNorm2d):
-                _bn_init(module, 1.0)
+        """pyskl: Kaiming convolutions, BN at 1."""
+        _init_convs_and_norms(self)
 
 
-class CTRGCNBlock(nn.Module):
-    """``ReLU(tcn1(gcn1(x)) + residual(x))``: (N, C, T, V) → (N, C', ⌈T/stride⌉, V)."""
+class CTRGCNBlock(GCNBlock):
+    """pyskl ``CTRGCNBlock``: ``ReLU(tcn1(gcn1(x)) + residual(x))``, (N, C, T, V) →
+    (N, C', ⌈T/stride⌉, V); both units get pyskl's init."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        adjacency: torch.Tensor,
-        *,
-        stride: int = 1,
-        first: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.gcn1 = UnitCTRGCN(in_channels, out_channels, adjacency)
-        self.tcn1 = MSTCN(out_channels, out_channels, stride=stride, dropout=dropout)
-        self.residual = block_residual(in_channels, out_channels, stride, first)
-        self.relu = nn.ReLU()
-        self.tcn1.init_weights()
-        self.gcn1.init_weights()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.tcn1(self.gcn1(x))
-        if self.residual is not None:
-            out = out + self.residual(x)
-        return self.relu(out)
+    units = (("gcn1", UnitCTRGCN), ("tcn1", MSTCN))
 
 
 class CTRGCN(GCNClassifier):
-    """CTR-GCN on (N, C, T, V, M) skeleton sequences (pyskl ``CTRGCN``)."""
+    """CTR-GCN on (N, C, T, V, M) skeleton sequences (pyskl ``CTRGCN``): keyword arguments as
+    :class:`GCNClassifier`, ``graph_layout`` "ntu-rgb+d" and ``num_person`` 2 by default."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        in_channels: int = 3,
-        graph_layout: str | Path | Layout = "ntu-rgb+d",
-        num_person: int = 2,
-        dropout: float = 0.0,
-        tcn_dropout: float = 0.0,
-        stages: tuple[tuple[int, int], ...] = STAGES["full"],
-    ) -> None:
-        super().__init__()
-        self.graph_layout = get_layout(graph_layout)
-        adjacency = torch.tensor(reference_adjacency(self.graph_layout))  # on the default device
-        self.register_buffer("A", adjacency)  # persistent, as pyskl's (``backbone.A``)
-        self.in_channels = in_channels
-        self.num_person = num_person
-        self.data_bn = nn.BatchNorm1d(num_person * in_channels * adjacency.shape[1])
-        self.net = nn.ModuleList(
-            CTRGCNBlock(
-                c_in,
-                c_out,
-                adjacency,
-                stride=stride,
-                first=index == 0,
-                dropout=0.0 if index == 0 else tcn_dropout,
-            )
-            for index, (c_in, c_out, stride) in enumerate(stage_plan(stages, in_channels))
-        )
-        self._init_head(stages[-1][0], num_classes, dropout)
-
-    def blocks_forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.net:
-            x = block(x)
-        return x
+    block = CTRGCNBlock
+    blocks_name = "net"
+    default_layout = "ntu-rgb+d"
+    num_person = 2
+    persistent_adjacency = True  # as pyskl's (``backbone.A``)
 
 
-# Registered variants: name -> (STAGES row, tags, docstring).
-VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "ctrgcn": ("full", ("pyskl",), "CTR-GCN as pyskl's CTRGCN configs (1.45 M parameters, "
-               "ntu-rgb+d, 60 classes)."),
-    "ctrgcn_tiny": ("tiny", ("tiny",), "Three narrow CTR-GCN blocks (16, 32 stride 2, 32) for "
-                    "tests and demos."),
-}  # fmt: skip
-
-
-def _register(name: str, stages: str, tags: tuple[str, ...], doc: str) -> None:
-    def build(
-        *,
-        num_classes: int = 60,
-        in_channels: int = 3,
-        graph_layout: str = "ntu-rgb+d",
-        num_person: int = 2,
-        dropout: float = 0.0,
-        tcn_dropout: float = 0.0,
-    ) -> CTRGCN:
-        return CTRGCN(
-            num_classes=num_classes,
-            in_channels=in_channels,
-            graph_layout=graph_layout,
-            num_person=num_person,
-            dropout=dropout,
-            tcn_dropout=tcn_dropout,
-            stages=STAGES[stages],
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = doc
-    register_model(name, family="skeleton", input_layout="NCTVM", tags=tags)(build)
-
-
-for _name, _variant in VARIANTS.items():
-    _register(_name, *_variant)
+CTRGCN.register_variants(
+    "ctrgcn", "CTR-GCN",
+    "CTR-GCN as pyskl's CTRGCN configs (1.45 M parameters, ntu-rgb+d, 60 classes).",
+)  # fmt: skip

@@ -2,9 +2,11 @@
 
 - :func:`reference_adjacency`: pyskl's ``Graph(layout, mode='spatial')``, the three partitions
   ``[I, norm(inward), norm(outward)]`` (K = 3, V, V), built for any ActRec layout.
-- :class:`TemporalConv` (pyskl ``unit_tcn``): a (k × 1) temporal convolution, BN, dropout.
+- :class:`TemporalConv` (pyskl ``unit_tcn``): a (k × 1) temporal convolution, BN.
+- :class:`GCNBlock`: ``ReLU(tcn(gcn(x)) + residual(x))`` around a network's two units.
 - :class:`GCNClassifier`: the data BN in front, the blocks, and pyskl's ``GCNHead`` (mean over
-  frames and joints, then over persons, dropout, linear).
+  frames and joints, then over persons, dropout, linear); ``register_variants`` registers a
+  network's reference and tiny builders.
 
 Module names follow pyskl's, so a pyskl/MMAction2 ``state_dict`` loads once ``backbone.`` is
 stripped and the head is renamed (``network.weights``).
@@ -20,15 +22,20 @@ from torch import nn
 
 from network.base import Classifier
 from network.graph import LAYOUTS, Layout, get_layout, hop_distance
+from network.registry import register_variant
 
 __all__ = [
     "REFERENCE_EDGES",
     "STAGES",
+    "GCNBlock",
     "GCNClassifier",
     "TemporalConv",
+    "block_residual",
+    "branch_widths",
     "inward_edges",
     "reference_adjacency",
     "stage_plan",
+    "unit_shortcut",
 ]
 
 # pyskl's own edge lists ("inward": (child, parent), 0-based) where its graph differs from the
@@ -90,32 +97,25 @@ def stage_plan(stages: tuple[tuple[int, int], ...], in_channels: int) -> list[tu
 
 
 class TemporalConv(nn.Module):
-    """pyskl ``unit_tcn``: Conv2d (k × 1, stride, dilation, "same" padding) → BN → dropout.
+    """pyskl ``unit_tcn`` as these networks use it (dropout 0, so none): Conv2d (k × 1, stride,
+    dilation, "same" padding) → BN.
 
     (N, C, T, V) → (N, C', ⌈T/stride⌉, V); ``norm=False`` leaves out the BN (pyskl's norm=None).
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 9,
-        *,
-        stride: int = 1,
-        dilation: int = 1,
-        norm: bool = True,
-        dropout: float = 0.0,
-    ) -> None:
+        self, in_channels: int, out_channels: int, kernel_size: int, *,
+        stride: int = 1, dilation: int = 1, norm: bool = True,
+    ) -> None:  # fmt: skip
         super().__init__()
         pad = (kernel_size + (kernel_size - 1) * (dilation - 1) - 1) // 2
         self.conv = nn.Conv2d(
             in_channels, out_channels, (kernel_size, 1), (stride, 1), (pad, 0), (dilation, 1)
         )
         self.bn = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
-        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.bn(self.conv(x)))
+        return self.bn(self.conv(x))
 
 
 def block_residual(
@@ -130,23 +130,135 @@ def block_residual(
     return TemporalConv(in_channels, out_channels, 1, stride=stride)
 
 
-class GCNClassifier(Classifier):
-    """Skeleton network body shared by ST-GCN++ and CTR-GCN.
+def unit_shortcut(in_channels: int, out_channels: int) -> nn.Module:
+    """The graph units' ``down``: identity, or 1×1 conv + BN when the width changes."""
+    if in_channels == out_channels:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
 
-    Subclasses set ``self.data_bn``, ``self.graph_layout`` (a Layout), ``self.A`` and the block
-    list, and implement ``blocks_forward`` ((N·M, C, T, V) → (N·M, F, T', V)).
-    ``num_person`` > 0 means the data BN spans persons (pyskl ``MVC``): inputs with fewer persons
-    are zero-padded to it, as pyskl's ``FormatGCNInput`` pads them.
+
+def branch_widths(out_channels: int, count: int) -> tuple[int, int]:
+    """pyskl's multi-scale TCN split of C' over ``count`` branches: (C' // count, what is left
+    for the one branch that takes the remainder)."""
+    mid = out_channels // count
+    return mid, out_channels - mid * (count - 1)
+
+
+class GCNBlock(nn.Module):
+    """``ReLU(tcn(gcn(x)) + residual(x))``: (N, C, T, V) → (N, C', ⌈T/stride⌉, V).
+
+    Subclasses set ``units``: pyskl's attribute names and classes of the graph unit
+    (``gcn(C, C', A)``) and the temporal unit (``tcn(C', C', stride=, dropout=)``). Units with an
+    ``init_weights`` method get it after the block is built, temporal first (pyskl's
+    ``CTRGCNBlock``).
     """
 
-    num_person = 0
+    units: tuple[tuple[str, type[nn.Module]], tuple[str, type[nn.Module]]]
 
-    def _init_head(self, width: int, num_classes: int, dropout: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        adjacency: torch.Tensor,
+        *,
+        stride: int = 1,
+        first: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        (gcn_name, gcn_unit), (tcn_name, tcn_unit) = self.units
+        gcn = gcn_unit(in_channels, out_channels, adjacency)
+        tcn = tcn_unit(out_channels, out_channels, stride=stride, dropout=dropout)
+        self.add_module(gcn_name, gcn)
+        self.add_module(tcn_name, tcn)
+        self.residual = block_residual(in_channels, out_channels, stride, first)
+        self.relu = nn.ReLU()
+        for unit in (tcn, gcn):
+            if hasattr(unit, "init_weights"):
+                unit.init_weights()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (gcn, _), (tcn, _) = self.units
+        out = self.get_submodule(tcn)(self.get_submodule(gcn)(x))
+        if self.residual is not None:
+            out = out + self.residual(x)
+        return self.relu(out)
+
+
+class GCNClassifier(Classifier):
+    """Skeleton network body shared by ST-GCN++ and CTR-GCN: data BN, blocks, pyskl's GCNHead.
+
+    Subclasses set ``block`` (a :class:`GCNBlock`), ``blocks_name`` (pyskl's name of the block
+    list), ``default_layout``, ``num_person`` and ``persistent_adjacency`` (whether ``A`` is in the
+    state dict, as pyskl's ``backbone.A`` of CTR-GCN). ``num_person`` > 0 means the data BN spans
+    persons (pyskl ``MVC``): inputs with fewer persons are zero-padded to it, as pyskl's
+    ``FormatGCNInput`` pads them; 0 means per joint and coordinate (pyskl ``VC``).
+    """
+
+    block: type[GCNBlock]
+    blocks_name: str
+    default_layout: str
+    num_person = 0
+    persistent_adjacency = False
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int = 3,
+        graph_layout: str | Path | Layout | None = None,
+        num_person: int | None = None,
+        dropout: float = 0.0,
+        tcn_dropout: float = 0.0,
+        stages: tuple[tuple[int, int], ...] = STAGES["full"],
+    ) -> None:
+        """``graph_layout`` and ``num_person`` default to the class's; ``dropout`` is the head's,
+        ``tcn_dropout`` every block's but the first."""
+        super().__init__()
+        self.graph_layout = get_layout(
+            self.default_layout if graph_layout is None else graph_layout
+        )
+        adjacency = torch.tensor(reference_adjacency(self.graph_layout))  # on the default device
+        self.register_buffer("A", adjacency, persistent=self.persistent_adjacency)
+        self.in_channels = in_channels
+        self.num_person = self.num_person if num_person is None else num_person
+        self.data_bn = nn.BatchNorm1d(max(self.num_person, 1) * in_channels * adjacency.shape[1])
+        blocks = nn.ModuleList(
+            self.block(
+                c_in,
+                c_out,
+                adjacency,
+                stride=stride,
+                first=index == 0,
+                dropout=0.0 if index == 0 else tcn_dropout,
+            )
+            for index, (c_in, c_out, stride) in enumerate(stage_plan(stages, in_channels))
+        )
+        self.add_module(self.blocks_name, blocks)
         self.num_classes = num_classes
-        self.num_features = width
+        self.num_features = stages[-1][0]
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(width, num_classes)
+        self.fc = nn.Linear(self.num_features, num_classes)
         _init_classifier(self.fc)
+
+    @classmethod
+    def register_variants(cls, name: str, label: str, doc: str) -> None:
+        """Register ``name`` (``STAGES["full"]``, tag "pyskl", docstring ``doc``) and
+        ``name_tiny`` (``STAGES["tiny"]``, three narrow ``label`` blocks). Builders default to 60
+        classes and the class's layout and person count; a count of 0 (data BN per joint, any
+        number of persons) is fixed, not a builder argument."""
+        tiny = f"Three narrow {label} blocks (16, 32 stride 2, 32) for tests and demos."
+        persons = {"num_person": cls.num_person}
+        fixed, defaults = ({}, persons) if cls.num_person else (persons, {})
+        for variant, stages, tag, text in (
+            (name, "full", "pyskl", doc),
+            (f"{name}_tiny", "tiny", "tiny", tiny),
+        ):
+            register_variant(
+                variant, cls, family="skeleton", input_layout="NCTVM", doc=text, tags=(tag,),
+                fixed={"stages": STAGES[stages], **fixed},
+                defaults={"num_classes": 60, "graph_layout": cls.default_layout, **defaults},
+            )  # fmt: skip
 
     @property
     def graph(self) -> _GraphView:
@@ -168,7 +280,10 @@ class GCNClassifier(Classifier):
         return x.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
 
     def blocks_forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(N·M, C, T, V) → (N·M, F, T', V) through the blocks."""
+        for block in self.get_submodule(self.blocks_name):
+            x = block(x)
+        return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) → (N, F): blocks on every person, mean over T and V, then over M."""

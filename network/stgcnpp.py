@@ -18,21 +18,10 @@ batch and are averaged after the head's pooling (pyskl ``GCNHead``). Module name
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from network.gcn_blocks import (
-    STAGES,
-    GCNClassifier,
-    TemporalConv,
-    block_residual,
-    reference_adjacency,
-    stage_plan,
-)
-from network.graph import Layout, get_layout
-from network.registry import register_model
+from network.gcn_blocks import GCNBlock, GCNClassifier, TemporalConv, branch_widths, unit_shortcut
 
 __all__ = ["MultiScaleTCN", "STGCNPlusPlus", "STGCNPlusPlusBlock", "UnitGCN"]
 
@@ -57,11 +46,7 @@ class UnitGCN(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels * self.num_subsets, 1)
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU()
-        self.down: nn.Module = nn.Identity()
-        if in_channels != out_channels:
-            self.down = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels)
-            )
+        self.down = unit_shortcut(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, t, v = x.shape
@@ -89,14 +74,12 @@ class MultiScaleTCN(nn.Module):
         self, in_channels: int, out_channels: int, *, stride: int = 1, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        count = len(MSTCN_BRANCHES)
-        mid = out_channels // count
-        first = out_channels - mid * (count - 1)
+        mid, first = branch_widths(out_channels, len(MSTCN_BRANCHES))
         self.branches = nn.ModuleList(
             _mstcn_branch(kind, k, d, in_channels, first if i == 0 else mid, stride)
             for i, (kind, k, d) in enumerate(MSTCN_BRANCHES)
         )
-        width = mid * (count - 1) + first
+        width = mid * (len(MSTCN_BRANCHES) - 1) + first
         self.transform = nn.Sequential(
             nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, out_channels, 1)
         )
@@ -108,102 +91,26 @@ class MultiScaleTCN(nn.Module):
         return self.drop(self.bn(self.transform(out)))
 
 
-class STGCNPlusPlusBlock(nn.Module):
-    """``ReLU(tcn(gcn(x)) + residual(x))``: (N, C, T, V) → (N, C', ⌈T/stride⌉, V)."""
+class STGCNPlusPlusBlock(GCNBlock):
+    """pyskl's STGCNBlock with ``unit_gcn`` and ``mstcn``: ``ReLU(tcn(gcn(x)) + residual(x))``,
+    (N, C, T, V) → (N, C', ⌈T/stride⌉, V)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        adjacency: torch.Tensor,
-        *,
-        stride: int = 1,
-        first: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.gcn = UnitGCN(in_channels, out_channels, adjacency)
-        self.tcn = MultiScaleTCN(out_channels, out_channels, stride=stride, dropout=dropout)
-        self.residual = block_residual(in_channels, out_channels, stride, first)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.tcn(self.gcn(x))
-        if self.residual is not None:
-            out = out + self.residual(x)
-        return self.relu(out)
+    units = (("gcn", UnitGCN), ("tcn", MultiScaleTCN))
 
 
 class STGCNPlusPlus(GCNClassifier):
-    """ST-GCN++ on (N, C, T, V, M) skeleton sequences (pyskl ``stgcn++``)."""
+    """ST-GCN++ on (N, C, T, V, M) skeleton sequences (pyskl ``stgcn++``): keyword arguments as
+    :class:`GCNClassifier`, ``graph_layout`` "coco" by default; persons run as a batch."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        in_channels: int = 3,
-        graph_layout: str | Path | Layout = "coco",
-        dropout: float = 0.0,
-        tcn_dropout: float = 0.0,
-        stages: tuple[tuple[int, int], ...] = STAGES["full"],
-    ) -> None:
-        super().__init__()
-        self.graph_layout = get_layout(graph_layout)
-        adjacency = torch.tensor(reference_adjacency(self.graph_layout))  # on the default device
-        # not in the state dict (pyskl's STGCN has no top-level A): each block learns its own
-        self.register_buffer("A", adjacency, persistent=False)
-        self.in_channels = in_channels
-        self.data_bn = nn.BatchNorm1d(in_channels * adjacency.shape[1])
-        self.gcn = nn.ModuleList(
-            STGCNPlusPlusBlock(
-                c_in,
-                c_out,
-                adjacency,
-                stride=stride,
-                first=index == 0,
-                dropout=0.0 if index == 0 else tcn_dropout,
-            )
-            for index, (c_in, c_out, stride) in enumerate(stage_plan(stages, in_channels))
-        )
-        self._init_head(stages[-1][0], num_classes, dropout)
-
-    def blocks_forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.gcn:
-            x = block(x)
-        return x
+    block = STGCNPlusPlusBlock
+    blocks_name = "gcn"
+    default_layout = "coco"
+    num_person = 0  # data BN per joint and coordinate (pyskl 'VC')
+    # A is not in the state dict (pyskl's STGCN has no top-level A): each block learns its own.
+    persistent_adjacency = False
 
 
-# Registered variants: name -> (STAGES row, tags, docstring).
-VARIANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "stgcnpp": ("full", ("pyskl",), "ST-GCN++ as pyskl's stgcn++ configs (1.39 M parameters, "
-                "coco, 60 classes)."),
-    "stgcnpp_tiny": ("tiny", ("tiny",), "Three narrow ST-GCN++ blocks (16, 32 stride 2, 32) for "
-                     "tests and demos."),
-}  # fmt: skip
-
-
-def _register(name: str, stages: str, tags: tuple[str, ...], doc: str) -> None:
-    def build(
-        *,
-        num_classes: int = 60,
-        in_channels: int = 3,
-        graph_layout: str = "coco",
-        dropout: float = 0.0,
-        tcn_dropout: float = 0.0,
-    ) -> STGCNPlusPlus:
-        return STGCNPlusPlus(
-            num_classes=num_classes,
-            in_channels=in_channels,
-            graph_layout=graph_layout,
-            dropout=dropout,
-            tcn_dropout=tcn_dropout,
-            stages=STAGES[stages],
-        )
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = doc
-    register_model(name, family="skeleton", input_layout="NCTVM", tags=tags)(build)
-
-
-for _name, _variant in VARIANTS.items():
-    _register(_name, *_variant)
+STGCNPlusPlus.register_variants(
+    "stgcnpp", "ST-GCN++",
+    "ST-GCN++ as pyskl's stgcn++ configs (1.39 M parameters, coco, 60 classes).",
+)  # fmt: skip
