@@ -216,3 +216,113 @@ def test_onnx_infer_render_is_refused_for_other_families(tmp_path, capsys):
     assert cli.run_ort(args, family="skeleton") == 2
     assert "--render draws annotated videos: only for video models" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- train_nvpose.py
+def _untrained(path: Path, network: str, family: str, names: list[str], **args) -> Path:
+    """An untrained checkpoint (make_checkpoint's format): rendering does not need a good model."""
+    import torch
+
+    from network import build_model
+    from train.checkpoint import atomic_save, make_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(network, num_classes=len(names))
+    atomic_save(make_checkpoint(model, args=args, family=family, class_names=names), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def skeleton_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """2 synthetic nvidia-layout sequences (10-12 frames, padded to 12) and st_gcn_tiny."""
+    import train_nvpose
+
+    root = tmp_path_factory.mktemp("skeleton")
+    assert train_nvpose.main(["synth", "--output-dir", str(root), "--classes", "standing",
+                              "sitting", "--train-per-class", "1", "--val-per-class", "1",
+                              "--min-frames", "10", "--max-frames", "12"]) == 0  # fmt: skip
+    names = ["standing", "sitting"]
+    checkpoint = _untrained(root / "st.pth", "st_gcn_tiny", "skeleton", names, seq_length=12,
+                            num_person=1)  # fmt: skip
+    return {"root": root, "checkpoint": checkpoint}
+
+
+@pytest.mark.parametrize("source", ["val_data.npy", "val.json"])
+def test_nvpose_inference_render_draws_every_sequence(skeleton_run, tmp_path, source):
+    import train_nvpose
+
+    out, actions = tmp_path / "videos", tmp_path / "actions.txt"
+    argv = ["inference", "--checkpoint", str(skeleton_run["checkpoint"]), "--data",
+            str(skeleton_run["root"] / source), "--output-dir", str(tmp_path), "--output-file",
+            str(actions), "--workers", "0", "--device", "cpu", "--render", str(out)]  # fmt: skip
+    if source.endswith(".json"):
+        argv += ["--sequence-length", "8", "--sequence-overlap", "0.5"]
+    assert train_nvpose.main(argv) == 0
+    labels = actions.read_text().split()
+    assert labels and set(labels) <= {"standing", "sitting"}
+    videos = sorted(out.glob("sequence_*.mp4"))
+    assert [v.name for v in videos] == [f"sequence_{i:04d}.mp4" for i in range(len(labels))]
+    if source.endswith(".npy"):
+        data = np.load(skeleton_run["root"] / source)  # (N, C, T, V, M), zero padding at the end
+        shown = [int(np.nonzero(np.any(s != 0, axis=(0, 2, 3)))[0].max()) + 1 for s in data]
+        assert len(labels) == len(data) and min(shown) < data.shape[2]  # one padded sequence
+    for index, video in enumerate(videos):
+        read, rate = _read(video)
+        assert rate == 30 and read[0].shape == (240, 320, 3)
+        if source.endswith(".npy"):
+            assert len(read) == shown[index]  # the padding is not drawn
+        else:
+            assert 0 < len(read) <= 8
+
+
+# ----------------------------------------------------------------------------- train_gesture.py
+def test_gesture_inference_render_contact_sheet_marks_wrong_predictions(tmp_path):
+    import csv
+    import json
+
+    import train_gesture
+
+    root, data = tmp_path / "set", tmp_path / "data.json"
+    assert (
+        train_gesture.main(
+            [
+                "synth",
+                "--out",
+                str(root),
+                "--num-users",
+                "4",
+                "--images-per-class",
+                "1",
+                "--image-size",
+                "64",
+                "48",
+            ]
+        )
+        == 0
+    )
+    assert train_gesture.main(["convert", "--dataset_spec", str(root / "dataset_config.json"),
+                               "--experiment_spec", str(root / "dataset_experiment_config.json"),
+                               "--k_folds", "0", "--output_filename", str(data),
+                               "--experiment_name", "t"]) == 0  # fmt: skip
+    names = json.loads(data.read_text())["classes"]
+    model = _untrained(tmp_path / "g.pth", "gesturenet_tiny", "gesture", names,
+                       image_height=24, image_width=24)  # fmt: skip
+    out = tmp_path / "render"
+    assert train_gesture.main(["inference", "--model", str(model), "--data_json", str(data),
+                               "--data_type", "kpi_set", "--results_dir", str(tmp_path / "inf"),
+                               "--workers", "0", "--render", str(out)]) == 0  # fmt: skip
+    with (tmp_path / "inf" / "predictions.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    wrong = [row["label"] != row["predicted"] for row in rows]
+    assert any(wrong) and len(rows) > 1  # an untrained network gets some wrong
+    sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB"))
+    tile, caption, columns = 128, 34, 8  # export.annotate.contact_sheet's defaults
+    rows_of_tiles = -(-len(rows) // columns)
+    assert sheet.shape == (rows_of_tiles * (tile + caption), min(columns, len(rows)) * tile, 3)
+    for index, is_wrong in enumerate(wrong):
+        top, left = (index // columns) * (tile + caption), (index % columns) * tile
+        frame = sheet[top + 2, left + 20].astype(int)  # on the 3-pixel frame around the tile
+        if is_wrong:
+            assert frame[0] > 200 and frame[1] < 50, index  # red
+        else:
+            assert frame[1] > 150 and frame[0] < 50, index  # green
