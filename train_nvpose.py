@@ -150,6 +150,10 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> N
     if labels:
         parser.add_argument("--labels", default=None)
         parser.add_argument(
+            "--label-map", default=None,
+            help="JSON {class: id} or .txt: class names for a checkpoint that holds only class_<i>",
+        )  # fmt: skip
+        parser.add_argument(
             "--fusion-weights", type=float, nargs="+", default=None,
             help="one weight per --checkpoint: fused score = sum of weight x mean softmax "
             "(pyskl 4-stream: j b jm bm with 2 2 1 1; default all 1)",
@@ -472,23 +476,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if len(checkpoints) > 1 or args.fusion_weights is not None:
         return _evaluate_fusion(args, checkpoints)
     args.checkpoint = checkpoints[0]
-    model, dataset = _evaluation_input(args, checkpoints[0])
-    names = list(model.class_names or [])
+    model, dataset, names = _evaluation_input(args, checkpoints[0])
     result = engine.evaluate(model, dataset, args, class_names=names, output_dir=args.output_dir)
     print(f"accuracy {100 * result.clip_top1:.2f}%, mean class accuracy "
           f"{100 * result.mean_class_accuracy:.2f}% on {result.num_clips} sequences")  # fmt: skip
     return 0
 
 
-def _evaluation_input(args: argparse.Namespace, checkpoint: str) -> tuple[Any, Any]:
-    """(model, labelled dataset in the checkpoint's stream) of one checkpoint."""
+def _evaluation_input(args: argparse.Namespace, checkpoint: str) -> tuple[Any, Any, list[str]]:
+    """(model, labelled dataset in the checkpoint's stream, class names) of one checkpoint."""
     from train.checkpoint import load_model
 
     model = load_model(checkpoint, family=FAMILY)
-    dataset = _labelled_dataset(args, list(model.class_names or []), model)
+    names = _evaluation_names(args, list(model.class_names or []), checkpoint)
+    dataset = _labelled_dataset(args, names, model)
     _check_poses(model, dataset.shape, args.data)
     stream = _stream_of(args, model, checkpoint)
-    return model, with_stream(dataset, stream, model.graph.layout)
+    return model, with_stream(dataset, stream, model.graph.layout), names
+
+
+def _evaluation_names(args: argparse.Namespace, stored: list[str], checkpoint: str) -> list[str]:
+    """The checkpoint's class names, or those of --label-map where it holds only ``class_<i>``
+    (a map of another class count, or other names than the checkpoint's own, is refused)."""
+    label_map = read_label_map(getattr(args, "label_map", None))
+    if not label_map:
+        return stored
+    given = class_names_of(label_map, None, [])
+    if stored and len(given) != len(stored):
+        raise ValueError(
+            f"{args.label_map}: {len(given)} classes, but {checkpoint} has {len(stored)}"
+        )
+    generic = [f"class_{index}" for index in range(len(stored))]
+    if stored and stored not in (generic, given):
+        raise ValueError(
+            f"{args.label_map}: its names differ from those stored in {checkpoint} "
+            f"({printable(', '.join(stored[:3]))}, ...)"
+        )
+    return given
 
 
 def _evaluate_fusion(args: argparse.Namespace, checkpoints: list[str]) -> int:
@@ -498,9 +522,10 @@ def _evaluate_fusion(args: argparse.Namespace, checkpoints: list[str]) -> int:
     weights = check_fusion_weights(checkpoints, args.fusion_weights)
     inputs = []
     for path in checkpoints:
-        model, dataset = _evaluation_input(args, path)
+        model, dataset, own_names = _evaluation_input(args, path)
+        if not inputs:
+            names = own_names  # the first checkpoint's
         inputs.append(FusionInput(path, model, dataset, dict(enumerate(dataset.labels))))
-    names = list(inputs[0].model.class_names or [])
     result, singles = evaluate_fusion(inputs, weights, args, class_names=names,
                                       output_dir=args.output_dir)  # fmt: skip
     for item, weight, single in zip(inputs, weights, singles):

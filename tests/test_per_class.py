@@ -146,3 +146,57 @@ def test_evaluate_writes_per_class_files_and_logs_the_worst(tmp_path, caplog):
     ]
     assert "worst classes by recall: run 0.50 (2 videos), walk 1.00 (2 videos)" in caplog.text
     assert (tmp_path / "per_class.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- train_nvpose.py
+@pytest.fixture(scope="module")
+def skeleton_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import train_nvpose
+
+    root = tmp_path_factory.mktemp("skeleton")
+    assert train_nvpose.main(["synth", "--output-dir", str(root), "--classes", "standing",
+                              "sitting", "--train-per-class", "1", "--val-per-class", "2",
+                              "--min-frames", "10", "--max-frames", "12"]) == 0  # fmt: skip
+    return root
+
+
+def _skeleton_checkpoint(path: Path, names: list[str]) -> Path:
+    from network import build_model
+    from train.checkpoint import atomic_save, make_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("st_gcn_tiny", num_classes=len(names))
+    args = {"seq_length": 12, "num_person": 1}
+    atomic_save(make_checkpoint(model, args=args, family="skeleton", class_names=names), path)
+    return path
+
+
+def _evaluate_skeleton(root: Path, checkpoint: Path, out: Path, *extra: str) -> int:
+    import train_nvpose
+
+    return train_nvpose.main(["evaluate", "--checkpoint", str(checkpoint), "--data",
+                              str(root / "val_data.npy"), "--labels", str(root / "val_label.pkl"),
+                              "--output-dir", str(out), "--workers", "0", "--device", "cpu",
+                              "--no-plots", *extra])  # fmt: skip
+
+
+def test_skeleton_evaluate_names_classes_from_label_map(skeleton_set, tmp_path, capsys):
+    label_map = skeleton_set / "label_map.json"  # {"standing": 0, "sitting": 1}
+    generic = _skeleton_checkpoint(tmp_path / "generic.pth", ["class_0", "class_1"])
+    assert _evaluate_skeleton(skeleton_set, generic, tmp_path / "a") == 0
+    assert [r["class"] for r in _rows(tmp_path / "a" / "per_class.csv")] == ["class_0", "class_1"]
+    assert _evaluate_skeleton(skeleton_set, generic, tmp_path / "b", "--label-map",
+                              str(label_map)) == 0  # fmt: skip
+    rows = _rows(tmp_path / "b" / "per_class.csv")
+    assert [(r["class"], r["support"]) for r in rows] == [("standing", "2"), ("sitting", "2")]
+    # a map of another size, or names other than the checkpoint's own: one line, exit 2
+    other = tmp_path / "three.json"
+    other.write_text('{"a": 0, "b": 1, "c": 2}')
+    capsys.readouterr()
+    assert _evaluate_skeleton(skeleton_set, generic, tmp_path / "c", "--label-map",
+                              str(other)) == 2  # fmt: skip
+    assert f"{other}: 3 classes, but {generic} has 2" in capsys.readouterr().err
+    named = _skeleton_checkpoint(tmp_path / "named.pth", ["sitting", "standing"])
+    assert _evaluate_skeleton(skeleton_set, named, tmp_path / "d", "--label-map",
+                              str(label_map)) == 2  # fmt: skip
+    assert "its names differ from those stored in" in capsys.readouterr().err
