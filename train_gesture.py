@@ -60,10 +60,9 @@ from network import build_model, list_models
 from network.gesturenet import freeze_all_but_last
 from safeio.atomic import atomic_write_bytes
 from train.args import OPTIMIZERS, common_parser
-from train.runner import FamilyScript, run_steps
+from train.runner import FamilyScript, command_parser, command_table, run_steps, set_defaults
 from train.tao_specs import GESTURE_SPEC_MAP
 from train.validation import (
-    ScriptParser,
     device,
     fraction,
     log_level,
@@ -97,12 +96,7 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = ScriptParser(
-        description="GestureNet hand-gesture classification",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, commands = command_parser("GestureNet hand-gesture classification", __doc__)
     gesture_synth.add_arguments(commands.add_parser("synth", help="write a synthetic set"))
     gesture_convert.add_arguments(commands.add_parser("convert", help="TAO dataset_convert"))
     train = commands.add_parser("train", parents=[common_parser()], help="two-stage training")
@@ -127,8 +121,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_deploy_commands(commands)
     demo = commands.add_parser("demo", help="synth -> convert -> train -> evaluate -> export")
     _add_demo_arguments(demo)
-    for name, defaults in COMMAND_DEFAULTS.items():
-        commands.choices[name].set_defaults(**defaults)
+    set_defaults(commands, COMMAND_DEFAULTS)
     return parser
 
 
@@ -760,16 +753,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
-    "synth": cmd_synth,
-    "convert": cmd_convert,
-    "train": cmd_train,
-    "evaluate": cmd_evaluate,
-    "inference": cmd_inference,
-    "quantize": cmd_quantize,
-    "trt-engine": cmd_trt_engine,
-    "demo": cmd_demo,
-}
+COMMANDS = command_table(
+    cmd_synth, cmd_convert, cmd_train, cmd_evaluate, cmd_inference, cmd_quantize, cmd_trt_engine,
+    cmd_demo,
+)  # fmt: skip
 # TAO gesture train spec keys (-e spec.yaml, key=value): train/tao_specs.py
 SCRIPT = FamilyScript(get_args_parser, COMMANDS, SPEC_MAP)
 parse_args = SCRIPT.parse_args  # argv -> namespace (command line > spec > defaults)

@@ -52,10 +52,9 @@ from network import build_model, get_entry, list_models
 from train.args import add_multigrid_arguments, common_parser, runtime_parser
 from train.config import add_spec_arguments
 from train.metrics import AVERAGES
-from train.runner import FamilyScript, run_steps
+from train.runner import FamilyScript, command_parser, command_table, run_steps
 from train.tao_specs import VIDEO_KEYS, video_spec_map
 from train.validation import (
-    ScriptParser,
     check_batch_memory,
     clip_batch_bytes,
     finite_float,
@@ -299,12 +298,7 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = ScriptParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, commands = command_parser(__doc__.splitlines()[0], __doc__.split("\n", 2)[2])
     synth_video.add_arguments(commands.add_parser("synth", help="write synthetic videos"))
     prepare.add_arguments(commands.add_parser("prepare", help="videos -> frame databases"))
     train = commands.add_parser("train", parents=[common_parser()], help="train a model")
@@ -977,17 +971,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
-    "synth": synth_video.run,
-    "prepare": prepare.run,
-    "train": cmd_train,
-    "evaluate": cmd_evaluate,
-    "inference": cmd_inference,
-    "explain": cmd_explain,
-    "quantize": cmd_quantize,
-    "live": cmd_live,
-    "demo": cmd_demo,
-}
+COMMANDS = command_table(
+    cmd_train, cmd_evaluate, cmd_inference, cmd_explain, cmd_quantize, cmd_live, cmd_demo,
+    synth=synth_video.run, prepare=prepare.run,
+)  # fmt: skip
 # TAO action_recognition spec keys per subcommand (-e spec.yaml, key=value): train/tao_specs.py
 SCRIPT = FamilyScript(get_args_parser, COMMANDS, video_spec_map, known_keys=VIDEO_KEYS)
 parse_args = SCRIPT.parse_args  # argv -> namespace (command line > spec > defaults)

@@ -52,10 +52,9 @@ from network.graph import GRAPH_DEFAULTS, LAYOUTS, STRATEGIES, graph_flags, reso
 from safeio.limits import check_label_range, derived_class_count
 from train.args import common_parser
 from train.config import add_spec_arguments
-from train.runner import FamilyScript, run_steps
+from train.runner import FamilyScript, command_parser, command_table, run_steps, set_defaults
 from train.tao_specs import SKELETON_KEYS, skeleton_spec_map
 from train.validation import (
-    ScriptParser,
     device,
     fraction,
     log_level,
@@ -170,12 +169,7 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The ``train_nvpose.py`` parser with one subparser per command."""
-    parser = ScriptParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, commands = command_parser(__doc__.splitlines()[0], __doc__.split("\n", 2)[2])
     synth = commands.add_parser("synth", parents=[_spec_parent()], help="synthetic data")
     skeleton_synth.add_arguments(synth)
     convert = commands.add_parser(
@@ -205,8 +199,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_quantize_arguments(quantize)
     demo = commands.add_parser("demo", help="synth → train → evaluate → export")
     _add_demo_arguments(demo)
-    for name, defaults in COMMAND_DEFAULTS.items():
-        commands.choices[name].set_defaults(**defaults)
+    set_defaults(commands, COMMAND_DEFAULTS)
     return parser
 
 
@@ -722,16 +715,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
-    "synth": cmd_synth,
-    "convert": cmd_convert,
-    "train": cmd_train,
-    "evaluate": cmd_evaluate,
-    "inference": cmd_inference,
-    "explain": cmd_explain,
-    "quantize": cmd_quantize,
-    "demo": cmd_demo,
-}
+COMMANDS = command_table(
+    cmd_synth, cmd_convert, cmd_train, cmd_evaluate, cmd_inference, cmd_explain, cmd_quantize,
+    cmd_demo,
+)  # fmt: skip
 # TAO pose_classification spec keys per subcommand (-e spec.yaml, key=value): train/tao_specs.py
 SCRIPT = FamilyScript(get_args_parser, COMMANDS, skeleton_spec_map, known_keys=SKELETON_KEYS)
 parse_args = SCRIPT.parse_args  # argv -> namespace (command line > spec > defaults)

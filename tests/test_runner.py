@@ -6,7 +6,14 @@ import torch
 
 from data.video.framestore import FrameStoreError
 from train.engine import NonFiniteLossError
-from train.runner import FamilyScript, run_command, run_steps
+from train.runner import (
+    FamilyScript,
+    command_parser,
+    command_table,
+    run_command,
+    run_steps,
+    set_defaults,
+)
 
 
 def test_outcomes_map_to_exit_codes(caplog):
@@ -92,3 +99,28 @@ def test_a_family_script_reads_the_spec_table_of_its_subcommand(tmp_path):
     assert script.parse_args(["train", "-e", str(spec)]).batch_size == 8
     assert script.parse_args(["evaluate", "-e", str(spec)]).batch_size == 3
     assert script.main(["train", "-e", str(spec), "--batch-size", "5"]) == 5
+
+
+def test_command_table_names_commands_after_their_functions() -> None:
+    def cmd_trt_engine(args):
+        return 0
+
+    def run(args):
+        return 1
+
+    assert command_table(cmd_trt_engine, synth=run) == {"trt-engine": cmd_trt_engine, "synth": run}
+    try:
+        command_table(run)
+    except ValueError as error:
+        assert "cmd_<command>" in str(error)
+    else:
+        raise AssertionError("a function not named cmd_<command> was accepted")
+
+
+def test_set_defaults_reaches_only_the_named_subcommand() -> None:
+    parser, commands = command_parser("toy", "epilog")
+    for name in ("train", "evaluate"):
+        commands.add_parser(name).add_argument("--lr", type=float, default=0.1)
+    set_defaults(commands, {"train": {"lr": 0.5}})
+    assert parser.parse_args(["train"]).lr == 0.5
+    assert parser.parse_args(["evaluate"]).lr == 0.1

@@ -26,7 +26,7 @@ from train.logs import setup_logging
 from train.malloc import reuse_large_buffers
 from train.rundir import OTHER_COMMANDS_OUTPUT_DIR
 from train.seeding import seed_everything
-from train.validation import check_args, print_error, printable
+from train.validation import ScriptParser, check_args, print_error, printable
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,37 @@ class FamilyScript:
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Parse ``argv``, run its subcommand; the exit code (see :func:`run_script`)."""
         return run_script(lambda: self.parse_args(argv), self.commands)
+
+
+def command_table(*functions: Command, **named: Command) -> dict[str, Command]:
+    """A script's ``COMMANDS``: each ``cmd_<name>`` function under ``<name>`` (underscores read as
+    dashes: ``cmd_trt_engine`` runs ``trt-engine``), then ``named`` commands under their keyword."""
+    table: dict[str, Command] = {}
+    for function in functions:
+        if not function.__name__.startswith("cmd_"):
+            raise ValueError(f"{function.__name__}: a command function is named cmd_<command>")
+        table[function.__name__.removeprefix("cmd_").replace("_", "-")] = function
+    return table | named
+
+
+def command_parser(
+    description: str, epilog: str
+) -> tuple[ScriptParser, argparse._SubParsersAction]:
+    """A family script's parser (``epilog`` printed as written) and its ``COMMAND`` subparsers
+    (one is required)."""
+    parser = ScriptParser(
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return parser, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def set_defaults(
+    commands: argparse._SubParsersAction, defaults: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Give each named subcommand its own defaults (``{command: {dest: value}}``); each
+    subcommand has its own parent parsers, so a default set here reaches no other one."""
+    for name, values in defaults.items():
+        commands.choices[name].set_defaults(**values)
 
 
 def run_steps(script: str, main: Callable[[list[str]], int], steps: Iterable[list[str]]) -> int:
