@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,12 +29,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import interleaved_median
+from benchmarks.timing import (
+    benchmark_parser,
+    collect_rows,
+    interleaved_median,
+    markdown_table,
+)
 from export import export_onnx
 from export.ort_runtime import OrtClassifier
 from export.quantize import QUANT_FORMATS, quantize_int8
 from network import build_model
-from train.malloc import reuse_large_buffers
 
 # network name -> input shape without batch (issue 7: r3d_18 16×112×112, ST-GCN 300×34, 160×160)
 MODELS = {
@@ -113,26 +116,23 @@ def _calibration_reader(input_name: str, shape: tuple[int, ...]):
 
 def format_table(rows: list[Row]) -> str:
     """Markdown table with ratios to eager and to ORT FP32 of the same network."""
-    lines = [
-        "| network | runtime | latency b1 (ms) | ×eager | ×fp32 | throughput b16 (/s) | ×eager | ×fp32 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["network", "runtime", "latency b1 (ms)", "×eager", "×fp32", "throughput b16 (/s)",
+              "×eager", "×fp32"]  # fmt: skip
     base = {(r.network, r.runtime): r for r in rows}
+    cells = []
     for row in rows:
         eager, fp32 = base[(row.network, "pytorch eager")], base.get((row.network, "ort fp32"), row)
-        lines.append(
-            f"| {row.network} | {row.runtime} | {row.latency_ms:.1f} | "
-            f"{eager.latency_ms / row.latency_ms:.2f} | {fp32.latency_ms / row.latency_ms:.2f} | "
-            f"{row.throughput:.1f} | {row.throughput / eager.throughput:.2f} | "
-            f"{row.throughput / fp32.throughput:.2f} |"
-        )
-    return "\n".join(lines)
+        latency, throughput = row.latency_ms, row.throughput
+        cells.append([
+            row.network, row.runtime, f"{latency:.1f}", f"{eager.latency_ms / latency:.2f}",
+            f"{fp32.latency_ms / latency:.2f}", f"{throughput:.1f}",
+            f"{throughput / eager.throughput:.2f}", f"{throughput / fp32.throughput:.2f}",
+        ])  # fmt: skip
+    return markdown_table(header, "llrrrrrr", cells)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
-    parser.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
+    parser = benchmark_parser(__doc__, MODELS)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls at batch 1")
     parser.add_argument("--throughput-repeats", type=int, default=2, help="timed calls at batch 16")
     parser.add_argument("--warmup", type=int, default=2)
@@ -145,13 +145,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    reuse_large_buffers()  # as every family command runs (train.runner)
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="deploy-bench-") as work:
-        for name in args.models:
-            rows.extend(bench_network(name, args, Path(work)))
-            print(format_table(rows), flush=True)  # partial results survive an interruption
+    rows = collect_rows(
+        args.threads, "deploy-bench-",
+        lambda work: (bench_network(name, args, work) for name in args.models), format_table,
+    )  # fmt: skip
     print(f"\ntorch {torch.__version__}, {args.threads} threads, CPU")
     print(format_table(rows))
     return 0

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +33,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import benchmark_parser, collect_rows, markdown_table
 from export import live
 from export.cli import export_checkpoint
 from export.quantize import quantize_int8
 from export.render import write_mp4
 from network import build_model
 from train.checkpoint import atomic_save, make_checkpoint
-from train.malloc import reuse_large_buffers
 
 FPS, WIDTH, HEIGHT = 30, 320, 240
 RUNTIMES = ("pytorch-fp32", "ort-fp32", "ort-int8")
@@ -176,34 +176,41 @@ def run_one(name: str, runtime: str, files: dict, args: argparse.Namespace, vide
     return Row(name, runtime, summary, args.stride)
 
 
+def _runs(args: argparse.Namespace, work: Path) -> Iterator[list[Row]]:
+    """One row per model and runtime, on one source video written into ``work``."""
+    video = write_source(work / "source.mp4", args.seconds)
+    for name in args.models:
+        files = prepare(name, args, work, video)
+        for runtime in args.runtimes:
+            yield [run_one(name, runtime, files, args, video)]
+
+
 def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [
-        "| model | runtime | latency p50 (ms) | p95 | delay p50 (ms) | delay start → end | "
-        "windows/s (due) | skipped windows | dropped frames | keeps up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        s = row.summary
-        lines.append(
-            f"| {row.model} | {row.runtime} | {_num(s.latency_ms_p50, 1)} | "
-            f"{_num(s.latency_ms_p95, 1)} | {_num(s.delay_ms_p50)} | {_num(s.delay_ms_start)} → "
-            f"{_num(s.delay_ms_end)} | {_num(s.windows_per_s, 2)} ({FPS / row.stride:.2f}) | "
-            f"{s.skipped_windows} | {s.dropped_frames} | {'yes' if row.keeps_up() else 'no'} |"
-        )
-    return "\n".join(lines)
+    """Markdown table, one line per model and runtime."""
+    header = ["model", "runtime", "latency p50 (ms)", "p95", "delay p50 (ms)", "delay start → end",
+              "windows/s (due)", "skipped windows", "dropped frames", "keeps up"]  # fmt: skip
+    return markdown_table(header, "llrrrrrrrl", [_cells(row) for row in rows])
+
+
+def _cells(row: Row) -> list[str]:
+    s = row.summary
+    return [
+        row.model, row.runtime, _num(s.latency_ms_p50, 1), _num(s.latency_ms_p95, 1),
+        _num(s.delay_ms_p50), f"{_num(s.delay_ms_start)} → {_num(s.delay_ms_end)}",
+        f"{_num(s.windows_per_s, 2)} ({FPS / row.stride:.2f})", str(s.skipped_windows),
+        str(s.dropped_frames), "yes" if row.keeps_up() else "no",
+    ]  # fmt: skip
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser = benchmark_parser(__doc__, MODELS)
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument("--seconds", type=float, default=20.0, help="stream length per run")
     parser.add_argument("--stride", type=int, default=8, help="frames between windows")
-    parser.add_argument("--threads", type=int, default=2, help="torch / ORT intra-op threads")
     parser.add_argument("--classes", type=int, default=51)
     parser.add_argument("--tiny", action="store_true", help="tiny networks (a smoke run)")
     return parser
@@ -211,18 +218,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    reuse_large_buffers()  # as every family command runs (train.runner)
-    rows: list[Row] = []
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="live-bench-") as folder:
-        work = Path(folder)
-        video = write_source(work / "source.mp4", args.seconds)
-        for name in args.models:
-            files = prepare(name, args, work, video)
-            for runtime in args.runtimes:
-                rows.append(run_one(name, runtime, files, args, video))
-                print(format_table(rows), flush=True)  # partial results survive an interruption
+    rows = collect_rows(args.threads, "live-bench-", partial(_runs, args), format_table)
     print(
         f"\ntorch {torch.__version__}, {args.threads} threads, CPU, {args.seconds:g} s per run, "
         f"stride {args.stride}; {time.monotonic() - started:.0f} s in all"

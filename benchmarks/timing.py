@@ -10,11 +10,20 @@ read 9 ms after one settling call against 4.5 ms alone).
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from train.malloc import reuse_large_buffers
 
 SETTLE_SECONDS = 0.25
+Row = TypeVar("Row")
 
 
 def interleaved_median(
@@ -40,3 +49,41 @@ def _settle(run: Callable[[], object]) -> None:
     run()
     while time.perf_counter() - start < SETTLE_SECONDS:
         run()
+
+
+def benchmark_parser(doc: str, models: Iterable[str]) -> argparse.ArgumentParser:
+    """A parser with the flags every table benchmark takes: ``--models`` (default: all, in the
+    given order) and ``--threads`` (torch and ONNX Runtime intra-op threads, default 2). The
+    description is the first paragraph of ``doc``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(models), default=list(models))
+    parser.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
+    return parser
+
+
+def collect_rows(
+    threads: int,
+    folder_prefix: str,
+    batches: Callable[[Path], Iterable[Iterable[Row]]],
+    table: Callable[[list[Row]], str],
+) -> list[Row]:
+    """Run a table benchmark: the process set up as every family command runs it (``threads``
+    intra-op threads, ``train.malloc.reuse_large_buffers``), ``batches(work)`` in a temporary
+    folder ``work``, the table of the rows so far printed after each batch (partial results
+    survive an interruption). Returns every row."""
+    torch.set_num_threads(threads)
+    reuse_large_buffers()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix=folder_prefix) as folder:
+        for batch in batches(Path(folder)):
+            rows.extend(batch)
+            print(table(rows), flush=True)
+    return rows
+
+
+def markdown_table(header: Sequence[str], align: str, rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table: ``header`` cells, one ``align`` letter per column ("l" left, "r" right),
+    then one line per row of cells."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    lines = ["| " + " | ".join(cells) + " |" for cells in [header, *rows]]
+    return "\n".join([lines[0], rule, *lines[1:]])

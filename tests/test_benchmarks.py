@@ -68,3 +68,13 @@ def test_deploy_benchmark_table_for_gesturenet() -> None:
     assert runtimes == ["pytorch eager", "ort fp32", "ort int8 qoperator"]
     eager = table[2].split("|")
     assert eager[4].strip() == "1.00" and eager[7].strip() == "1.00"  # ratios to itself
+
+
+def test_markdown_table_aligns_columns_and_collect_rows_prints_each_batch(capsys) -> None:
+    table = timing.markdown_table(["a", "b"], "lr", [["x", "1.0"], ["y", "2.0"]])
+    assert table == "| a | b |\n|---|---:|\n| x | 1.0 |\n| y | 2.0 |"
+    rows = timing.collect_rows(
+        1, "k-test-", lambda work: ([str(work.is_dir())], ["b", "c"]), lambda r: ",".join(r)
+    )
+    assert rows == ["True", "b", "c"]
+    assert capsys.readouterr().out.splitlines() == ["True", "True,b,c"]
