@@ -184,7 +184,7 @@ def test_heat_lies_on_the_moving_object_and_depends_on_the_target(capsys):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         model.eval()
         with torch.no_grad():
             separated = bool((model(x_held).argmax(1) == y_held).all())
