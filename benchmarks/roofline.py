@@ -6,7 +6,7 @@
     python benchmarks/roofline.py --compile                # torch.compile'd rows as well
 
 The peak is measured here, in this process with these threads: a ``GEMM_SIZE``² fp32 matrix
-product (``2·n³`` FLOP). Each network's FLOPs are counted by ``torch.utils.flop_counter`` on one
+product (``2·n³`` FLOP). Each network's FLOPs are counted with ``torch.utils.flop_counter``'s formulas on one
 forward pass (inference) and on one forward + backward pass (a training step: cross-entropy,
 backward, SGD with momentum). Only the matrix products and convolutions count, as in any roofline:
 normalisation, activations and the optimiser are work the network does on top, at no FLOPs.
@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,13 +40,17 @@ from train.malloc import reuse_large_buffers
 
 GEMM_SIZE = 2048
 SKELETON_FRAMES = 300
-# Non-skeleton rows: network -> (batch size, input shape without batch).
-OTHER_MODELS: dict[str, tuple[int, tuple[int, ...]]] = {
-    "gesturenet": (16, (3, 160, 160)),  # the deployed gesture input
-    "r3d_18": (8, (3, 16, 112, 112)),  # the classic video clip, for reference
+# Non-skeleton rows, with their family's (batch size, input shape without batch) below.
+OTHER_MODELS = ("gesturenet", "r3d_18")
+INPUTS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "gesture": (16, (3, 160, 160)),  # the deployed gesture input
+    "video": (8, (3, 16, 112, 112)),  # the classic clip (3D networks), for reference
 }
 SKELETON_BATCH = 16
 PEAK = "gemm peak"
+# wall: seconds as a user waits; cpu: CPU seconds of the process's threads, which a busy machine
+# (other jobs on the cores) changes far less, at the price of counting spinning threads as work.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Row:
     gflop: float  # per call
     seconds: float  # median per call
     peak_gflops: float  # the GEMM in the same rounds
+    compile_seconds: float | None = None  # compiled rows: the first call (compilation) apart
 
     @property
     def gflops(self) -> float:
@@ -72,10 +79,11 @@ def default_models() -> list[str]:
 
 def model_input(name: str, model: nn.Module, batch_size: int | None) -> torch.Tensor:
     """A random input of the shape the row measures (skeletons: (N, 3, 300, V, 1))."""
-    if name in OTHER_MODELS:
-        batch, shape = OTHER_MODELS[name]
-    else:
+    family = get_entry(name).family
+    if family == "skeleton":
         batch, shape = SKELETON_BATCH, (3, SKELETON_FRAMES, model.A.shape[-1], 1)
+    else:
+        batch, shape = INPUTS[family]
     return torch.randn(batch_size or batch, *shape)
 
 
@@ -86,11 +94,33 @@ def gemm(size: int = GEMM_SIZE) -> tuple[float, Callable[[], object]]:
     return 2 * size**3 / 1e9, lambda: torch.mm(a, b, out=out)
 
 
+class _FlopCount(TorchDispatchMode):
+    """Sums ``torch.utils.flop_counter``'s formulas over the operators that run, without
+    ``FlopCounterMode``'s module tracker (its hooks failed on CTR-GCN's forward pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is None:  # composite operators (linear, matmul in inference mode): their parts
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = func(*args, **kwargs)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
+
+
 def count_gflop(run: Callable[[], object]) -> float:
     """GFLOP of the matrix products and convolutions that ``run`` executes."""
-    with FlopCounterMode(display=False) as counter:
+    with _FlopCount() as counter:
         run()
-    return counter.get_total_flops() / 1e9
+    return counter.flops / 1e9
 
 
 def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -124,29 +154,33 @@ def measure(name: str, args: argparse.Namespace) -> list[Row]:
     for mode, make, train in (("inference", inference, False), ("train step", training_step, True)):
         model.train(train)
         runs = {mode: make(model, x)}
+        compile_seconds = None
         if args.compile:
-            compiled = torch.compile(model) if train else _compiled_eval(model)
-            runs[mode + " compiled"] = make(compiled, x)
+            runs[mode + " compiled"] = make(torch.compile(model), x)
+            start = time.perf_counter()
+            runs[mode + " compiled"]()  # compiles
+            compile_seconds = time.perf_counter() - start
         gflop = count_gflop(runs[mode])
-        seconds = interleaved_median({PEAK: peak, **runs}, args.repeats)
-        rows += [Row(name, key, gflop, seconds[key], peak_gflop / seconds[PEAK]) for key in runs]
+        seconds = interleaved_median({PEAK: peak, **runs}, args.repeats, clock=CLOCKS[args.clock])
+        rows += [
+            Row(name, key, gflop, seconds[key], peak_gflop / seconds[PEAK],
+                compile_seconds if key.endswith("compiled") else None)
+            for key in runs
+        ]  # fmt: skip
     return rows
-
-
-def _compiled_eval(model: nn.Module) -> nn.Module:
-    model.eval()
-    return torch.compile(model)
 
 
 def print_header() -> None:
     print(f"{'network':<14} {'mode':<20} {'GFLOP':>8} {'s/call':>8} {'GFLOP/s':>8} "
-          f"{'peak':>6} {'of peak':>8}")  # fmt: skip
+          f"{'peak':>6} {'of peak':>8} {'compile s':>10}")  # fmt: skip
 
 
 def print_rows(rows: list[Row]) -> None:
     for row in rows:
-        print(f"{row.network:<14} {row.mode:<20} {row.gflop:8.1f} {row.seconds:8.3f} "
-              f"{row.gflops:8.1f} {row.peak_gflops:6.0f} {row.fraction:8.2f}", flush=True)  # fmt: skip
+        compiled = "" if row.compile_seconds is None else f"{row.compile_seconds:10.1f}"
+        print(f"{row.network:<14} {row.mode:<20} {row.gflop:8.2f} {row.seconds:8.3f} "
+              f"{row.gflops:8.1f} {row.peak_gflops:6.0f} {row.fraction:8.2f} {compiled}",
+              flush=True)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--malloc", choices=("actrec", "glibc"), default="actrec",
                         help="actrec: train.malloc.reuse_large_buffers, as every script runs")  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="add torch.compile'd rows")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall", help="see CLOCKS")
     parser.add_argument("--gemm-size", type=int, default=GEMM_SIZE, help="the peak's matrix side")
     args = parser.parse_args(argv)
     if args.threads:
@@ -165,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.malloc == "actrec" and not reuse_large_buffers():
         print("roofline: the actrec malloc setting needs glibc", file=sys.stderr)
         return 2
-    print(f"{torch.get_num_threads()} threads, malloc {args.malloc}, "
+    print(f"{torch.get_num_threads()} threads, malloc {args.malloc}, {args.clock} clock, "
           f"peak: {args.gemm_size}² fp32 matrix product in the same rounds", flush=True)  # fmt: skip
     print_header()
     for name in args.models or default_models():

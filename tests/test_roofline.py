@@ -31,7 +31,7 @@ def test_fraction_of_peak() -> None:
 
 
 def test_a_tiny_network_runs_end_to_end(capsys) -> None:
-    args = argparse.Namespace(batch_size=1, repeats=1, compile=False, gemm_size=128)
+    args = argparse.Namespace(batch_size=1, repeats=1, compile=False, gemm_size=128, clock="cpu")
     rows = roofline.measure("st_gcn_tiny", args)
     assert [row.mode for row in rows] == ["inference", "train step"]
     assert rows[1].gflop > 2 * rows[0].gflop > 0  # a step: forward + backward
