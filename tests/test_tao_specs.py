@@ -352,7 +352,7 @@ BAD_VALUES = [
     (train_hmdb, "model.dropout_ratio=0.1", None),  # the spec's input_width 160, height 112
     (train_nvpose, "train.optim.lr_scheduler=Cosine",
      "train.optim.lr_scheduler: 'Cosine' is not one of MultiStep, AutoReduce"),
-    (train_nvpose, "model.model_type=bogus", "model.model_type: bad value 'bogus' (expected one of ST-GCN, st_gcn"),
+    (train_nvpose, "model.model_type=bogus", "model.model_type: bad value 'bogus' (expected one of ST-GCN, ctrgcn, ctrgcn_tiny, st_gcn, st_gcn_tiny, stgcnpp"),
     (train_nvpose, "model.graph_strategy=bogus", "model.graph_strategy: 'bogus' is not one of"),
     (train_gesture, "trainer.finetuning.optimizer=lbfgs", "trainer.finetuning.optimizer: 'lbfgs' is not one of"),
 ]  # fmt: skip
