@@ -196,7 +196,9 @@ def evaluate(
         strict=strict,
     )  # fmt: skip
     if dropped:
-        _add_dropped(accumulator, dropped, len(dataset) if sample_names is None else len(sample_names))
+        _add_dropped(
+            accumulator, dropped, len(dataset) if sample_names is None else len(sample_names)
+        )
         sample_names = None if sample_names is None else [*sample_names, *dropped]
     damaged = _gather_counts(decode_errors_of(dataset), info)
     result = accumulator.result()
