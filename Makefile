@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 # Every test not marked slow (under 5 minutes on 2 cores); test-slow runs the rest. CI runs both.
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow" tests
 
 test-slow: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow tests
