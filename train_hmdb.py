@@ -269,22 +269,6 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gates-from-epoch", type=non_negative_int, default=None)
 
 
-def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("annotated videos (--render)")
-    group.add_argument(
-        "--render", default=None, metavar="DIR",
-        help="write <video>.mp4 (top-3 classes of the window covering each frame) and "
-        "<video>_timeline.png per video into DIR",
-    )  # fmt: skip
-    group.add_argument(
-        "--render-stride", type=positive_int, default=None,
-        help="frames between rendered windows (default: half a window)",
-    )  # fmt: skip
-    group.add_argument(
-        "--render-max-side", type=positive_int, default=720, help="long side of the rendered video"
-    )
-
-
 def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     _add_eval_arguments(parser, with_split=False)
     group = parser.add_argument_group("Grad-CAM")
@@ -315,7 +299,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     commands.choices["inference"].add_argument("--top-k", type=positive_int, default=5)
     commands.choices["inference"].add_argument("--jsonl", default=None, help="JSON lines output")
-    _add_render_arguments(commands.choices["inference"])
+    export_cli.add_render_arguments(commands.choices["inference"])
     explain_help = "Grad-CAM of one clip: where the network looks (an .mp4 and a PNG strip)"
     _add_explain_arguments(
         commands.add_parser("explain", parents=[runtime_parser()], help=explain_help)

@@ -208,17 +208,22 @@ def add_ort_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads"
     )
     group.add_argument("--results", default=None, help="also write the printed lines here")
-    render = parser.add_argument_group("annotated videos (video models)")
-    render.add_argument(
+    add_render_arguments(parser)
+
+
+def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--render DIR`` and its settings (video models): ``inference`` and ``onnx-infer``."""
+    group = parser.add_argument_group("annotated videos (--render, video models)")
+    group.add_argument(
         "--render", default=None, metavar="DIR",
         help="also write <video>.mp4 (top-3 classes of the window covering each frame) and "
-        "<video>_timeline.png per video into DIR, as train_hmdb.py inference --render",
+        "<video>_timeline.png per video into DIR",
     )  # fmt: skip
-    render.add_argument(
+    group.add_argument(
         "--render-stride", type=positive_int, default=None,
         help="frames between rendered windows (default: half a window)",
     )  # fmt: skip
-    render.add_argument(
+    group.add_argument(
         "--render-max-side", type=positive_int, default=720, help="long side of the rendered video"
     )
 
