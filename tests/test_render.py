@@ -280,30 +280,11 @@ def test_gesture_inference_render_contact_sheet_marks_wrong_predictions(tmp_path
     import csv
     import json
 
+    from test_train_gesture import make_gesture_set
+
     import train_gesture
 
-    root, data = tmp_path / "set", tmp_path / "data.json"
-    assert (
-        train_gesture.main(
-            [
-                "synth",
-                "--out",
-                str(root),
-                "--num-users",
-                "4",
-                "--images-per-class",
-                "1",
-                "--image-size",
-                "64",
-                "48",
-            ]
-        )
-        == 0
-    )
-    assert train_gesture.main(["convert", "--dataset_spec", str(root / "dataset_config.json"),
-                               "--experiment_spec", str(root / "dataset_experiment_config.json"),
-                               "--k_folds", "0", "--output_filename", str(data),
-                               "--experiment_name", "t"]) == 0  # fmt: skip
+    data = make_gesture_set(tmp_path, images_per_class=1)
     names = json.loads(data.read_text())["classes"]
     model = _untrained(tmp_path / "g.pth", "gesturenet_tiny", "gesture", names,
                        image_height=24, image_width=24)  # fmt: skip

@@ -14,6 +14,19 @@ import train_gesture
 from train_gesture import plan_stages, step_annealing
 
 
+def make_gesture_set(tmp_path: Path, *, images_per_class: int) -> Path:
+    """Synthetic hands (4 users, 64×48) converted into ``tmp_path/data.json``; returns its path."""
+    root, data = tmp_path / "set", tmp_path / "data.json"
+    synth = ["synth", "--out", str(root), "--num-users", "4",
+             "--images-per-class", str(images_per_class), "--image-size", "64", "48"]  # fmt: skip
+    assert train_gesture.main(synth) == 0
+    convert = ["convert", "--dataset_spec", str(root / "dataset_config.json"),
+               "--experiment_spec", str(root / "dataset_experiment_config.json"),
+               "--k_folds", "0", "--output_filename", str(data), "--experiment_name", "t"]  # fmt: skip
+    assert train_gesture.main(convert) == 0
+    return data
+
+
 def test_step_annealing_halves_at_each_decay_step() -> None:
     factor = step_annealing(33, 0.5)
     assert [factor(p) for p in (0.0, 0.32, 0.33, 0.5, 0.66, 0.98, 0.99, 1.0)] == [
@@ -86,42 +99,7 @@ def one_thread():
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_end_to_end_tiny(tmp_path: Path) -> None:
-    root, data, run = tmp_path / "set", tmp_path / "data.json", tmp_path / "run"
-    assert (
-        train_gesture.main(
-            [
-                "synth",
-                "--out",
-                str(root),
-                "--num-users",
-                "4",
-                "--images-per-class",
-                "2",
-                "--image-size",
-                "64",
-                "48",
-            ]
-        )
-        == 0
-    )
-    assert (
-        train_gesture.main(
-            [
-                "convert",
-                "--dataset_spec",
-                str(root / "dataset_config.json"),
-                "--experiment_spec",
-                str(root / "dataset_experiment_config.json"),
-                "--k_folds",
-                "0",
-                "--output_filename",
-                str(data),
-                "--experiment_name",
-                "t",
-            ]
-        )
-        == 0
-    )
+    data, run = make_gesture_set(tmp_path, images_per_class=2), tmp_path / "run"
     split = json.loads(data.read_text())
     assert len(split["train_set"]["images"]) == 24 and len(split["kpi_set"]["images"]) == 12
     common = [
@@ -221,7 +199,7 @@ def test_end_to_end_tiny(tmp_path: Path) -> None:
     assert graph.input[0].name == "input" and graph.output[0].name == "fc_pred"
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims[1:] == [3, 32, 32]
-    crops = root / "extracted" / "data" / "id01"
+    crops = tmp_path / "set" / "extracted" / "data" / "id01"
     results = tmp_path / "onnx.txt"
     infer = ["onnx-infer", "--onnx", str(tmp_path / "g.onnx"), "--input", str(crops)]
     assert train_gesture.main([*infer, "--results", str(results)]) == 0
