@@ -459,6 +459,11 @@ def window_inputs(
     shapes = [tuple(s) for s in metadata.get("input_shape", [])]
     picture = np.zeros((240, 320, 3), np.uint8)
     if family == "video":
+        if "clip_length" not in pre or "crop_size" not in pre:
+            raise ValueError(
+                "the model carries no ActRec preprocessing (clip length, crop size, "
+                "normalisation): export it with train_hmdb.py export"
+            )
         pre["clip_length"] = length or pre["clip_length"]
         pre["sample_rate"] = rate or pre.get("sample_rate", 1)
         return _video_inputs(pre, picture)

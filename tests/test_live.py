@@ -443,3 +443,13 @@ def test_the_live_benchmark_prints_its_table(capsys) -> None:
         ("gesturenet", "pytorch-fp32"), ("gesturenet", "ort-int8"),
     ]  # fmt: skip
     assert all(r[6].strip().endswith("(3.75)") for r in rows)  # 30 fps, stride 8
+
+
+@pytest.mark.parametrize("preprocess", [{}, {"clip_length": 8}])
+def test_a_video_model_without_actrec_preprocessing_is_refused_in_one_line(preprocess):
+    # an ONNX file exported elsewhere has no preprocessing metadata; --clip-length alone is not
+    # enough (crop size and normalisation are unknown)
+    metadata = {"input_shape": [[3, 8, 64, 64]], "preprocess": preprocess}
+    with pytest.raises(ValueError, match="carries no ActRec preprocessing") as error:
+        live.window_inputs("video", metadata, length=8)
+    assert "\n" not in str(error.value)
