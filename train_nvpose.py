@@ -144,7 +144,10 @@ def _add_checkpoint_input(parser: argparse.ArgumentParser, *, labels: bool) -> N
     parser.add_argument(
         "--stream", choices=STREAMS, default=None, help="default: the checkpoint's own stream"
     )
-    parser.add_argument("--data", default=None, help=".npy, or deepstream JSON file/folder")
+    parser.add_argument(
+        "--data", default=None,
+        help=".npy, a pyskl .pkl or NTU .skeleton file(s); inference: also deepstream JSON",
+    )  # fmt: skip
     parser.add_argument("--split", default=None, help="pyskl/NTU split, e.g. xsub_val")
     if labels:
         parser.add_argument("--labels", default=None)
@@ -620,22 +623,24 @@ def cmd_inference(args: argparse.Namespace) -> int:
         for path in _annotate_json(sequences, actions, out_dir):
             logger.info("annotated JSON written to %s", path)
     if args.render:
-        _render_sequences(poses, scores, names, model.graph.layout.edges, Path(args.render))
+        _render_sequences(poses, scores, names, model.graph.layout, Path(args.render))
     return 0
 
 
 def _render_sequences(
-    poses: np.ndarray, scores: dict[int, np.ndarray], names: list[str], edges, out: Path
+    poses: np.ndarray, scores: dict[int, np.ndarray], names: list[str], layout: Any, out: Path
 ) -> None:
-    """inference --render: sequence i as ``out/sequence_<i>.mp4``, every person drawn with the
-    layout's edges (3D poses through a fixed camera) and the predicted class (export.annotate)."""
+    """inference --render: sequence i as ``out/sequence_<i>.mp4`` (named by index, so a sample
+    name from the data never reaches the file system), every person drawn with the layout's
+    edges (3D poses through a fixed camera) and the predicted class (export.annotate)."""
     from export.annotate import render_skeleton
 
     for index in sorted(scores):
         best = int(np.argmax(scores[index]))
         path = out / f"sequence_{index:04d}.mp4"
         label, score = names[best], float(scores[index][best])
-        render_skeleton(poses[index], edges, path, label=label, score=score)
+        render_skeleton(poses[index], layout.edges, path, label=label, score=score,
+                        root=layout.center)  # fmt: skip
     logger.info("%d skeleton videos written to %s", len(scores), out)
 
 

@@ -23,7 +23,16 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from export.render import MAX_SIDE, MIN_SIDE, Mp4Writer, draw_caption, draw_topk, fit_frame
+from export.render import (
+    MAX_SIDE,
+    MIN_SIDE,
+    Mp4Writer,
+    draw_caption,
+    draw_topk,
+    fit_frame,
+    output_name,
+    topk_panel_box,
+)
 from safeio.excluded import ExcludedItem
 
 __all__ = [
@@ -36,8 +45,10 @@ __all__ = [
     "render_skeleton",
     "render_video",
     "save_timeline",
+    "skeleton_points",
     "store_fps",
     "topk_entries",
+    "visible_joints",
     "window_count",
 ]
 
@@ -46,6 +57,10 @@ SKELETON_FPS = 30.0
 # Fixed camera for 3D poses: turned 30 degrees about the vertical axis, tilted 15 degrees down.
 CAMERA_YAW, CAMERA_PITCH = math.radians(30.0), math.radians(15.0)
 _PERSON_COLOURS = ((255, 170, 0), (80, 200, 255), (120, 255, 120), (255, 90, 160))
+JOINT_COLOUR, JOINT_RADIUS = (255, 255, 255), 3
+_BACKGROUND = 24
+_PANEL_ROWS = 2  # the skeleton label panel: "frame t" and the predicted class
+_FILL = 0.85  # share of the free canvas the sequence's bounding box fills
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +219,9 @@ def render_video(
     max_side: int | None = MAX_SIDE,
 ) -> tuple[Path, Path]:
     """``<name>.mp4`` (every RGB frame of ``store`` with the top-3 of its covering window; the
-    source's frame count and rate) and ``<name>_timeline.png`` in ``out_dir``."""
-    out_dir = Path(out_dir)
+    source's frame count and rate) and ``<name>_timeline.png`` in ``out_dir`` (``name`` made a
+    safe file name by :func:`export.render.output_name`)."""
+    out_dir, name = Path(out_dir), output_name(name)
     num_frames = store.num_frames("rgb")
     fps = store_fps(store)
     mean = probs.mean(axis=0)
@@ -245,16 +261,40 @@ def _is_score(coords: np.ndarray) -> bool:
     return third.size > 0 and bool(np.all((third >= 0) & (third <= 1)))
 
 
-def _to_canvas(points: np.ndarray, visible: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale all visible points of a sequence into ``size`` (W, H) with a margin, aspect kept."""
+def visible_joints(sequence: np.ndarray, root: int | None = None) -> np.ndarray:
+    """(T, V, M) joints to draw of a (C, T, V, M) sequence: those with a non-zero x or y (zeros
+    mark unseen joints and padding), and the ``root`` joint wherever its person is seen when the
+    data are root-relative (the root at the origin in every such frame, as TAO's 3dbp poses)."""
+    visible = np.any(np.asarray(sequence)[:2] != 0, axis=0)
+    if root is None:
+        return visible
+    present = visible.any(axis=1)  # (T, M)
+    at_origin = ~visible[:, root]
+    if present.any() and np.all(at_origin[present]):
+        visible[:, root] = present
+    return visible
+
+
+def skeleton_points(
+    sequence: np.ndarray, size: tuple[int, int] = SKELETON_SIZE, *, root: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`render_skeleton` draws each joint: ``(T, V, M, 2)`` pixel positions (x, y)
+    on a ``size`` (W, H) canvas, and the ``(T, V, M)`` mask of joints drawn (see
+    :func:`visible_joints`). All visible points of the sequence are scaled alike, aspect kept,
+    into the canvas below the label panel with a margin, so no joint hides under the label."""
+    sequence = np.asarray(sequence)
+    points = project_poses(sequence)  # (T, V, M, 2)
+    visible = visible_joints(sequence, root)
     width, height = size
+    top = topk_panel_box(height, width, _PANEL_ROWS)[3]
     shown = points[visible]
     if shown.size == 0:
-        return np.zeros_like(points)
+        return np.zeros_like(points), visible
     low, high = shown.min(axis=0), shown.max(axis=0)
-    scale = 0.8 * min(width / max(high[0] - low[0], 1e-6), height / max(high[1] - low[1], 1e-6))
-    centre = (low + high) / 2
-    return (points - centre) * scale + (width / 2, height / 2)
+    span = np.maximum(high - low, 1e-6)
+    scale = _FILL * min(width / span[0], (height - top) / span[1])
+    centre = np.array([width / 2, (top + height) / 2])
+    return (points - (low + high) / 2) * scale + centre, visible
 
 
 def render_skeleton(
@@ -266,28 +306,31 @@ def render_skeleton(
     score: float,
     fps: float = SKELETON_FPS,
     size: tuple[int, int] = SKELETON_SIZE,
+    root: int | None = None,
 ) -> int:
-    """One (C, T, V, M) sequence as an H.264 video: every person's joints and the layout's
-    ``edges`` per frame (trailing all-zero frames, padding, left out), the predicted ``label``
-    and ``score`` drawn on every frame. Returns the number of frames."""
+    """One (C, T, V, M) sequence as an H.264 video: every person's bones (the layout's
+    ``edges``, a colour per person) and joints (white, drawn last so no bone hides one) per
+    frame (trailing all-zero frames, padding, left out), the predicted ``label`` and ``score``
+    drawn on every frame; ``root``: the layout's centre joint (drawn at the origin of
+    root-relative poses). Returns the number of frames."""
     import cv2
 
-    points = project_poses(sequence)  # (T, V, M, 2)
-    visible = np.any(np.asarray(sequence)[:2] != 0, axis=0)  # (T, V, M)
+    points, visible = skeleton_points(sequence, size, root=root)
     frames = int(np.nonzero(visible.any(axis=(1, 2)))[0].max(initial=-1)) + 1 or len(points)
-    canvas_points = _to_canvas(points, visible, size)
+    pixels = np.round(points).astype(int)
     with Mp4Writer(path, fps) as writer:
         for t in range(frames):
-            canvas = np.full((size[1], size[0], 3), 24, np.uint8)
-            for person in range(points.shape[2]):
+            canvas = np.full((size[1], size[0], 3), _BACKGROUND, np.uint8)
+            seen, xy = visible[t], pixels[t]  # (V, M), (V, M, 2)
+            for person in range(xy.shape[1]):
                 colour = _PERSON_COLOURS[person % len(_PERSON_COLOURS)]
-                xy = np.round(canvas_points[t, :, person]).astype(int)
-                seen = visible[t, :, person]
                 for i, j in edges:
-                    if seen[i] and seen[j]:
-                        cv2.line(canvas, tuple(xy[i]), tuple(xy[j]), colour, 2, cv2.LINE_AA)
-                for v in np.nonzero(seen)[0]:
-                    cv2.circle(canvas, tuple(xy[v]), 3, (255, 255, 255), -1, cv2.LINE_AA)
+                    if seen[i, person] and seen[j, person]:
+                        cv2.line(canvas, tuple(xy[i, person]), tuple(xy[j, person]), colour, 2,
+                                 cv2.LINE_AA)  # fmt: skip
+            for v, person in zip(*np.nonzero(seen)):
+                cv2.circle(canvas, tuple(xy[v, person]), JOINT_RADIUS, JOINT_COLOUR, -1,
+                           cv2.LINE_AA)  # fmt: skip
             writer.write(draw_topk(canvas, [(label, score)], title=f"frame {t}"))
     return writer.frames
 

@@ -20,6 +20,8 @@ import av
 import cv2
 import numpy as np
 
+from safeio.text import printable
+
 __all__ = [
     "MAX_SIDE",
     "MIN_SIDE",
@@ -29,6 +31,7 @@ __all__ = [
     "fit_frame",
     "fit_size",
     "frame_rate",
+    "output_name",
     "text_scale",
     "topk_panel_box",
     "write_mp4",
@@ -44,6 +47,19 @@ _PAD = 4  # margin around the panel and inside it
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _BAR_COLOURS = ((255, 170, 0), (80, 200, 255), (160, 160, 160))  # RGB: first, second, rest
 _PANEL_DARKEN = 0.45  # the panel keeps this share of the frame under it
+
+
+# Bytes of a name before its suffixes ("_gradcam.mp4", "_timeline.png"): file names stop at 255.
+_NAME_BYTES = 200
+
+
+def output_name(name: str) -> str:
+    """``name`` (a video's or sequence's, from the user's files) as one printable file name that
+    stays inside the output folder: control characters escaped as ``printable`` prints them,
+    path separators as ``_``, a bare ``.``/``..`` or empty name prefixed, long names cut."""
+    safe = printable(name).replace("/", "_").replace("\\", "_")
+    safe = safe.encode("utf-8")[:_NAME_BYTES].decode("utf-8", "ignore")
+    return f"_{safe}" if safe.strip(".") == "" else safe
 
 
 def fit_size(width: int, height: int, max_side: int | None = MAX_SIDE) -> tuple[int, int]:

@@ -219,7 +219,9 @@ def test_onnx_infer_render_is_refused_for_other_families(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- train_nvpose.py
-def _untrained(path: Path, network: str, family: str, names: list[str], **args) -> Path:
+def _untrained(
+    path: Path, network: str, family: str, names: list[str], network_kwargs=None, **args
+) -> Path:
     """An untrained checkpoint (make_checkpoint's format): rendering does not need a good model."""
     import torch
 
@@ -227,7 +229,7 @@ def _untrained(path: Path, network: str, family: str, names: list[str], **args) 
     from train.checkpoint import atomic_save, make_checkpoint
 
     torch.manual_seed(0)
-    model = build_model(network, num_classes=len(names))
+    model = build_model(network, num_classes=len(names), **(network_kwargs or {}))
     atomic_save(make_checkpoint(model, args=args, family=family, class_names=names), path)
     return path
 
@@ -273,6 +275,117 @@ def test_nvpose_inference_render_draws_every_sequence(skeleton_run, tmp_path, so
             assert len(read) == shown[index]  # the padding is not drawn
         else:
             assert 0 < len(read) <= 8
+
+
+# One sequence source per format inference reads, each as (data path, the checkpoint's network
+# kwargs, the (C, T, V, M) sequences the reader gives, unpadded): two persons where the format
+# has persons, a sample name that would leave the output folder and colour the terminal.
+HOSTILE_NAME = "../\x1b[31mevil\nname"
+
+
+def _npy_source(folder: Path):
+    rng = np.random.default_rng(1)
+    data = np.zeros((2, 3, 12, 34, 2), np.float32)  # nvidia layout, 3D, second sample padded
+    data[0] = rng.normal(size=(3, 12, 34, 2))
+    data[0, 0, :, :, 1] += 4.0  # the second person stands beside the first
+    data[1, :, :9, :, 0] = rng.normal(size=(3, 9, 34))
+    np.save(folder / "poses.npy", data)
+    return folder / "poses.npy", {}, [data[0], data[1, :, :9]]
+
+
+def _pyskl_source(folder: Path):
+    import pickle
+
+    rng = np.random.default_rng(2)
+    points = rng.uniform(200, 400, size=(2, 10, 17, 2)).astype(np.float32)  # (M, T, V, C) pixels
+    points[1, ..., 0] += 500
+    single = rng.uniform(200, 400, size=(1, 7, 17, 2)).astype(np.float32)
+    annotations = [
+        {"frame_dir": HOSTILE_NAME, "label": 0, "total_frames": 10, "keypoint": points},
+        {"frame_dir": "b", "label": 1, "total_frames": 7, "keypoint": single},
+    ]
+    path = folder / "coco_2d.pkl"
+    path.write_bytes(pickle.dumps({"annotations": annotations}, protocol=2))
+    expected = [points.transpose(3, 1, 2, 0), single.transpose(3, 1, 2, 0)]
+    return path, {"graph_layout": "coco", "in_channels": 2}, expected
+
+
+def _ntu_source(folder: Path):
+    rng = np.random.default_rng(3)
+    poses = rng.normal(size=(3, 8, 25, 2)).round(4).astype(np.float32)  # (C, T, V, M) metres
+    poses[0, ..., 1] += 3.0
+    poses[..., :2, :, 1] = 0  # the second body enters at frame 2
+    lines = ["8"]
+    for t in range(8):
+        bodies = [m for m in range(2) if poses[:, t, :, m].any()]
+        lines.append(str(len(bodies)))
+        for m in bodies:
+            lines += [f"7205759403792{m} 0 1 1 1 1 0 0.1 0.2 2", "25"]
+            lines += [f"{x} {y} {z} 250 200 900 500 0 0 0 0 2" for x, y, z in poses[:, t, :, m].T]
+    path = folder / "S001C001P001R001A001.skeleton"
+    path.write_text("\n".join(lines) + "\n")
+    return path, {"graph_layout": "ntu-rgb+d"}, [poses]
+
+
+def _deepstream_source(folder: Path):
+    import json
+
+    rng = np.random.default_rng(4)
+    frames, expected = [], []
+    tracks = {7: rng.normal(0, 300, size=(11, 34, 3)), 9: rng.normal(0, 300, size=(11, 34, 3))}
+    for t in range(11):
+        objects = [{"object_id": key, "pose3d": np.concatenate([xyz[t], np.ones((34, 1))], 1)
+                    .ravel().tolist(), "pose25d": [0.0] * 136} for key, xyz in tracks.items()]  # fmt: skip
+        frames.append({"frame_num": t, "objects": objects})
+    path = folder / "poses.json"
+    path.write_text(json.dumps([{"num_frames_in_batch": 11, "batches": frames}]))
+    for xyz in tracks.values():  # 3dbp: root-relative over TAO's focal length (1200)
+        relative = (xyz - xyz[:, :1]) / 1200.0  # (T, V, 3); the pelvis at the origin
+        expected.append(relative.transpose(2, 0, 1)[..., None].astype(np.float32))
+    return path, {}, expected
+
+
+SOURCES = {"npy": _npy_source, "pyskl": _pyskl_source, "ntu": _ntu_source,
+           "deepstream": _deepstream_source}  # fmt: skip
+
+
+@pytest.mark.parametrize("form", sorted(SOURCES))
+def test_nvpose_render_reads_every_format_and_draws_every_joint(tmp_path, form):
+    """inference --render on each format: one video per sequence, its length, and a white
+    joint at every projected joint of every person in every frame (the layout's centre
+    included for root-relative 3dbp poses); hostile sample names never reach the file system."""
+    import train_nvpose
+    from export.annotate import skeleton_points
+    from network.graph import get_layout
+
+    data, kwargs, expected = SOURCES[form](tmp_path)
+    checkpoint = _untrained(tmp_path / "m.pth", "st_gcn_tiny", "skeleton", ["a", "b"], kwargs,
+                            seq_length=12, num_person=2)  # fmt: skip
+    out = tmp_path / "render"
+    argv = ["inference", "--checkpoint", str(checkpoint), "--data", str(data), "--output-dir",
+            str(tmp_path / "inf"), "--workers", "0", "--device", "cpu", "--render", str(out)]  # fmt: skip
+    if form == "deepstream":
+        argv += ["--sequence-length", "12"]
+    assert train_nvpose.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"sequence_{i:04d}.mp4" for i in range(len(expected))
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["inf", "m.pth", "render", data.name]
+    )
+    root = get_layout(kwargs.get("graph_layout", "nvidia")).center
+    for index, sequence in enumerate(expected):
+        read, _ = _read(out / f"sequence_{index:04d}.mp4")
+        assert len(read) == sequence.shape[1]
+        points, visible = skeleton_points(sequence, root=root)
+        # 3dbp poses put the pelvis at the origin: drawn in every frame all the same
+        pelvis = sequence.shape[1] if form == "deepstream" else 0
+        assert visible.sum() == np.count_nonzero(np.any(sequence[:2] != 0, axis=0)) + pelvis
+        for t, frame in enumerate(read):
+            whiteness = frame.min(axis=-1)  # bones are coloured, joints white
+            for v, m in zip(*np.nonzero(visible[t])):
+                x, y = np.round(points[t, v, m]).astype(int)
+                assert whiteness[y - 1 : y + 2, x - 1 : x + 2].max() > 150, (t, v, m)
 
 
 # ----------------------------------------------------------------------------- train_gesture.py
