@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import benchmark_parser, collect_rows, markdown_table
 from export import live
 from export.cli import export_checkpoint
+from export.ort_runtime import OrtClassifier, softmax
 from export.quantize import quantize_int8
 from export.render import write_mp4
 from network import build_model
@@ -62,6 +63,7 @@ MODELS = {
 }
 TINY_ARGS = {"r3d_18": {"clip_length": 4, "clip_size": 16}, "st_gcn": {"seq_length": 12}}
 CALIBRATION_WINDOWS = 4
+AGREEMENT_WINDOWS = 12  # INT8 vs FP32 windows, spread over the source
 
 
 class PoseStream:
@@ -99,18 +101,25 @@ def _source(model: Model, video: Path, seconds: float) -> live.FrameSource:
     return live.VideoSource(str(video))
 
 
+def source_windows(
+    inputs: live.WindowInputs, source: live.FrameSource, stride: int, count: int
+) -> list[np.ndarray]:
+    """The first ``count`` network inputs ``(1, ...)`` of ``source``, ``stride`` frames apart."""
+    frames = []
+    for _, frame in source.frames():
+        frames.append(inputs.frame(frame))
+        if len(frames) >= inputs.length + (count - 1) * stride:
+            break
+    source.close()
+    starts = range(0, len(frames) - inputs.length + 1, stride)
+    return [inputs.window(frames[s : s + inputs.length])[0] for s in starts]
+
+
 def _calibration(inputs: live.WindowInputs, source: live.FrameSource, name: str, stride: int):
     """An ONNX Runtime calibration reader over the first windows of the source itself."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    frames = []
-    for _, frame in source.frames():
-        frames.append(inputs.frame(frame))
-        if len(frames) >= inputs.length + CALIBRATION_WINDOWS * stride:
-            break
-    source.close()
-    starts = range(0, len(frames) - inputs.length + 1, stride)
-    batches = [inputs.window(frames[s : s + inputs.length])[0] for s in starts]
+    batches = source_windows(inputs, source, stride, CALIBRATION_WINDOWS)
 
     class Windows(CalibrationDataReader):
         def __init__(self) -> None:
@@ -123,8 +132,29 @@ def _calibration(inputs: live.WindowInputs, source: live.FrameSource, name: str,
     return Windows()
 
 
-def prepare(name: str, args: argparse.Namespace, work: Path, video: Path) -> dict[str, dict]:
-    """Checkpoint, FP32 and INT8 ONNX files of ``name``: ``open_classifier`` keyword sets."""
+@dataclass(frozen=True)
+class Agreement:
+    """INT8 against FP32 (both ONNX Runtime) on windows of the source."""
+
+    windows: int
+    top1: float  # fraction of windows with the same top-1 class
+    max_prob_diff: float  # largest |p_int8 - p_fp32| over windows and classes
+
+
+def agreement(fp32: str, int8: str, windows: list[np.ndarray]) -> Agreement:
+    """How closely the INT8 file reproduces the FP32 file's probabilities on ``windows``."""
+    runs = [OrtClassifier(path) for path in (fp32, int8)]
+    probs = [[softmax(run.logits(w)[0].astype(np.float64)) for w in windows] for run in runs]
+    (p32, p8) = (np.stack(p) for p in probs)
+    same = float(np.mean(p32.argmax(1) == p8.argmax(1)))
+    return Agreement(len(windows), same, float(np.abs(p32 - p8).max()))
+
+
+def prepare(
+    name: str, args: argparse.Namespace, work: Path, video: Path
+) -> tuple[dict[str, dict], Agreement | None]:
+    """Checkpoint, FP32 and INT8 ONNX files of ``name``: ``open_classifier`` keyword sets, and
+    the INT8 file's agreement with FP32 on ``AGREEMENT_WINDOWS`` windows across the source."""
     model = MODELS[name]
     torch.manual_seed(0)
     network = build_model(model.tiny if args.tiny else model.network, num_classes=args.classes)
@@ -136,17 +166,23 @@ def prepare(name: str, args: argparse.Namespace, work: Path, video: Path) -> dic
     state = make_checkpoint(network, args=train_args, family=model.family, class_names=labels)
     atomic_save(state, checkpoint)
     report = export_checkpoint(checkpoint, work / f"{name}.onnx", family=model.family)
-    int8 = work / f"{name}.int8.onnx"
+    int8, agreed = work / f"{name}.int8.onnx", None
     if "ort-int8" in args.runtimes:
         fp32 = live.open_classifier(family=model.family, onnx=str(report.path))
         inputs = live.window_inputs(model.family, fp32.metadata)
         reader = _calibration(inputs, _source(model, video, 60), report.input_names[0], args.stride)
         quantize_int8(report.path, int8, reader)
-    return {
+        spread = max(1, round(args.seconds * FPS) - inputs.length) // AGREEMENT_WINDOWS
+        windows = source_windows(
+            inputs, _source(model, video, args.seconds), max(1, spread), AGREEMENT_WINDOWS
+        )
+        agreed = agreement(str(report.path), str(int8), windows)
+    files = {
         "pytorch-fp32": {"checkpoint": str(checkpoint)},
         "ort-fp32": {"onnx": str(report.path)},
         "ort-int8": {"onnx": str(int8)},
     }
+    return files, agreed
 
 
 @dataclass
@@ -155,6 +191,7 @@ class Row:
     runtime: str
     summary: live.LiveSummary
     stride: int
+    agreement: Agreement | None = None  # INT8 rows: against FP32
 
     def keeps_up(self) -> bool:
         """Every window scored, and the delay grew by less than one window period."""
@@ -165,7 +202,9 @@ class Row:
 
 def run_one(name: str, runtime: str, files: dict, args: argparse.Namespace, video: Path) -> Row:
     model = MODELS[name]
-    classifier = live.open_classifier(family=model.family, threads=args.threads, **files[runtime])
+    classifier = live.open_classifier(
+        family=model.family, threads=args.threads, spinning=args.spinning, **files[runtime]
+    )
     inputs = live.window_inputs(model.family, classifier.metadata)
     schedule = live.Schedule(inputs.length, inputs.rate, args.stride)
     live.warm_up(classifier, inputs)
@@ -180,9 +219,11 @@ def _runs(args: argparse.Namespace, work: Path) -> Iterator[list[Row]]:
     """One row per model and runtime, on one source video written into ``work``."""
     video = write_source(work / "source.mp4", args.seconds)
     for name in args.models:
-        files = prepare(name, args, work, video)
+        files, agreed = prepare(name, args, work, video)
         for runtime in args.runtimes:
-            yield [run_one(name, runtime, files, args, video)]
+            row = run_one(name, runtime, files, args, video)
+            row.agreement = agreed if runtime == "ort-int8" else None
+            yield [row]
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -192,8 +233,9 @@ def _num(value: float | None, digits: int = 0) -> str:
 def format_table(rows: list[Row]) -> str:
     """Markdown table, one line per model and runtime."""
     header = ["model", "runtime", "latency p50 (ms)", "p95", "delay p50 (ms)", "delay start → end",
-              "windows/s (due)", "skipped windows", "dropped frames", "keeps up"]  # fmt: skip
-    return markdown_table(header, "llrrrrrrrl", [_cells(row) for row in rows])
+              "windows/s (due)", "skipped windows", "dropped frames", "keeps up",
+              "reader CPU ms/s", "INT8 top-1 = FP32", "INT8 max Δp"]  # fmt: skip
+    return markdown_table(header, "llrrrrrrrlrrr", [_cells(row) for row in rows])
 
 
 def _cells(row: Row) -> list[str]:
@@ -202,8 +244,15 @@ def _cells(row: Row) -> list[str]:
         row.model, row.runtime, _num(s.latency_ms_p50, 1), _num(s.latency_ms_p95, 1),
         _num(s.delay_ms_p50), f"{_num(s.delay_ms_start)} → {_num(s.delay_ms_end)}",
         f"{_num(s.windows_per_s, 2)} ({FPS / row.stride:.2f})", str(s.skipped_windows),
-        str(s.dropped_frames), "yes" if row.keeps_up() else "no",
+        str(s.dropped_frames), "yes" if row.keeps_up() else "no", _num(s.reader_cpu_ms_per_s, 1),
+        *_agreement_cells(row.agreement),
     ]  # fmt: skip
+
+
+def _agreement_cells(agreed: Agreement | None) -> list[str]:
+    if agreed is None:
+        return ["-", "-"]
+    return [f"{agreed.top1:.0%} of {agreed.windows}", f"{agreed.max_prob_diff:.4f}"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -213,6 +262,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride", type=int, default=8, help="frames between windows")
     parser.add_argument("--classes", type=int, default=51)
     parser.add_argument("--tiny", action="store_true", help="tiny networks (a smoke run)")
+    parser.add_argument("--spinning", action="store_true",
+                        help="let ONNX Runtime's intra-op threads spin between calls")  # fmt: skip
     return parser
 
 

@@ -143,6 +143,9 @@ class VideoSource:
             self.close()
             raise SourceError(f"{self.name}: no video stream")
         self.stream = streams[0]
+        # One decoding thread: FFmpeg's frame threads would add a frame of latency per thread
+        # and compete with the model for the cores; 320x240 H.264 costs ~0.5 ms per frame.
+        self.stream.codec_context.thread_count = 1
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
 
@@ -289,6 +292,7 @@ class FrameRing:
         self.block = block
         self.frames: deque[Frame] = deque()
         self.received = self.dropped = self.skipped = 0
+        self.reader_cpu_s = self.stream_s = 0.0  # the reader thread's CPU time, stream covered
         self.error: BaseException | None = None
         self.closed = self.stopped = False
         self.last_arrival = time.monotonic()
@@ -415,10 +419,15 @@ def open_classifier(
     network: str | None = None,
     threads: int | None = None,
     device: str = "cpu",
+    spinning: bool = False,
 ) -> Classifier:
-    """A PyTorch checkpoint or an ONNX file (ONNX Runtime) behind one interface."""
+    """A PyTorch checkpoint or an ONNX file (ONNX Runtime) behind one interface.
+
+    ONNX Runtime's threads do not spin between calls by default (``spinning``): the reader
+    needs the cores then, and on 2 busy cores spinning cost r3d_18 INT8 about 100 ms CPU per
+    window (795 against 695 ms)."""
     if onnx:
-        classifier = OrtClassifier(onnx, threads=threads)
+        classifier = OrtClassifier(onnx, threads=threads, spinning=spinning)
         if classifier.family not in (None, family):
             raise ValueError(f"{onnx}: a {classifier.family} model, not {family}")
         return classifier
@@ -643,6 +652,7 @@ class LiveSummary:
     windows_per_s: float | None = None
     seconds: float = 0.0
     render_dropped: int = 0
+    reader_cpu_ms_per_s: float | None = None  # CPU time of the reader thread per stream second
     error: str | None = None
 
     def line(self) -> str:
@@ -654,7 +664,8 @@ class LiveSummary:
             f"({self.windows_per_s or 0:.2f}/s), {self.frames} frames, {self.dropped_frames} "
             f"dropped, {self.skipped_windows} windows skipped; model latency p50 "
             f"{ms(self.latency_ms_p50)} ms p95 {ms(self.latency_ms_p95)} ms; delay p50 "
-            f"{ms(self.delay_ms_p50)} ms p95 {ms(self.delay_ms_p95)} ms"
+            f"{ms(self.delay_ms_p50)} ms p95 {ms(self.delay_ms_p95)} ms; reader "
+            f"{ms(self.reader_cpu_ms_per_s)} ms CPU per stream second"
         )
 
 
@@ -667,7 +678,9 @@ def _read_into(
     renderer: Renderer | None,
 ) -> None:
     """The reader thread: frames of ``source``, paced with ``realtime``, prepared, into ``ring``."""
+    _one_torch_thread()
     start = first = None
+    cpu = time.thread_time()
     try:
         for index, (seconds, image) in enumerate(source.frames()):
             due = time.monotonic()
@@ -679,13 +692,38 @@ def _read_into(
                     time.sleep(min(wait, POLL_S))
             if renderer is not None:
                 renderer.offer(image, seconds)
-            if not ring.put(Frame(index, seconds, due, prepare(image))):
+            data = prepare(image)
+            first = seconds if first is None else first
+            ring.reader_cpu_s, ring.stream_s = time.thread_time() - cpu, seconds - first
+            if not ring.put(Frame(index, seconds, due, data)):
                 return
         ring.finish()
     except StreamError as error:
         ring.finish(error)
     except Exception as error:  # preprocessing of a frame the decoder delivered, e.g. too small
         ring.finish(StreamError(f"{source.name}: {_reason(error)}"))
+
+
+def _one_torch_thread() -> None:
+    """Prepare frames on this thread alone: one 320x240 frame is too small to share, and torch's
+    OpenMP workers spin against the model's threads (a 2-thread pool cost 7-33 ms CPU per frame
+    instead of 0.5 ms on 2 busy cores)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def _torch_threads() -> int | None:
+    """This thread's torch thread count, now fixed for it: torch gives a thread that has not run
+    an op yet the count last set anywhere, which the reader is about to set to 1."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.get_num_threads()
+
+
+def _restore_torch_threads(count: int | None) -> None:
+    """Put back the count that threads started later get (see :func:`_torch_threads`)."""
+    if count is not None:
+        sys.modules["torch"].set_num_threads(count)
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -735,6 +773,7 @@ def run_live(
     delays: list[float] = []
     summary = LiveSummary(source=source.name, end="end of stream")
     started = time.monotonic()
+    model_threads = _torch_threads()
     reader.start()
     try:
         while max_windows is None or len(latencies) < max_windows:
@@ -766,6 +805,7 @@ def run_live(
             source.close()
         if renderer is not None:
             renderer.close()
+        _restore_torch_threads(model_threads)
     return _summarise(summary, ring, latencies, delays, time.monotonic() - started, renderer)
 
 
@@ -785,6 +825,8 @@ def _summarise(
     summary.seconds = round(seconds, 3)
     summary.windows_per_s = round(len(latencies) / seconds, 3) if seconds > 0 else None
     summary.render_dropped = renderer.dropped if renderer is not None else 0
+    if ring.stream_s > 0:
+        summary.reader_cpu_ms_per_s = round(1000 * ring.reader_cpu_s / ring.stream_s, 2)
     if not latencies and ring.received and summary.error is None:
         summary.end += f" (fewer frames than one window of {ring.schedule.span})"
     return summary

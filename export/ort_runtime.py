@@ -14,9 +14,16 @@ __all__ = ["OrtClassifier", "create_session", "softmax"]
 
 
 def create_session(
-    path: str | Path, *, threads: int | None = None, providers: Sequence[str] | None = None
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    spinning: bool = True,
 ) -> Any:
-    """An ``onnxruntime.InferenceSession`` with all graph optimisations (CPU by default)."""
+    """An ``onnxruntime.InferenceSession`` with all graph optimisations (CPU by default).
+
+    ``spinning=False``: the intra-op threads sleep as soon as a call ends instead of spinning
+    for the next one (what a process that does other work between calls wants)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -27,6 +34,8 @@ def create_session(
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(
             str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
@@ -56,9 +65,10 @@ class OrtClassifier(MetadataView):
         *,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
+        spinning: bool = True,
     ) -> None:
         self.path = Path(path)
-        self.session = create_session(path, threads=threads, providers=providers)
+        self.session = create_session(path, threads=threads, providers=providers, spinning=spinning)
         self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.input_names = [node.name for node in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
