@@ -22,9 +22,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from network.gcn_blocks import GCNBlock, GCNClassifier, TemporalConv, branch_widths, unit_shortcut
+from network.gcn_blocks import (
+    GCNBlock,
+    GCNClassifier,
+    PointwiseConv,
+    TemporalConv,
+    branch_widths,
+    unit_shortcut,
+)
 
-__all__ = ["CTRGC", "CTRGCN", "MSTCN", "CTRGCNBlock", "UnitCTRGCN"]
+__all__ = ["CTRGC", "CTRGCN", "MSTCN", "CTRGCNBlock", "UnitCTRGCN", "refine", "topologies"]
 
 TCN_KERNEL = 5  # pyskl CTRGCNBlock defaults: kernel 5, dilations (1, 2)
 TCN_DILATIONS = (1, 2)
@@ -52,22 +59,76 @@ def _init_convs_and_norms(module: nn.Module) -> None:
 
 
 class CTRGC(nn.Module):
-    """One partition's refinement: (N, C, T, V), A (V, V), alpha → (N, C', T, V)."""
+    """One partition's refinement: (N, C, T, V), A (V, V), alpha → (N, C', T, V).
+
+    :class:`UnitCTRGCN` runs the partitions together from these parameters (``refine``); this
+    forward pass is pyskl's, one partition at a time."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         rel = 8 if in_channels <= 16 else in_channels // REL_REDUCTION
-        self.conv1 = nn.Conv2d(in_channels, rel, kernel_size=1)
-        self.conv2 = nn.Conv2d(in_channels, rel, kernel_size=1)
-        self.conv3 = nn.Conv2d(in_channels, out_channels, kernel_size=1)
-        self.conv4 = nn.Conv2d(rel, out_channels, kernel_size=1)
+        self.conv1 = PointwiseConv(in_channels, rel)
+        self.conv2 = PointwiseConv(in_channels, rel)
+        self.conv3 = PointwiseConv(in_channels, out_channels)
+        self.conv4 = PointwiseConv(rel, out_channels)
         self.tanh = nn.Tanh()
 
-    def forward(self, x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor):
-        x1, x2, x3 = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)
-        relation = self.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))  # (N, R, V, V)
-        topology = self.conv4(relation) * alpha + adjacency[None, None]  # (N, C', V, V)
-        return torch.einsum("ncuv,nctu->nctv", topology, x3)
+    def forward(
+        self, x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor
+    ) -> torch.Tensor:
+        return refine([self], x, adjacency[None], alpha)
+
+
+def _stacked(convs: list[nn.Conv2d], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of 1×1 ``convs`` stacked along ``dim`` (0 or 1): (K, C', C) or (C', K, C)."""
+    weight = torch.stack([conv.weight.flatten(1) for conv in convs], dim)
+    return weight, torch.stack([conv.bias for conv in convs], dim)
+
+
+def _batches(x: torch.Tensor, part: int) -> torch.Tensor:
+    """(N, C', K, A, B) → partition ``part`` as (N·C', A, B) matrices, a view."""
+    return x[:, :, part].flatten(0, 1)
+
+
+def topologies(
+    parts: list[CTRGC], x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
+    """Every partition's channel-wise topology ``conv4(tanh(x1_u − x2_v))·alpha + A[k]``:
+    (N, C, T, V), A (K, V, V) → (N, C', K, U, V). conv1/conv2 run on the mean over time (a 1×1
+    convolution commutes with it: T times fewer FLOPs), all partitions in one product."""
+    n, _, _, v = x.shape
+    k = len(parts)
+    weight, bias = _stacked([p.conv1 for p in parts] + [p.conv2 for p in parts], 0)
+    queries = nn.functional.linear(x.mean(2).transpose(1, 2), weight.flatten(0, 1), bias.flatten())
+    q1, q2 = queries.view(n, v, 2, k, -1).permute(2, 0, 3, 4, 1)  # each (N, K, R, V)
+    relation = torch.tanh(q1.unsqueeze(-1) - q2.unsqueeze(-2))  # (N, K, R, U, V)
+    weight, bias = _stacked([p.conv4 for p in parts], 0)  # (K, C', R), (K, C')
+    topology = torch.matmul(weight, relation.flatten(3)) + bias[..., None]  # (N, K, C', U·V)
+    topology = topology.view(n, k, -1, v, v) * alpha + adjacency[:, None]
+    return topology.transpose(1, 2).contiguous()
+
+
+def refine(
+    parts: list[CTRGC], x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
+    """Σ_k CTRGC_k(x, A[k], alpha) over the partitions ``parts`` at once: (N, C, T, V), A (K, V, V)
+    → (N, C', T, V), contiguous. pyskl's per-partition code up to float rounding, with no einsum
+    copies: conv3 of all partitions is one product, and the per-channel joint mixing adds the
+    partitions up in place."""
+    n, _, t, v = x.shape
+    topology = topologies(parts, x, adjacency, alpha)  # (N, C', K, U, V)
+    channels, k = topology.shape[1:3]
+    weight, bias = _stacked([p.conv3 for p in parts], 1)  # rows (c, k): batches of (n, c) below
+    # (N, C'·K, T·V) straight from channels-last rows: a permuted copy of a (N, T, V, C'·K)
+    # product cost twice the product itself
+    features = torch.bmm(weight.flatten(0, 1).expand(n, -1, -1), x.flatten(2))
+    features = features.view(n, channels, k, t, v)
+    out = torch.bmm(_batches(features, 0), _batches(topology, 0))  # (N·C', T, V)
+    for part in range(1, k):  # out[n, c] = Σ_k x3[n, c, k] (T, U) @ topology[n, c, k] (U, V)
+        out.baddbmm_(_batches(features, part), _batches(topology, part))
+    # conv3's bias through the mixing: Σ_k b[c, k] · Σ_u topology[n, c, k, u, v], for every t
+    out += (bias[None, :, :, None] * topology.sum(3)).sum(2).view(n * channels, 1, v)
+    return out.view(n, channels, t, v)
 
 
 class UnitCTRGCN(nn.Module):
@@ -84,9 +145,8 @@ class UnitCTRGCN(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.convs[0](x, self.A[0], self.alpha)
-        for k in range(1, self.num_subset):
-            y = y + self.convs[k](x, self.A[k], self.alpha)
+        y = refine(list(self.convs), x, self.A, self.alpha)
+        y = y.contiguous(memory_format=torch.channels_last)  # the blocks' memory format
         return self.relu(self.bn(y) + self.down(x))
 
     def init_weights(self) -> None:
@@ -105,20 +165,20 @@ class MSTCN(nn.Module):
         mid, rest = branch_widths(out_channels, len(TCN_DILATIONS) + 2)
         branches: list[nn.Module] = [
             nn.Sequential(
-                nn.Conv2d(in_channels, mid, kernel_size=1), nn.BatchNorm2d(mid), nn.ReLU(),
+                PointwiseConv(in_channels, mid), nn.BatchNorm2d(mid), nn.ReLU(),
                 TemporalConv(mid, mid, TCN_KERNEL, stride=stride, dilation=dilation),
             )
             for dilation in TCN_DILATIONS
         ]  # fmt: skip
         branches.append(
             nn.Sequential(
-                nn.Conv2d(in_channels, mid, kernel_size=1), nn.BatchNorm2d(mid), nn.ReLU(),
+                PointwiseConv(in_channels, mid), nn.BatchNorm2d(mid), nn.ReLU(),
                 nn.MaxPool2d((3, 1), stride=(stride, 1), padding=(1, 0)), nn.BatchNorm2d(mid),
             )
         )  # fmt: skip
         branches.append(
             nn.Sequential(
-                nn.Conv2d(in_channels, rest, kernel_size=1, stride=(stride, 1)),
+                PointwiseConv(in_channels, rest, stride=stride),
                 nn.BatchNorm2d(rest),
             )
         )

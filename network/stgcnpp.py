@@ -21,7 +21,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from network.gcn_blocks import GCNBlock, GCNClassifier, TemporalConv, branch_widths, unit_shortcut
+from network.gcn_blocks import (
+    GCNBlock,
+    GCNClassifier,
+    PointwiseConv,
+    TemporalConv,
+    branch_widths,
+    unit_shortcut,
+)
+from network.stgcn import mix_joints
 
 __all__ = ["MultiScaleTCN", "STGCNPlusPlus", "STGCNPlusPlusBlock", "UnitGCN"]
 
@@ -43,23 +51,22 @@ class UnitGCN(nn.Module):
         super().__init__()
         self.num_subsets = adjacency.shape[0]
         self.A = nn.Parameter(adjacency.clone())
-        self.conv = nn.Conv2d(in_channels, out_channels * self.num_subsets, 1)
+        self.conv = PointwiseConv(in_channels, out_channels * self.num_subsets)
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU()
         self.down = unit_shortcut(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, t, v = x.shape
         res = self.down(x)
-        y = self.conv(x).view(n, self.num_subsets, -1, t, v)
-        y = torch.einsum("nkctv,kvw->nctw", y, self.A)
+        # einsum("nkctv,kvw->nctw") as one product over channels-last rows
+        y = mix_joints(self.conv(x).permute(0, 2, 3, 1), self.A)
         return self.act(self.bn(y) + res)
 
 
 def _mstcn_branch(kind: str, kernel: int, dilation: int, c_in: int, c_out: int, stride: int):
     if kind == "1x1":
-        return nn.Conv2d(c_in, c_out, kernel_size=1, stride=(stride, 1))
-    head = [nn.Conv2d(c_in, c_out, kernel_size=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        return PointwiseConv(c_in, c_out, stride=stride)
+    head = [PointwiseConv(c_in, c_out), nn.BatchNorm2d(c_out), nn.ReLU()]
     if kind == "max":
         return nn.Sequential(*head, nn.MaxPool2d((kernel, 1), stride=(stride, 1), padding=(1, 0)))
     conv = TemporalConv(c_out, c_out, kernel, stride=stride, dilation=dilation, norm=False)
@@ -81,7 +88,7 @@ class MultiScaleTCN(nn.Module):
         )
         width = mid * (len(MSTCN_BRANCHES) - 1) + first
         self.transform = nn.Sequential(
-            nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, out_channels, 1)
+            nn.BatchNorm2d(width), nn.ReLU(), PointwiseConv(width, out_channels)
         )
         self.bn = nn.BatchNorm2d(out_channels)
         self.drop = nn.Dropout(dropout)
