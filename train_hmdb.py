@@ -48,6 +48,7 @@ from data.video.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPrese
 from data.video.videofile import is_video_file
 from export import cli as export_cli
 from export import live as export_live
+from export.explain import LAST_STAGE, STAGES
 from network import build_model, get_entry, list_models
 from train.args import add_multigrid_arguments, common_parser, runtime_parser
 from train.config import add_spec_arguments
@@ -278,6 +279,10 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--segment", type=non_negative_int, default=None,
         help="explain conv segment k of --segments (default: the centre clip)",
+    )  # fmt: skip
+    group.add_argument(
+        "--layer", choices=STAGES, default=LAST_STAGE,
+        help="the stage explained (default: the last; an earlier one keeps more time steps)",
     )  # fmt: skip
 
 
@@ -857,7 +862,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         model.network_name, args))  # fmt: skip
     inputs, shown = _explain_inputs(dataset, args.segment or 0, args)
     names = list(model.class_names or [])
-    result = explain.grad_cam(model.float(), inputs, args.target, class_names=names)
+    result = explain.grad_cam(
+        model.float(), inputs, args.target, class_names=names, layer=args.layer
+    )
     fps = _clip_fps(path, _interval(args, "val"))
     name = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
     mp4, png = explain.write_explanation(args.out, name, shown, result, names, fps=fps)

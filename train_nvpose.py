@@ -191,7 +191,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     _add_checkpoint_input(inference, labels=False)
     _add_inference_arguments(inference)
-    explain_help = "Grad-CAM per joint and frame of one sequence (ST-GCN): a joint-importance plot"
+    explain_help = "Grad-CAM per joint and frame of one sequence: a joint-importance plot"
     explain = commands.add_parser("explain", parents=[common_parser()], help=explain_help)
     _add_checkpoint_input(explain, labels=False)
     _add_explain_arguments(explain)
@@ -645,8 +645,8 @@ def _render_sequences(
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """Grad-CAM of ST-GCN's last block for one sequence of --data: importance per joint and
-    frame, ``<out>/sequence_<i>_joints.png`` (export.explain)."""
+    """Grad-CAM of the last graph block (ST-GCN, ST-GCN++, CTR-GCN) for one sequence of --data:
+    importance per joint and frame, ``<out>/sequence_<i>_joints.png`` (export.explain)."""
     import torch
 
     from export.explain import joint_importance, save_joint_importance

@@ -1,19 +1,21 @@
-"""Grad-CAM for every video network of the registry, and per-joint importance for ST-GCN.
+"""Grad-CAM for every video network of the registry, per-joint importance for skeleton networks.
 
 Grad-CAM (Selvaraju et al. 2017) as MMAction2 applies it to video: the activations ``A`` of the
-last convolutional stage (``layer4``) and the gradient ``G`` of the target logit with respect to
-them; each channel is weighted by its gradient averaged over space (one weight per channel and
+last convolutional stage (``layer4``, or an earlier one of ``STAGES`` where the last has too
+coarse a time axis: r3d's ``layer4`` has one time step for 8 frames) and the gradient ``G`` of the
+target logit with respect to them; each channel is weighted by its gradient averaged over space (one weight per channel and
 time step), ``cam = relu(sum_c w_c · A_c)``, then upsampled to the clip (trilinear in time and
 space) and scaled to [0, 1] by its maximum::
 
     explanation = grad_cam(model, inputs, target=None)   # None: the predicted class
+    explanation = grad_cam(model, inputs, layer="layer3")  # finer in time and space
     explanation.maps["rgb"]        # (T, H, W) float in [0, 1], one map per input stream
 
 Networks: 3D ResNets, r(2+1)d, SRTG (``layer4`` of the VideoResNet family), MTNet (its short and
 long paths, each upsampled, summed), 2D ResNets over stacked frames (``layer4`` has no time axis:
 one spatial map for all T frames), and the two-stream joint model (a map per stream, the
 gradient of the fused logit flowing into both). Skeleton networks: :func:`joint_importance`
-gives Grad-CAM over (frames, joints) of ST-GCN's last block.
+gives Grad-CAM over (frames, joints) of the last graph block of ST-GCN, ST-GCN++ and CTR-GCN.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from export.render import Mp4Writer, draw_caption, draw_topk
+from export.render import Mp4Writer, draw_caption, draw_topk, output_name
+from safeio.text import printable
 
 __all__ = [
+    "LAST_STAGE",
+    "STAGES",
     "Explanation",
     "cam_layers",
     "flow_to_rgb",
     "grad_cam",
+    "graph_blocks",
     "heat_mass_fraction",
     "joint_importance",
     "overlay_heat",
@@ -43,6 +49,8 @@ __all__ = [
     "write_explanation",
 ]
 
+STAGES = ("layer1", "layer2", "layer3", "layer4")  # the residual stages of the video networks
+LAST_STAGE = STAGES[-1]
 STRIP_FRAMES = 8  # frames in the PNG strip, evenly spaced over the clip
 _DISPLAY_SIDE = 240  # explained clips are shown at least this high (network crops are small)
 
@@ -57,19 +65,21 @@ class Explanation:
     target: int
 
 
-def cam_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """``{stream: last convolutional stage}``: ``{"rgb": layer4}`` for one-stream networks,
-    ``{"rgb": rgb.layer4, "flow": flow.layer4}`` for the joint model."""
+def cam_layers(model: nn.Module, layer: str = LAST_STAGE) -> dict[str, nn.Module]:
+    """``{stream: convolutional stage}``: ``{"rgb": layer4}`` for one-stream networks,
+    ``{"rgb": rgb.layer4, "flow": flow.layer4}`` for the joint model (``layer`` names another
+    stage of ``STAGES``)."""
     if hasattr(model, "rgb") and hasattr(model, "flow"):
-        return {"rgb": _layer4(model.rgb), "flow": _layer4(model.flow)}
-    return {"rgb": _layer4(model)}
+        return {"rgb": _stage(model.rgb, layer), "flow": _stage(model.flow, layer)}
+    return {"rgb": _stage(model, layer)}
 
 
-def _layer4(model: nn.Module) -> nn.Module:
-    stage = getattr(model, "layer4", None)
+def _stage(model: nn.Module, layer: str) -> nn.Module:
+    stage = getattr(model, layer, None) if layer in STAGES else None
     if not isinstance(stage, nn.Module):
         name = getattr(model, "network_name", type(model).__name__)
-        raise ValueError(f"{name}: no last convolutional stage (layer4) to explain")
+        which = "last convolutional stage" if layer == LAST_STAGE else "convolutional stage"
+        raise ValueError(f"{name}: no {which} ({printable(layer)}) to explain")
     return stage
 
 
@@ -109,19 +119,19 @@ def grad_cam(
     target: str | int | None = None,
     *,
     class_names: Sequence[str] = (),
+    layer: str = LAST_STAGE,
 ) -> Explanation:
-    """Grad-CAM of one clip. ``inputs``: the model's input(s) for a batch of one, e.g.
-    ``(1, C, T, H, W)``, ``(1, C·T, H, W)`` (stacked frames) or ``((1, 3, T, H, W), (1, 2, T', H,
-    W))`` (joint). The model's parameters are left unchanged (gradients are dropped)."""
+    """Grad-CAM of one clip at stage ``layer``. ``inputs``: the model's input(s) for a batch of
+    one, e.g. ``(1, C, T, H, W)``, ``(1, C·T, H, W)`` (stacked frames) or ``((1, 3, T, H, W),
+    (1, 2, T', H, W))`` (joint). The model's parameters are left unchanged (gradients dropped)."""
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     if any(x.shape[0] != 1 for x in inputs):
         raise ValueError(
             f"grad_cam explains one clip: got batches of {[x.shape[0] for x in inputs]}"
         )
-    captures = {stream: _Capture() for stream in cam_layers(model)}
-    handles = [
-        layer.register_forward_hook(captures[stream]) for stream, layer in cam_layers(model).items()
-    ]
+    stages = cam_layers(model, layer)
+    captures = {stream: _Capture() for stream in stages}
+    handles = [stage.register_forward_hook(captures[stream]) for stream, stage in stages.items()]
     was_training = model.training
     model.eval()
     try:
@@ -185,6 +195,16 @@ def heat_mass_fraction(heat: np.ndarray, mask: np.ndarray) -> float:
     return float((heat * np.asarray(mask, bool)).sum() / total) if total > 0 else float("nan")
 
 
+def graph_blocks(model: nn.Module) -> nn.ModuleList:
+    """The graph blocks of a skeleton network, each (N·M, C, T, V) -> (N·M, C', T', V): ST-GCN's
+    ``st_gcn_networks``, or the list a pyskl-style network names in ``blocks_name``."""
+    blocks = getattr(model, getattr(model, "blocks_name", "st_gcn_networks"), None)
+    if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
+        name = getattr(model, "network_name", type(model).__name__)
+        raise ValueError(f"{name}: no graph convolution blocks (ST-GCN family) to explain")
+    return blocks
+
+
 def joint_importance(
     model: nn.Module,
     inputs: Tensor,
@@ -192,12 +212,10 @@ def joint_importance(
     *,
     class_names: Sequence[str] = (),
 ) -> Explanation:
-    """Grad-CAM over (frames, joints) of a skeleton network's last ST-GCN block for one sequence
-    ``(1, C, T, V, M)``: ``maps["joints"]`` (T, V) in [0, 1], summed over the M persons."""
-    blocks = getattr(model, "st_gcn_networks", None)
-    if blocks is None or len(blocks) == 0:
-        name = getattr(model, "network_name", type(model).__name__)
-        raise ValueError(f"{name}: no ST-GCN blocks to explain")
+    """Grad-CAM over (frames, joints) of a skeleton network's last graph block (ST-GCN, ST-GCN++,
+    CTR-GCN) for one sequence ``(1, C, T, V, M)``: ``maps["joints"]`` (T, V) in [0, 1], summed
+    over the persons (CTR-GCN's zero-padded ones included: they add no positive evidence)."""
+    blocks = graph_blocks(model)
     if inputs.ndim != 5 or inputs.shape[0] != 1:
         raise ValueError(f"expected one sequence (1, C, T, V, M), got {tuple(inputs.shape)}")
     capture = _Capture()
@@ -285,9 +303,10 @@ def write_explanation(
 ) -> tuple[Path, Path]:
     """``<name>_gradcam.mp4`` (each frame: clip | overlay per stream, streams stacked, top-3
     classes and the explained class drawn) and ``<name>_gradcam.png`` (a strip of
-    ``STRIP_FRAMES`` overlays per stream). ``frames[stream]``: (T, H, W, 3) uint8 RGB shown for
+    ``STRIP_FRAMES`` overlays per stream); ``name`` made a safe file name by
+    :func:`export.render.output_name`. ``frames[stream]``: (T, H, W, 3) uint8 RGB shown for
     that stream (flow already coloured by :func:`flow_to_rgb`)."""
-    out_dir = Path(out_dir)
+    out_dir, name = Path(out_dir), output_name(name)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = _panels(frames, explanation)
     length = min(len(row) for row in rows)

@@ -116,16 +116,48 @@ def test_write_explanation_files(tmp_path):
     assert Image.open(png).size == (4 * 256, 256)
 
 
-def test_joint_importance_for_st_gcn(tmp_path):
+@pytest.mark.parametrize("name", sorted(list_models(family="skeleton", tag="tiny")))
+def test_joint_importance_for_every_skeleton_network(tmp_path, name):
     torch.manual_seed(0)
-    model = build_model("st_gcn_tiny", num_classes=2, in_channels=3)
+    model = build_model(name, num_classes=2)
+    # class 0 weighs every feature positively (the last block ends in a ReLU, so it has positive
+    # evidence wherever a feature fires); an untrained class 1 may have none (an all-zero map)
+    head = model.fc if hasattr(model, "fc") else model.fcn
+    head.weight.data[0] = head.weight.data[0].abs()
     joints = model.A.shape[-1]
-    result = joint_importance(model, torch.randn(1, 3, 20, joints, 2), target=0)
+    inputs = torch.randn(1, 3, 20, joints, 1)
+    result = joint_importance(model, inputs, target=0)
     heat = result.maps["joints"]
-    assert heat.shape == (20, joints) and heat.max() == pytest.approx(1.0)
+    assert heat.shape == (20, joints) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert heat.std() > 0.01
+    other = joint_importance(model, inputs, target=1).maps["joints"]
+    assert other.max() in (pytest.approx(1.0), 0.0)
+    assert np.abs(heat - other).mean() > 0.05  # the map depends on the class explained
     names = [f"j{i}" for i in range(joints)]
     path = save_joint_importance(tmp_path / "joints.png", result, names, ["a", "b"], fps=30.0)
     assert Image.open(path).size[0] == 900
+
+
+def test_joint_importance_refuses_a_video_network_in_one_line():
+    with pytest.raises(ValueError, match="r3d_tiny: no graph convolution blocks"):
+        joint_importance(build_model("r3d_tiny", num_classes=2), torch.randn(1, 3, 4, 5, 1))
+
+
+def test_nvpose_explain_for_ctrgcn_writes_the_plot(tmp_path, capsys):
+    import train_nvpose
+    from train.checkpoint import atomic_save, make_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("ctrgcn_tiny", num_classes=2)
+    checkpoint = tmp_path / "ctr.pth"
+    atomic_save(make_checkpoint(model, family="skeleton", class_names=["a", "b"]), checkpoint)
+    data = tmp_path / "poses.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(2, 3, 16, model.A.shape[-1], 2)))
+    argv = ["explain", "--checkpoint", str(checkpoint), "--data", str(data), "--sequence", "1",
+            "--target", "b", "--out", str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
+    assert train_nvpose.main(argv) == 0
+    assert Image.open(tmp_path / "out" / "sequence_0001_joints.png").size[0] == 900
+    assert "joint importance for b" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- right, not decorative
