@@ -208,6 +208,69 @@ def test_onnx_infer_render_matches_inference_render(video_run, tmp_path):
     assert np.array_equal(*timelines)
 
 
+def test_output_names_are_printable_and_stay_inside_the_folder(tmp_path):
+    from export.annotate import render_video
+    from export.explain import Explanation, write_explanation
+    from export.render import output_name
+
+    assert output_name("walk_01") == "walk_01"
+    for hostile in ("../../etc/x", "..", ".", "", "a\nb\x1b[31mc\r", "dir\\..\\x", "é" * 300):
+        name = output_name(hostile)
+        assert name.isprintable() and "/" not in name and "\\" not in name
+        assert name.strip(".") and len(name.encode()) <= 200
+    assert output_name("a\nb") != output_name("a b")  # escaped, not dropped
+
+    class Store:  # a 3-frame frame store
+        fps = 5.0
+
+        def num_frames(self, stream):
+            return 3
+
+        def read(self, indices, stream):
+            return [np.full((48, 64, 3), 50 * i, np.uint8) for i in indices]
+
+    out = tmp_path / "out"
+    render_video(Store(), [np.arange(3)], np.array([[0.7, 0.3]]), ["a", "b"], out, "../x\ny")
+    clip = np.zeros((2, 32, 32, 3), np.uint8)
+    explanation = Explanation({"rgb": np.zeros((2, 32, 32))}, np.array([0.6, 0.4]), 0)
+    write_explanation(out, "..", {"rgb": clip}, explanation, ["a", "b"], fps=5.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".._x_ny.mp4", ".._x_ny_timeline.png", "_.._gradcam.mp4", "_.._gradcam.png"
+    ]  # fmt: skip
+
+
+def test_hostile_video_names_render_inside_the_folder(video_run, tmp_path):
+    """inference --render, onnx-infer --render and explain on a video whose file name holds an
+    escape sequence and a new line: printable names inside the output folder."""
+    source = tmp_path / "ev\x1b[31mil\n..name.mp4"
+    source.write_bytes((video_run["videos"] / "move_left" / "move_left_000.mp4").read_bytes())
+    checkpoint = str(video_run["checkpoint"])
+    onnx = tmp_path / "m.onnx"
+    assert train_hmdb.main(["export", "--checkpoint", checkpoint, "--onnx", str(onnx)]) == 0
+    runs = {
+        "torch": ["inference", "--checkpoint", checkpoint, "--videos", str(source), "--workers",
+                  "0", "--render"],
+        "onnx": ["onnx-infer", "--onnx", str(onnx), "--input", str(source), "--render"],
+        "cam": ["explain", "--checkpoint", checkpoint, "--video", str(source), "--out"],
+    }  # fmt: skip
+    for folder, argv in runs.items():
+        assert train_hmdb.main([*argv, str(tmp_path / folder)]) == 0
+    stem = "ev\\x1b[31mil\\n..name".replace("\\", "_")  # export.render.output_name
+    assert sorted(p.name for p in (tmp_path / "torch").iterdir()) == [
+        f"{stem}.mp4", f"{stem}_timeline.png"
+    ]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(
+        p.name for p in (tmp_path / "torch").iterdir()
+    )
+    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == [
+        f"{stem}_gradcam.mp4", f"{stem}_gradcam.png"
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["cam", "m.onnx", "onnx", "torch", source.name]
+    )
+
+
 def test_onnx_infer_render_is_refused_for_other_families(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli.add_ort_arguments(parser)
