@@ -158,6 +158,7 @@ def test_per_frame_preparation_equals_the_clip_preprocessing_of_onnx_infer() -> 
 def test_the_reader_prepares_frames_on_one_torch_thread_and_the_model_keeps_its_own() -> None:
     """torch's intra-op pool in the reader only spins against the model (7-33 ms CPU per
     320x240 frame instead of 0.5 ms on 2 busy cores); the model's thread count is untouched."""
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
     seen: dict[str, set[int]] = {"reader": set(), "model": set()}
 
@@ -175,7 +176,9 @@ def test_the_reader_prepares_frames_on_one_torch_thread_and_the_model_keeps_its_
         _FakeSource(30), Model(0.0), inputs, live.Schedule(2, 1, 2), emit=lambda r: None,
         realtime=True,
     )  # fmt: skip
-    assert seen == {"reader": {1}, "model": {2}} and torch.get_num_threads() == 2
+    threads_after = torch.get_num_threads()
+    torch.set_num_threads(before)
+    assert seen == {"reader": {1}, "model": {2}} and threads_after == 2
     # the reader's CPU time per second of stream is measured (tiny frames: a few ms at most)
     assert summary.reader_cpu_ms_per_s is not None and 0 <= summary.reader_cpu_ms_per_s < 500
 
