@@ -22,9 +22,10 @@ same class, and the largest probability difference (random weights: probabilitie
 uniform, so this checks the graph, not the accuracy of a trained model).
 
 ONNX Runtime's threads do not spin between calls, as in ``live``; ``--spinning`` lets them.
-r3d_18 at 16×112² is 40.7 GMAC per window: at this machine's MLAS u8s8 AVX2 rate (~59 GMAC/s a
-core, measured with a large MatMulInteger) that is at least ~345 ms on 2 cores, more than the
-267 ms between windows at ``--stride 8`` (``--stride 12``: 400 ms, above that bound).
+r3d_18 at 16×112² is 40.7 GMAC per window: at this machine's MLAS u8s8 AVX2 rate (59-70 GMAC/s
+a core, a large MatMulInteger on the shared machine; the INT8 model runs at 58-70) that is at
+least 290-345 ms on 2 cores, more than the 267 ms between windows at ``--stride 8``
+(``--stride 12``: 400 ms, above that bound).
 """
 
 from __future__ import annotations
