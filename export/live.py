@@ -11,6 +11,8 @@ Three threads, nothing queued without bound:
 
 - the **reader** decodes the source (PyAV), prepares every frame once (the evaluation
   preprocessing: resize, crop, normalise) and puts it into a :class:`FrameRing` of a fixed size;
+  it decodes and prepares on one thread each, leaving the cores to the model (its CPU time per
+  stream second is in the summary);
   a file with ``--realtime`` is paced at its own frame rate (how tests simulate a camera);
 - the **main thread** runs the model on the newest complete window (``--clip-length`` frames
   ``--rate`` apart, one window every ``--stride`` frames). When the model is slower than the
