@@ -12,6 +12,7 @@ from PIL import Image
 
 from data.video import synthetic
 from export.explain import (
+    cam_layers,
     flow_to_rgb,
     grad_cam,
     heat_mass_fraction,
@@ -74,6 +75,19 @@ def test_grad_cam_gives_a_map_per_stream_at_the_clip_size(name):
     assert all(p.grad is None for p in model.parameters())  # nothing left for an optimizer
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics untouched
+
+
+def test_layer_picks_the_stage_of_every_stream_and_others_are_refused():
+    model = build_model("r3d_tiny", num_classes=2)
+    assert cam_layers(model) == {"rgb": model.layer4}
+    assert cam_layers(model, "layer3") == {"rgb": model.layer3}
+    joint = build_model("joint_tiny", num_classes=2, rgb_frames=4, of_frames=4)
+    assert cam_layers(joint, "layer2") == {"rgb": joint.rgb.layer2, "flow": joint.flow.layer2}
+    heat = grad_cam(model, torch.randn(1, 3, 8, 32, 32), layer="layer3").maps["rgb"]
+    assert heat.shape == (8, 32, 32)
+    for layer in ("fc", "layer9", "stem"):  # only the residual stages
+        with pytest.raises(ValueError, match=f"r3d_tiny: no convolutional stage \\({layer}\\)"):
+            cam_layers(model, layer)
 
 
 def test_target_by_name_index_or_prediction():
