@@ -28,6 +28,7 @@ from network.gcn_blocks import (
     PointwiseConv,
     TemporalConv,
     branch_widths,
+    run_branches,
     unit_shortcut,
 )
 
@@ -85,9 +86,9 @@ def _stacked(convs: list[nn.Conv2d], dim: int) -> tuple[torch.Tensor, torch.Tens
     return weight, torch.stack([conv.bias for conv in convs], dim)
 
 
-def _batches(x: torch.Tensor, part: int) -> torch.Tensor:
-    """(N, C', K, A, B) → partition ``part`` as (N·C', A, B) matrices, a view."""
-    return x[:, :, part].flatten(0, 1)
+def _batches(x: torch.Tensor) -> list[torch.Tensor]:
+    """(N, C', K, A, B) → per partition (N·C', A, B) matrices, views."""
+    return [part.flatten(0, 1) for part in x.unbind(2)]
 
 
 def topologies(
@@ -122,10 +123,12 @@ def refine(
     # (N, C'·K, T·V) straight from channels-last rows: a permuted copy of a (N, T, V, C'·K)
     # product cost twice the product itself
     features = torch.bmm(weight.flatten(0, 1).expand(n, -1, -1), x.flatten(2))
-    features = features.view(n, channels, k, t, v)
-    out = torch.bmm(_batches(features, 0), _batches(topology, 0))  # (N·C', T, V)
+    # unbind, not indexing: its backward pass stacks the gradients instead of writing each
+    # into a zero-filled tensor of the whole size
+    rows, mixings = _batches(features.view(n, channels, k, t, v)), _batches(topology)
+    out = torch.bmm(rows[0], mixings[0])  # (N·C', T, V)
     for part in range(1, k):  # out[n, c] = Σ_k x3[n, c, k] (T, U) @ topology[n, c, k] (U, V)
-        out.baddbmm_(_batches(features, part), _batches(topology, part))
+        out.baddbmm_(rows[part], mixings[part])
     # conv3's bias through the mixing: Σ_k b[c, k] · Σ_u topology[n, c, k, u, v], for every t
     out += (bias[None, :, :, None] * topology.sum(3)).sum(2).view(n * channels, 1, v)
     return out.view(n, channels, t, v)
@@ -187,7 +190,7 @@ class MSTCN(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.cat([branch(x) for branch in self.branches], dim=1)
+        out = torch.cat(run_branches(self.branches, x), dim=1)
         return self.drop(self.act(out))
 
     def init_weights(self) -> None:

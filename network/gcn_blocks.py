@@ -36,6 +36,7 @@ __all__ = [
     "branch_widths",
     "inward_edges",
     "reference_adjacency",
+    "run_branches",
     "stage_plan",
     "unit_shortcut",
 ]
@@ -113,6 +114,32 @@ class PointwiseConv(nn.Conv2d):
         n, _, t, v = x.shape
         out = torch.matmul(self.weight.flatten(1), x.flatten(2)) + self.bias[:, None]
         return out.view(n, -1, t, v)
+
+
+def run_branches(branches: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each branch (a module, or a ``nn.Sequential`` whose first module is its 1×1 head) on
+    ``x``; the stride-1 :class:`PointwiseConv` heads of all branches run as one matrix product
+    over channels-last rows (separately, their narrow products ran at a fraction of the peak)."""
+    heads = [branch[0] if isinstance(branch, nn.Sequential) else branch for branch in branches]
+    merged = [isinstance(head, PointwiseConv) and head.stride == (1, 1) for head in heads]
+    chosen = [head for head, merge in zip(heads, merged) if merge]
+    weight = torch.cat([head.weight.flatten(1) for head in chosen])
+    bias = torch.cat([head.bias for head in chosen])
+    rows = nn.functional.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
+    # dense parts: BatchNorm on a channel slice of channels-last rows took a slow strided path
+    parts = iter(
+        part.contiguous(memory_format=torch.channels_last)
+        for part in rows.split([head.out_channels for head in chosen], dim=1)
+    )
+    outputs = []
+    for branch, merge in zip(branches, merged):
+        if not merge:
+            outputs.append(branch(x))
+        elif isinstance(branch, nn.Sequential):
+            outputs.append(branch[1:](next(parts)))
+        else:
+            outputs.append(next(parts))
+    return outputs
 
 
 class TemporalConv(nn.Module):

@@ -27,6 +27,7 @@ from network.gcn_blocks import (
     PointwiseConv,
     TemporalConv,
     branch_widths,
+    run_branches,
     unit_shortcut,
 )
 from network.stgcn import mix_joints
@@ -94,7 +95,7 @@ class MultiScaleTCN(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.cat([branch(x) for branch in self.branches], dim=1)
+        out = torch.cat(run_branches(self.branches, x), dim=1)
         return self.drop(self.bn(self.transform(out)))
 
 
