@@ -207,3 +207,31 @@ def test_engine_trains_them(name: str, layout: str, tmp_path) -> None:
     with (run / "metrics.csv").open() as handle:
         losses = [float(row["train_loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+
+
+def _pyskl_ctrgc(part, x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor):
+    """pyskl's ``CTRGC.forward`` for one partition, with plain convolutions."""
+    conv = torch.nn.functional.conv2d
+    x1 = conv(x, part.conv1.weight, part.conv1.bias).mean(-2)
+    x2 = conv(x, part.conv2.weight, part.conv2.bias).mean(-2)
+    x3 = conv(x, part.conv3.weight, part.conv3.bias)
+    relation = torch.tanh(x1.unsqueeze(-1) - x2.unsqueeze(-2))
+    topology = conv(relation, part.conv4.weight, part.conv4.bias) * alpha + adjacency[None, None]
+    return torch.einsum("ncuv,nctu->nctv", topology, x3)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_ctrgcn_refines_all_partitions_as_pyskl_does_one_by_one(memory_format) -> None:
+    """The batched refinement (mean before conv1/conv2, one product per conv kind, the
+    partitions accumulated in place) is pyskl's sum over partitions, in float64 to rounding."""
+    from network.ctrgcn import refine
+
+    torch.manual_seed(0)
+    unit = build_model("ctrgcn_tiny", num_classes=3).double().net[1].gcn1  # 16 -> 32 channels
+    torch.nn.init.constant_(unit.alpha, 0.7)  # pyskl starts at 0: the refinement would vanish
+    x = torch.randn(2, 16, 7, 25, dtype=torch.float64).contiguous(memory_format=memory_format)
+    expected = sum(
+        _pyskl_ctrgc(part, x, unit.A[k], unit.alpha) for k, part in enumerate(unit.convs)
+    )
+    got = refine(list(unit.convs), x, unit.A, unit.alpha)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
