@@ -4,6 +4,7 @@ reference's block code.
     python benchmarks/stgcn.py                       # batch 16, T=300, V=34 (nvidia), M=1
     python benchmarks/stgcn.py --batch-size 4 --frames 100 --repeats 3
     python benchmarks/stgcn.py --train --no-onnx     # adds the training-step table
+    python benchmarks/stgcn.py --train --no-inference --batch-size 4 --repeats 3 --clock cpu
 
 Rows: ``baseline`` (written here, the reference's per-block code: 1×1 conv, ``einsum
 ('nkctv,kvw->nctw')`` on contiguous tensors), ``eager`` (network.stgcn, channels-last graph
@@ -38,6 +39,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.roofline import CLOCKS
 from benchmarks.timing import interleaved_median
 from network import build_model
 from network.stgcn import STGCN
@@ -135,7 +137,7 @@ def measure(args: argparse.Namespace) -> list[tuple[str, float]]:
             rows["onnxruntime (opset 17)"] = runner
         else:
             print(f"onnxruntime: {runner}", file=sys.stderr)
-        seconds = interleaved_median(rows, args.repeats)
+        seconds = interleaved_median(rows, args.repeats, clock=CLOCKS[args.clock])
     return [(name, args.batch_size / seconds[name]) for name in rows]
 
 
@@ -160,7 +162,7 @@ def measure_train(args: argparse.Namespace) -> list[tuple[str, float]]:
         return run
 
     rows = {BASELINE: training_step(baseline), "eager (network.stgcn)": training_step(ours)}
-    seconds = interleaved_median(rows, args.repeats)
+    seconds = interleaved_median(rows, args.repeats, clock=CLOCKS[args.clock])
     return [(name, seconds[name]) for name in rows]
 
 
@@ -173,7 +175,8 @@ def measure_in_child(
 
 
 def print_train_table(args: argparse.Namespace) -> None:
-    print(f"training step, batch {args.batch_size}, T={args.frames}, {args.layout}, dropout 0.5")
+    print(f"training step, batch {args.batch_size}, T={args.frames}, {args.layout}, dropout 0.5, "
+          f"{args.clock} clock")  # fmt: skip
     print(f"{'path':<30} {'malloc':<7} {'s/step':>7} {'vs baseline':>12}")
     for malloc in args.malloc:
         rows = measure_in_child(args, malloc, measure_train)
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="cpu: process CPU seconds, robust on a busy machine")  # fmt: skip
     parser.add_argument("--malloc", choices=MALLOC_SETTINGS, nargs="+", default=MALLOC_SETTINGS)
     parser.add_argument("--train", action="store_true", help="add the training-step table")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference table")

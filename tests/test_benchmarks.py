@@ -60,6 +60,17 @@ def test_stgcn_benchmark_runs_each_malloc_setting_in_its_own_process() -> None:
 
 
 @pytest.mark.slow
+def test_stgcn_training_table_on_the_cpu_clock() -> None:
+    out = _run("benchmarks/stgcn.py", "--train", "--no-inference", "--batch-size", "1",
+               "--frames", "16", "--repeats", "1", "--threads", "1", "--clock", "cpu",
+               "--malloc", "actrec")  # fmt: skip
+    assert "cpu clock" in out.splitlines()[0]
+    rows = [line.split() for line in out.splitlines() if line.startswith(("baseline", "eager"))]
+    assert [(row[0], row[-3]) for row in rows] == [("baseline", "actrec"), ("eager", "actrec")]
+    assert rows[0][-1] == "1.00x" and float(rows[1][-2]) > 0
+
+
+@pytest.mark.slow
 def test_deploy_benchmark_table_for_gesturenet() -> None:
     out = _run("benchmarks/deploy.py", "--models", "gesturenet", "--threads", "1", "--repeats",
                "1", "--throughput-repeats", "1", "--warmup", "0")  # fmt: skip
