@@ -104,7 +104,7 @@ class _FlopCount(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        formula = flop_registry.get(func._overloadpacket)
+        formula = _formula(func)
         if formula is None:  # composite operators (linear, matmul in inference mode): their parts
             with self:
                 out = func.decompose(*args, **kwargs)
@@ -114,6 +114,17 @@ class _FlopCount(TorchDispatchMode):
         if formula is not None:
             self.flops += formula(*args, **kwargs, out_val=out)
         return out
+
+
+def _formula(func) -> Callable | None:
+    """The flop formula of ``func``; an in-place operator (``baddbmm_``) counts as its
+    out-of-place form, which the registry lists alone."""
+    packet = func._overloadpacket
+    formula = flop_registry.get(packet)
+    name = packet.__name__
+    if formula is None and name.endswith("_") and hasattr(torch.ops.aten, name[:-1]):
+        formula = flop_registry.get(getattr(torch.ops.aten, name[:-1]))
+    return formula
 
 
 def count_gflop(run: Callable[[], object]) -> float:
