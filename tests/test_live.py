@@ -480,10 +480,27 @@ def test_the_live_benchmark_prints_its_table(capsys) -> None:
         ("gesturenet", "pytorch-fp32"), ("gesturenet", "ort-int8"),
     ]  # fmt: skip
     assert all(r[6].strip().endswith("(3.75)") for r in rows)  # 30 fps, stride 8
-    assert float(rows[1][10]) >= 0  # reader CPU ms per stream second
+    assert all(r[9].strip() in ("yes", "no") and r[10].strip() in ("yes", "no") for r in rows)
+    assert float(rows[1][11]) >= 0  # reader CPU ms per stream second
     # only the INT8 row compares INT8 with FP32: "<share> of 12" windows, max probability diff
-    assert rows[0][11].strip() == "-" and rows[1][11].strip().endswith("of 12")
-    assert 0 <= float(rows[1][12]) <= 1
+    assert rows[0][12].strip() == "-" and rows[1][12].strip().endswith("of 12")
+    assert 0 <= float(rows[1][13]) <= 1
+
+
+@pytest.mark.parametrize(
+    ("skipped", "start", "end", "flat", "every"),
+    [(0, 300, 400, True, True), (16, 527, 499, True, False), (0, 300, 600, False, False)],
+)
+def test_the_benchmark_tells_a_flat_delay_from_scoring_every_window(
+    skipped, start, end, flat, every
+):
+    from benchmarks import live as live_benchmark
+
+    # stride 8 at 30 fps: one window period is 267 ms
+    summary = live.LiveSummary("src", "end", windows=20, skipped_windows=skipped,
+                               delay_ms_start=start, delay_ms_end=end)  # fmt: skip
+    row = live_benchmark.Row("r3d_18", "ort-int8", summary, stride=8)
+    assert (row.delay_flat(), row.every_window()) == (flat, every)
 
 
 def test_agreement_of_a_file_with_itself_is_complete(files) -> None:
