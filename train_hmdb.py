@@ -954,7 +954,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
          "--jsonl", str(out / "inference.jsonl"),
          "--workers", str(args.workers)],
     ]  # fmt: skip
-    failed, seconds = _run_timed(steps)
+    seconds: dict[str, tuple[float, float]] = {}
+    failed = run_steps("train_hmdb.py", main, steps, seconds)
     if failed:
         return failed
     scores = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
@@ -969,25 +970,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"video-level validation accuracy: {100 * scores['video_top1']:.2f}%"
     )
     return 0
-
-
-def _run_timed(steps: list[list[str]]) -> tuple[int, dict[str, tuple[float, float]]]:
-    """Run the demo's steps in order: the first failing step's exit code (0: all passed) and
-    each finished step's (wall, CPU) seconds by subcommand."""
-    seconds = {}
-    for argv in steps:
-        wall, cpu = time.monotonic(), _cpu_seconds()
-        failed = run_steps("train_hmdb.py", main, [argv])
-        if failed:
-            return failed, seconds
-        seconds[argv[0]] = (time.monotonic() - wall, _cpu_seconds() - cpu)
-    return 0, seconds
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process (all threads) and its finished children (loader
-    workers, ffmpeg)."""
-    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (SELF, CHILDREN)))
 
 
 COMMANDS = command_table(

@@ -124,3 +124,14 @@ def test_set_defaults_reaches_only_the_named_subcommand() -> None:
     set_defaults(commands, {"train": {"lr": 0.5}})
     assert parser.parse_args(["train"]).lr == 0.5
     assert parser.parse_args(["evaluate"]).lr == 0.1
+
+
+def test_a_demo_times_each_finished_step():
+    def main(argv):
+        sum(range(200_000))  # some CPU time
+        return 2 if argv[0] == "train" else 0
+
+    seconds = {}
+    assert run_steps("train_x.py", main, [["synth"], ["prepare"], ["train"]], seconds) == 2
+    assert list(seconds) == ["synth", "prepare"]  # the failed step is not timed
+    assert all(wall >= 0 and cpu >= 0 for wall, cpu in seconds.values())

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import resource
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,13 +176,29 @@ def set_defaults(
         commands.choices[name].set_defaults(**values)
 
 
-def run_steps(script: str, main: Callable[[list[str]], int], steps: Iterable[list[str]]) -> int:
+def run_steps(
+    script: str,
+    main: Callable[[list[str]], int],
+    steps: Iterable[list[str]],
+    seconds: dict[str, tuple[float, float]] | None = None,
+) -> int:
     """Run a demo's ``steps`` through the script's ``main``, each as from the command line (parsed,
-    checked and seeded); the first failing step's exit code stops the run (0: all passed)."""
+    checked and seeded); the first failing step's exit code stops the run (0: all passed).
+    ``seconds``, when given, receives each finished step's (wall, CPU) seconds by subcommand."""
     for argv in steps:
         log.info("demo: %s %s", script, " ".join(argv))
+        wall, cpu = time.monotonic(), cpu_seconds()
         code = main(argv)
         if code != 0:
             log.error("demo: step %r failed with exit code %d", argv[0], code)
             return code
+        if seconds is not None:
+            seconds[argv[0]] = (time.monotonic() - wall, cpu_seconds() - cpu)
     return 0
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) and its finished children (loader
+    workers, ffmpeg)."""
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
