@@ -155,20 +155,21 @@ def fold_stem_convs(model: onnx.ModelProto) -> int:
     """
     graph_inputs = {value.name: value for value in model.graph.input}
     weights = {init.name: init for init in model.graph.initializer}
-    nodes, folded = [], 0
+    nodes, replaced = [], []
     for node in model.graph.node:
         geometry = _stem_geometry(node, graph_inputs, weights)
         if geometry is not None:
+            replaced.append(node.input[1])
             nodes.extend(_fold_stem(model, node, weights[node.input[1]], *geometry))
-            folded += 1
         nodes.append(node)
+    if not replaced:
+        return 0
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     used = {name for node in nodes for name in node.input}
-    unused = [init for init in model.graph.initializer if init.name not in used]
-    for init in unused:  # the unfolded weights
-        model.graph.initializer.remove(init)
-    return folded
+    for name in set(replaced) - used:  # the unfolded weights, once nothing reads them
+        model.graph.initializer.remove(weights[name])
+    return len(replaced)
 
 
 def _attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
@@ -196,6 +197,7 @@ def _stem_geometry(
         or _attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
         or strides[0] != 1
         or strides[1] != strides[2]
+        or strides[1] > min(kernel[1:])  # a space-to-depth wider than the kernel: not a stem
     ):
         return None  # fmt: skip
     pads = list(_attribute(node, "pads", [0] * 6))
@@ -318,9 +320,12 @@ def quantize_int8(
         quantized = Path(work) / "int8.onnx"
         source = onnx.load(str(fp32_path))
         stems = fold_stem_convs(source)
-        onnx.save(source, str(folded))
+        if stems:
+            onnx.save(source, str(folded))
         del source
-        quant_pre_process(str(folded), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(
+            str(folded if stems else fp32_path), str(prepared), skip_symbolic_shape=True
+        )
         with _quiet_quantizer():
             _quantize(prepared, quantized, reader, quant_format, calibration, per_channel)
         proto = onnx.load(str(quantized))

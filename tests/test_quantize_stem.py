@@ -79,6 +79,8 @@ def test_dynamic_time_is_kept(tmp_path) -> None:
         (nn.Conv3d(3, 6, 3, padding=1, groups=3), "grouped"),
         (nn.Conv3d(3, 8, 3, stride=(2, 2, 2), padding=1), "strided in time"),
         (nn.Conv3d(3, 8, 3, dilation=2, padding=2), "dilated"),
+        # a hostile file: the fold would need a (8, 3, 3, 4096, 4096) weight, tens of GB
+        (nn.Conv3d(3, 8, 3, stride=(1, 4096, 4096)), "stride wider than the kernel"),
     ],
 )
 def test_what_is_not_folded(tmp_path, conv: nn.Conv3d, why: str) -> None:
