@@ -29,13 +29,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import interleaved_median
 from network import build_model, get_entry, list_models
+from network.summary import flops_of
 from train.malloc import reuse_large_buffers
 
 GEMM_SIZE = 2048
@@ -94,44 +93,9 @@ def gemm(size: int = GEMM_SIZE) -> tuple[float, Callable[[], object]]:
     return 2 * size**3 / 1e9, lambda: torch.mm(a, b, out=out)
 
 
-class _FlopCount(TorchDispatchMode):
-    """Sums ``torch.utils.flop_counter``'s formulas over the operators that run, without
-    ``FlopCounterMode``'s module tracker (its hooks failed on CTR-GCN's forward pass)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        formula = _formula(func)
-        if formula is None:  # composite operators (linear, matmul in inference mode): their parts
-            with self:
-                out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
-        out = func(*args, **kwargs)
-        if formula is not None:
-            self.flops += formula(*args, **kwargs, out_val=out)
-        return out
-
-
-def _formula(func) -> Callable | None:
-    """The flop formula of ``func``; an in-place operator (``baddbmm_``) counts as its
-    out-of-place form, which the registry lists alone."""
-    packet = func._overloadpacket
-    formula = flop_registry.get(packet)
-    name = packet.__name__
-    if formula is None and name.endswith("_") and hasattr(torch.ops.aten, name[:-1]):
-        formula = flop_registry.get(getattr(torch.ops.aten, name[:-1]))
-    return formula
-
-
 def count_gflop(run: Callable[[], object]) -> float:
     """GFLOP of the matrix products and convolutions that ``run`` executes."""
-    with _FlopCount() as counter:
-        run()
-    return counter.flops / 1e9
+    return flops_of(run) / 1e9
 
 
 def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:

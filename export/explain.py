@@ -196,9 +196,9 @@ def heat_mass_fraction(heat: np.ndarray, mask: np.ndarray) -> float:
 
 
 def graph_blocks(model: nn.Module) -> nn.ModuleList:
-    """The graph blocks of a skeleton network, each (N·M, C, T, V) -> (N·M, C', T', V): ST-GCN's
-    ``st_gcn_networks``, or the list a pyskl-style network names in ``blocks_name``."""
-    blocks = getattr(model, getattr(model, "blocks_name", "st_gcn_networks"), None)
+    """The graph blocks of a skeleton network, each (N·M, C, T, V) -> (N·M, C', T', V): the list
+    the network names in ``blocks_name`` (ST-GCN, ST-GCN++, CTR-GCN)."""
+    blocks = getattr(model, getattr(model, "blocks_name", ""), None)
     if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
         name = getattr(model, "network_name", type(model).__name__)
         raise ValueError(f"{name}: no graph convolution blocks (ST-GCN family) to explain")

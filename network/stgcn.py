@@ -177,6 +177,8 @@ def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor
 class STGCN(Classifier):
     """Spatial-temporal graph convolutional network on (N, C, T, V, M) skeleton sequences."""
 
+    blocks_name = "st_gcn_networks"  # the graph blocks' attribute, as in ST-GCN++ and CTR-GCN
+
     def __init__(
         self,
         *,

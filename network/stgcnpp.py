@@ -87,9 +87,8 @@ class MultiScaleTCN(nn.Module):
             _mstcn_branch(kind, k, d, in_channels, first if i == 0 else mid, stride)
             for i, (kind, k, d) in enumerate(MSTCN_BRANCHES)
         )
-        width = mid * (len(MSTCN_BRANCHES) - 1) + first
-        self.transform = nn.Sequential(
-            nn.BatchNorm2d(width), nn.ReLU(), PointwiseConv(width, out_channels)
+        self.transform = nn.Sequential(  # the branches' widths add up to out_channels
+            nn.BatchNorm2d(out_channels), nn.ReLU(), PointwiseConv(out_channels, out_channels)
         )
         self.bn = nn.BatchNorm2d(out_channels)
         self.drop = nn.Dropout(dropout)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from network.registry import build_model, get_entry, list_models
 
@@ -28,6 +30,7 @@ __all__ = [
     "count_flops",
     "count_macs",
     "example_inputs",
+    "flops_of",
     "main",
     "reference_rows",
     "summarize",
@@ -84,15 +87,53 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int,
     return total, output
 
 
-def count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
-    """FLOPs of one forward pass as ``torch.utils.flop_counter`` counts them (2 per multiply-add
-    of convolutions, matrix products and attention: the transformers' token products included,
-    which ``count_macs`` does not see). Half of it equals torchvision's published GFLOPS."""
-    from torch.utils.flop_counter import FlopCounterMode
+class _FlopCount(TorchDispatchMode):
+    """Sums ``torch.utils.flop_counter``'s formulas over the operators that run, in-place ones
+    included (``FlopCounterMode`` counts CTR-GCN's ``baddbmm_`` as nothing)."""
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(*inputs)
-    return counter.get_total_flops()
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        formula = _formula(func)
+        if formula is None:  # composite operators (linear, matmul in inference mode): their parts
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = func(*args, **kwargs)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def _formula(func) -> Callable | None:
+    """The flop formula of ``func``; an in-place operator (``baddbmm_``) counts as its
+    out-of-place form, which the registry lists alone."""
+    packet = func._overloadpacket
+    formula = flop_registry.get(packet)
+    name = packet.__name__
+    if formula is None and name.endswith("_") and hasattr(torch.ops.aten, name[:-1]):
+        formula = flop_registry.get(getattr(torch.ops.aten, name[:-1]))
+    return formula
+
+
+def flops_of(run: Callable[[], object]) -> int:
+    """FLOPs of the convolutions, matrix products and attention that ``run()`` executes."""
+    with _FlopCount() as counter:
+        run()
+    return counter.flops
+
+
+def count_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    """FLOPs of one forward pass as ``torch.utils.flop_counter``'s formulas count them (2 per
+    multiply-add of convolutions, matrix products and attention: the transformers' token products
+    included, which ``count_macs`` does not see). Half of it equals torchvision's published
+    GFLOPS."""
+    with torch.no_grad():
+        return flops_of(lambda: model(*inputs))
 
 
 @dataclass(frozen=True)
