@@ -261,7 +261,7 @@ def run_ort(args: argparse.Namespace, *, family: str) -> int:
     """Classify every ``--input`` with an ONNX file (ONNX Runtime) or an engine (TensorRT)."""
 
     def run() -> int:
-        if getattr(args, "render", None) and family != "video":
+        if args.render and family != "video":
             raise ValueError("--render draws annotated videos: only for video models")
         classifier = _open_classifier(args)
         _check_family(classifier, family)
@@ -275,12 +275,30 @@ def run_ort(args: argparse.Namespace, *, family: str) -> int:
                     lines.append(line)
         if args.results:
             Path(args.results).write_text("\n".join(lines) + "\n")
-        if getattr(args, "render", None):
-            for path in (p for given in args.input for p in video_paths(Path(given))):
-                render_onnx_video(classifier, path, args)
+        if args.render:
+            _render_all([p for given in args.input for p in video_paths(Path(given))], classifier,
+                        args)  # fmt: skip
         return 0
 
     return _guarded(run)
+
+
+def _render_all(paths: list[Path], classifier: Any, args: argparse.Namespace) -> None:
+    """``render_onnx_video`` for each of ``paths``; an unreadable video is named, skipped and
+    counted, as the classification lines do, instead of ending the run."""
+    from data.video.dataset import VideoReadError
+    from data.video.ffmpeg_io import VideoDecodeError
+    from data.video.framestore import FrameStoreError
+
+    failed = 0
+    for path in paths:
+        try:
+            render_onnx_video(classifier, path, args)
+        except (ValueError, VideoReadError, FrameStoreError, VideoDecodeError) as error:
+            failed += 1
+            logger.warning("not rendered: %s", error)
+    if failed:
+        logger.warning("%d of %d videos not rendered", failed, len(paths))
 
 
 def render_onnx_video(classifier: Any, path: Path, args: argparse.Namespace) -> None:

@@ -208,6 +208,21 @@ def test_onnx_infer_render_matches_inference_render(video_run, tmp_path):
     assert np.array_equal(*timelines)
 
 
+def test_onnx_infer_render_skips_an_unreadable_video(video_run, tmp_path, caplog):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    good = folder / "good.mp4"
+    good.write_bytes((video_run["videos"] / "move_left" / "move_left_000.mp4").read_bytes())
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\xff" * 64)
+    onnx = tmp_path / "m.onnx"
+    assert train_hmdb.main(["export", "--checkpoint", str(video_run["checkpoint"]), "--onnx",
+                            str(onnx)]) == 0  # fmt: skip
+    argv = ["onnx-infer", "--onnx", str(onnx), "--input", str(folder), "--render"]
+    assert train_hmdb.main([*argv, str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", "good_timeline.png"]
+    assert "1 of 2 videos not rendered" in caplog.text
+
+
 def test_output_names_are_printable_and_stay_inside_the_folder(tmp_path):
     from export.annotate import render_video
     from export.explain import Explanation, write_explanation
