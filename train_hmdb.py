@@ -42,7 +42,14 @@ from data.video import prepare
 from data.video import synthetic as synth_video
 from data.video.dataset import VideoClipDataset
 from data.video.ffmpeg_io import VIDEO_SUFFIXES
-from data.video.splits import SplitResult, VideoRecord, find_videos, load_split, write_split_lists
+from data.video.splits import (
+    SplitResult,
+    VideoRecord,
+    find_videos,
+    load_split,
+    video_name,
+    write_split_lists,
+)
 from data.video.stores import is_complete_video, open_store
 from data.video.transforms import CROP_TYPES, ClipEvalPreset, ClipThreeCropPreset, ClipTrainPreset
 from data.video.videofile import is_video_file
@@ -834,9 +841,9 @@ def _render_videos(model: Any, videos: Sequence[Path], args: argparse.Namespace)
         dataset = make_dataset([record], window_args, subset="val", input_dims=dims)
         scores = predict(model, annotate.WindowItems(dataset), window_args)
         probs = np.stack([scores[k] for k in range(count)])
-        name = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
         mp4, png = annotate.render_video(
-            store, _window_indices(num_frames, count, args), probs, model.class_names, out, name,
+            store, _window_indices(num_frames, count, args), probs, model.class_names, out,
+            video_name(path),
             max_side=args.render_max_side,
         )  # fmt: skip
         log.info("rendered %s (%d windows) and %s", mp4, count, png)
@@ -866,8 +873,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         model.float(), inputs, args.target, class_names=names, layer=args.layer
     )
     fps = _clip_fps(path, _interval(args, "val"))
-    name = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
-    mp4, png = explain.write_explanation(args.out, name, shown, result, names, fps=fps)
+    mp4, png = explain.write_explanation(args.out, video_name(path), shown, result, names, fps=fps)
     label = names[result.target] if result.target < len(names) else result.target
     print(f"{path} : Grad-CAM for {label} (p={result.probs[result.target]:.3f}) -> {mp4}, {png}")
     return 0

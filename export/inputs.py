@@ -295,9 +295,8 @@ def render_windows(path: Path, pre: dict[str, Any], stride: int | None = None) -
     """The windows of ``train_hmdb.py inference --render`` for an exported model: conv clips
     whose starts are about ``stride`` frames apart (default: half a window), preprocessed as at
     evaluation (``preprocess`` entry ``pre`` of the ONNX metadata)."""
-    from data.video.ffmpeg_io import VIDEO_SUFFIXES
     from data.video.samplers import sample_indices
-    from data.video.splits import VideoRecord
+    from data.video.splits import video_name
     from data.video.stores import is_complete_video, open_store
     from data.video.videofile import is_video_file
     from export.annotate import window_count
@@ -319,10 +318,8 @@ def render_windows(path: Path, pre: dict[str, Any], stride: int | None = None) -
                        num_segments=count, segment=k)
         for k in range(count)
     ]  # fmt: skip
-    record = VideoRecord(path=path, label=-1, name=path.name)
-    dataset = video_dataset([record], pre, mode="conv", num_segments=count)
-    name = path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
-    return RenderWindows(name, store, windows, dataset)
+    dataset = _store_dataset(path, pre, VideoOptions(mode="conv", num_segments=count))
+    return RenderWindows(video_name(path), store, windows, dataset)
 
 
 def video_paths(path: Path) -> list[Path]:
